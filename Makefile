@@ -1,0 +1,50 @@
+# MBATS — the two commands a new user needs: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+CACHE := .cache
+UV := $(CACHE)/bootstrap/bin/uv
+VENV := $(CACHE)/venv
+LOCK := requirements/lock.txt
+STAMP := $(VENV)/.lock-$(shell (cat $(LOCK) pyproject.toml 2>/dev/null) | sha256sum | cut -c1-16)
+export UV_CACHE_DIR ?= $(HOME)/.cache/uv
+
+.PHONY: help venv lock demo test test-fast bench clean db-stop lint
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(CACHE)/bootstrap
+	$(CACHE)/bootstrap/bin/pip install -q uv==0.13.9
+
+# The venv is rebuilt only when the lock file or pyproject.toml changes.
+$(STAMP): $(UV)
+	rm -rf $(VENV)
+	$(UV) venv -q -p $(PYTHON) $(VENV)
+	$(UV) pip sync -q -p $(VENV) $(LOCK)
+	$(UV) pip install -q -p $(VENV) --no-deps -e .
+	touch $@
+
+venv: $(STAMP) ## create the project venv from the lock file
+
+lock: $(UV) ## re-resolve requirements/lock.txt from pyproject.toml
+	$(UV) pip compile -q --python-version 3.11 --extra test pyproject.toml -o $(LOCK)
+
+demo: venv ## run the main job on embedded defaults (no configuration needed)
+	$(VENV)/bin/mbats demo
+
+test: venv ## install what the tests need and run them all
+	$(VENV)/bin/python -m pytest tests -v --durations=15
+
+test-fast: venv ## the tests that need no extra servers
+	$(VENV)/bin/python -m pytest tests -m "not slow"
+
+bench: venv ## run the benchmarks (numbers, not assertions)
+	$(VENV)/bin/python -m bench
+
+db-stop: venv ## stop the embedded PostgreSQL
+	$(VENV)/bin/mbats db stop
+
+clean: ## remove local state (embedded database, reports) and caches
+	-$(VENV)/bin/mbats db stop
+	rm -rf .mbats $(CACHE)

@@ -1,0 +1,3 @@
+"""MBATS: a self-hosted platform for systematic FX strategies."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,78 @@
+"""One settings object for the whole platform, read from the environment and `.env`.
+
+Every variable is prefixed with ``MBATS_`` (see `.env.example`). With nothing set, MBATS runs on
+embedded defaults: a PostgreSQL started from a pip wheel under ``MBATS_HOME`` and MLflow
+artifacts on local disk.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MBATS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    home: Path = Field(PROJECT_ROOT / ".mbats", description="Local state: embedded Postgres, artifacts, reports")
+
+    # --- Postgres -------------------------------------------------------------------------
+    database_url: str | None = Field(
+        None,
+        description="Server URL without a database name, e.g. postgresql://user:pw@host:5432. "
+        "Unset: start the embedded PostgreSQL.",
+    )
+    embedded_pg_port: int = Field(54329, description="TCP port of the embedded PostgreSQL (127.0.0.1 only)")
+    secmaster_db: str = "secmaster"
+    risk_db: str = "risk"
+    mlflow_db: str = "mlflow"
+
+    # --- MLflow / artifacts ----------------------------------------------------------------
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow server URL. Unset: track straight into the `mlflow` database."
+    )
+    mlflow_experiment: str = "mbats-backtests"
+    s3_endpoint: str | None = Field(None, description="S3/MinIO endpoint, e.g. http://127.0.0.1:9000")
+    s3_access_key: str | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_region: str = "us-east-1"
+
+    # --- strategies ------------------------------------------------------------------------
+    strategies_dir: Path = Field(PROJECT_ROOT / "strategies", description="Folder of strategy modules")
+
+    # --- OANDA -----------------------------------------------------------------------------
+    oanda_environment: Literal["practice", "live", "sim"] = "practice"
+    oanda_token: SecretStr | None = None
+    oanda_account_id: str | None = None
+    oanda_sim_url: str = Field("http://127.0.0.1:18080", description="Base URL of the OANDA v20 simulator")
+
+    @field_validator("database_url")
+    @classmethod
+    def _strip_db(cls, v: str | None) -> str | None:
+        return v.rstrip("/") if v else v
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "mlartifacts"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings_cache() -> None:
+    """Forget cached settings (tests and the CLI change the environment)."""
+    get_settings.cache_clear()
