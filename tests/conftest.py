@@ -1,0 +1,77 @@
+"""Shared fixtures: one real embedded PostgreSQL per test session, on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mbats_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("mbats-home")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pg_server(mbats_home: Path):
+    """Start an embedded PostgreSQL for the whole session and migrate both databases."""
+    from mbats import db
+    from mbats.config import reset_settings_cache
+    from mbats.db import embedded
+    from mbats.db.migrate import upgrade_all
+
+    saved = {k: os.environ.get(k) for k in ("MBATS_HOME", "MBATS_EMBEDDED_PG_PORT", "MBATS_DATABASE_URL")}
+    os.environ["MBATS_HOME"] = str(mbats_home)
+    os.environ["MBATS_EMBEDDED_PG_PORT"] = str(free_port())
+    os.environ.pop("MBATS_DATABASE_URL", None)
+    os.environ.setdefault("MBATS_STRATEGIES_DIR", str(Path(__file__).resolve().parent.parent / "strategies"))
+    reset_settings_cache()
+    db.dispose_engines()
+    upgrade_all()
+    url = db.server_url()
+    yield url
+    db.dispose_engines()
+    embedded.stop(mbats_home / "pgdata")
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    reset_settings_cache()
+
+
+@pytest.fixture
+def secmaster_conn():
+    from mbats.db import connect
+
+    conn = connect("secmaster")
+    yield conn
+    conn.rollback()
+    conn.close()
+
+
+@pytest.fixture
+def risk_conn():
+    from mbats.db import connect
+
+    conn = connect("risk")
+    yield conn
+    conn.rollback()
+    conn.close()
+
+
+@pytest.fixture
+def artifacts_dir() -> Path:
+    """Where tests keep screenshots and reports for a human to look at (git-ignored)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
