@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     oanda_token: SecretStr | None = None
     oanda_account_id: str | None = None
     oanda_sim_url: str = Field("http://127.0.0.1:18080", description="Base URL of the OANDA v20 simulator")
+    oanda_requests_per_second: float = Field(
+        100.0, description="Client-side cap on OANDA REST requests (OANDA allows 120/s per IP)"
+    )
+    oanda_timeout_seconds: float = Field(30.0, description="Timeout of one OANDA REST request")
+    oanda_retry_attempts: int = Field(6, description="Tries per request on 429, 5xx and timeouts")
+    oanda_retry_max_wait: float = Field(20.0, description="Longest backoff between retries, seconds")
 
     @field_validator("database_url")
     @classmethod
