@@ -1,0 +1,171 @@
+"""The OANDA v20 REST client: oandapyV20 plus a rate cap, retries and errors a user can act on.
+
+oandapyV20 picks its hosts from the module-level ``TRADING_ENVIRONMENTS`` table; the simulator is
+added there as environment ``sim`` (URL from ``MBATS_OANDA_SIM_URL``), so the same client code
+talks to OANDA practice, live or the local simulator.
+
+The token only ever lives in the requests session's Authorization header: it is never logged,
+printed or put in an error message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import requests
+from oandapyV20 import API
+from oandapyV20 import oandapyV20 as oanda_module
+from oandapyV20.endpoints.apirequest import APIRequest
+from oandapyV20.exceptions import V20Error
+from tenacity import Retrying, before_sleep_log, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from mbats.config import Settings, get_settings
+from mbats.errors import ConfigError, MbatsError, NotFoundError, ServiceUnavailableError
+
+log = logging.getLogger(__name__)
+# oandapyV20 logs every failed request at ERROR; keep it off stderr unless the app configures logging
+logging.getLogger("oandapyV20").addHandler(logging.NullHandler())
+SIM_ENVIRONMENT = "sim"
+
+
+def register_environment(name: str, url: str, stream_url: str | None = None) -> None:
+    """Point oandapyV20 environment ``name`` at ``url`` (plain HTTP on loopback is fine)."""
+    url = url.rstrip("/")
+    oanda_module.TRADING_ENVIRONMENTS[name] = {"api": url, "stream": (stream_url or url).rstrip("/")}
+
+
+class RateLimiter:
+    """Spaces calls at least 1/rate seconds apart across threads (OANDA allows 120 req/s)."""
+
+    def __init__(self, per_second: float) -> None:
+        self.interval = 1.0 / per_second if per_second > 0 else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+        if slot > now:
+            time.sleep(slot - now)
+
+
+def _error_message(exc: V20Error) -> str:
+    """OANDA's ``errorMessage`` from the body, or the body itself, trimmed to one line."""
+    try:
+        body = json.loads(exc.msg)
+        text = body.get("errorMessage") or exc.msg
+    except (ValueError, TypeError, AttributeError):
+        text = str(exc.msg)
+    return " ".join(str(text).split())[:300]
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, V20Error):
+        return exc.code == 429 or exc.code >= 500
+    return isinstance(exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError))
+
+
+@dataclass
+class OandaClient:
+    """oandapyV20 ``API`` with a rate cap, tenacity retries and MBATS errors; counts requests."""
+
+    api: API
+    environment: str
+    account_id: str | None
+    limiter: RateLimiter
+    attempts: int = 6
+    max_wait: float = 20.0
+    requests_made: int = 0
+    retries: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def base_url(self) -> str:
+        return oanda_module.TRADING_ENVIRONMENTS[self.environment]["api"]
+
+    def require_account(self) -> str:
+        if not self.account_id:
+            raise ConfigError("no OANDA account id: set MBATS_OANDA_ACCOUNT_ID")
+        return self.account_id
+
+    def _send(self, endpoint: APIRequest) -> dict:
+        self.limiter.wait()
+        with self._lock:
+            self.requests_made += 1
+        return self.api.request(endpoint)
+
+    def _count_retry(self, state) -> None:
+        with self._lock:
+            self.retries += 1
+        log.warning("OANDA request %s failed (%s); retry %d", state.args[0] if state.args else "",
+                    _describe(state.outcome.exception()), state.attempt_number)
+
+    def request(self, endpoint: APIRequest) -> dict:
+        """Send one request; retry 429/5xx/timeouts with jittered exponential backoff."""
+        retrying = Retrying(
+            retry=retry_if_exception(_is_transient),
+            wait=wait_exponential_jitter(initial=0.2, max=self.max_wait),
+            stop=stop_after_attempt(self.attempts),
+            before_sleep=self._count_retry,
+            reraise=True,
+        )
+        try:
+            return retrying(self._send, endpoint)
+        except V20Error as exc:
+            raise self._translate(exc, endpoint) from None
+        except requests.RequestException as exc:
+            raise ServiceUnavailableError(
+                f"OANDA ({self.environment}, {self.base_url}) did not answer after {self.attempts} tries: "
+                f"{_describe(exc)}; check the network or MBATS_OANDA_ENVIRONMENT / MBATS_OANDA_SIM_URL"
+            ) from None
+
+    def _translate(self, exc: V20Error, endpoint: APIRequest) -> MbatsError:
+        message = _error_message(exc)
+        where = f"OANDA {self.environment} ({endpoint})"
+        if exc.code in (401, 403):
+            return ConfigError(
+                f"{where} refused the credentials (HTTP {exc.code}: {message}); "
+                "check MBATS_OANDA_TOKEN and MBATS_OANDA_ACCOUNT_ID (and MBATS_OANDA_ENVIRONMENT)"
+            )
+        if exc.code == 404:
+            return NotFoundError(f"{where}: not found (HTTP 404: {message})")
+        if exc.code == 429 or exc.code >= 500:
+            return ServiceUnavailableError(
+                f"{where} still failing after {self.attempts} tries (HTTP {exc.code}: {message})"
+            )
+        return MbatsError(f"{where} rejected the request (HTTP {exc.code}: {message})")
+
+
+def _describe(exc: BaseException | None) -> str:
+    if isinstance(exc, V20Error):
+        return f"HTTP {exc.code}: {_error_message(exc)}"
+    return type(exc).__name__ if exc is not None else "unknown error"
+
+
+def make_client(settings: Settings | None = None) -> OandaClient:
+    """A client for the configured environment (practice, live or the local simulator)."""
+    settings = settings or get_settings()
+    if settings.oanda_token is None or not settings.oanda_token.get_secret_value():
+        raise ConfigError("no OANDA token: set MBATS_OANDA_TOKEN (and MBATS_OANDA_ACCOUNT_ID)")
+    environment = settings.oanda_environment
+    if environment == SIM_ENVIRONMENT:
+        register_environment(SIM_ENVIRONMENT, settings.oanda_sim_url)
+    api = API(
+        access_token=settings.oanda_token.get_secret_value(),
+        environment=environment,
+        request_params={"timeout": settings.oanda_timeout_seconds},
+    )
+    return OandaClient(
+        api=api,
+        environment=environment,
+        account_id=settings.oanda_account_id,
+        limiter=RateLimiter(settings.oanda_requests_per_second),
+        attempts=max(1, settings.oanda_retry_attempts),
+        max_wait=settings.oanda_retry_max_wait,
+    )

@@ -1,0 +1,188 @@
+"""Download instruments and candles from OANDA v20 into the security master.
+
+Candles are fetched forward from the last stored bar in pages of OANDA's 5,000-candle maximum
+(``from`` + ``count``, ``includeFirst=false`` when resuming), and each page is validated, written
+and committed on its own: a run killed half-way loses at most the page in flight, and the next
+run starts right after the last committed bar, so there is neither a gap nor a duplicate.
+Only complete candles are stored; the candle still forming is fetched again next time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+
+import pandas as pd
+from oandapyV20.endpoints.accounts import AccountInstruments
+from oandapyV20.endpoints.instruments import InstrumentsCandles
+from tqdm import tqdm
+
+from mbats.errors import DataValidationError, NotFoundError
+from mbats.marketdata.calendar import trading_bar_times
+from mbats.marketdata.candles import check_price, parse_candles
+from mbats.marketdata.client import OandaClient
+from mbats.marketdata.store import write_sides
+from mbats.secmaster import Instrument, get_instrument_id, upsert_instruments, write_bars
+from mbats.secmaster.bars import last_bar_time
+from mbats.secmaster.granularity import check_granularity
+
+MAX_COUNT = 5000  # OANDA's maximum candles per request
+DEFAULT_HISTORY = pd.Timedelta(days=365)
+VENDOR = "oanda"
+
+
+@dataclass
+class DownloadResult:
+    symbol: str
+    granularity: str
+    bars_added: int
+    bars_updated: int
+    first: pd.Timestamp | None  # first bar written by this run
+    last: pd.Timestamp | None  # last bar written by this run
+    pages: int
+    requests: int
+    seconds: float
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out["first"] = self.first.isoformat() if self.first is not None else None
+        out["last"] = self.last.isoformat() if self.last is not None else None
+        out["seconds"] = round(self.seconds, 3)
+        return out
+
+
+def _oanda_time(ts: pd.Timestamp) -> str:
+    return ts.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _utc(t: datetime | str | pd.Timestamp) -> pd.Timestamp:
+    ts = pd.Timestamp(t)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _instrument_from_oanda(item: dict, source: str) -> Instrument:
+    name = item["name"]
+    base, _, quote = name.partition("_")
+    pip = 10.0 ** int(item.get("pipLocation", -4))
+    return Instrument(
+        symbol=name,
+        base_currency=base[:3].upper(),
+        quote_currency=quote[:3].upper(),
+        pip_size=pip,
+        vendor=VENDOR,
+        source=source,
+        display_name=item.get("displayName"),
+        instrument_type=item.get("type", "CURRENCY"),
+        display_precision=item.get("displayPrecision"),
+    )
+
+
+def download_instruments(client: OandaClient, conn, currency_only: bool = True) -> dict[str, int]:
+    """The account's tradeable instruments into ``instruments`` (idempotent); {symbol: id}."""
+    account = client.require_account()
+    payload = client.request(AccountInstruments(account))
+    items = payload.get("instruments") if isinstance(payload, dict) else None
+    if not isinstance(items, list):
+        raise DataValidationError(f"OANDA {client.environment}: account instruments response has no 'instruments' list")
+    source = f"oanda:{client.environment}"
+    try:
+        instruments = [
+            _instrument_from_oanda(item, source)
+            for item in items
+            if not currency_only or item.get("type", "CURRENCY") == "CURRENCY"
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataValidationError(f"OANDA {client.environment}: malformed instrument entry ({exc})") from None
+    ids = upsert_instruments(conn, instruments)
+    conn.commit()
+    return ids
+
+
+def _instrument_id(conn, symbol: str, client: OandaClient) -> int:
+    try:
+        return get_instrument_id(conn, symbol)
+    except NotFoundError:
+        # an FX pair nobody listed yet: register it rather than make the user run two commands
+        ids = upsert_instruments(conn, [Instrument.fx(symbol, VENDOR, source=f"oanda:{client.environment}")])
+        conn.commit()
+        return ids[symbol.upper()]
+
+
+def download_candles(
+    client: OandaClient,
+    conn,
+    symbol: str,
+    granularity: str = "M1",
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+    price: str = "M",
+    progress: bool = True,
+    page_size: int = MAX_COUNT,
+) -> DownloadResult:
+    """Fetch complete candles after the last stored bar (or from ``start``) up to ``end`` / now."""
+    check_granularity(granularity)
+    price = check_price(price)
+    page_size = max(1, min(page_size, MAX_COUNT))
+    started = time.monotonic()
+    requests_before = client.requests_made
+    instrument_id = _instrument_id(conn, symbol, client)
+    last_stored = last_bar_time(conn, instrument_id, granularity)
+    conn.commit()  # do not hold a transaction open while waiting on the network
+
+    end_ts = _utc(end) if end is not None else None
+    start_ts = _utc(start) if start is not None else None
+    if last_stored is not None and (start_ts is None or start_ts <= _utc(last_stored)):
+        cursor, include_first = _utc(last_stored), False  # resume right after the last stored bar
+    else:
+        cursor = start_ts if start_ts is not None else pd.Timestamp.now(tz="UTC") - DEFAULT_HISTORY
+        include_first = True
+
+    estimate = _estimate(cursor, end_ts, granularity)
+    bar = tqdm(total=estimate, unit="bar", desc=f"{symbol} {granularity}", disable=not progress, leave=True,
+               dynamic_ncols=True)
+    added = updated = pages = 0
+    first = last = None
+    try:
+        while end_ts is None or cursor < end_ts:
+            params = {"granularity": granularity, "price": price, "count": page_size,
+                      "from": _oanda_time(cursor), "includeFirst": "true" if include_first else "false"}
+            payload = client.request(InstrumentsCandles(symbol, params=params))
+            page = parse_candles(payload, f"OANDA {symbol} {granularity} candles from {params['from']}", price)
+            mid = page.mid
+            if end_ts is not None and not mid.empty:
+                keep = (mid["ts"] < end_ts).to_numpy()
+                mid = mid[keep]
+                page.sides = {k: v[keep] for k, v in page.sides.items()}
+            if not mid.empty:
+                try:
+                    result = write_bars(conn, instrument_id, granularity, mid)
+                    if page.sides:
+                        write_sides(conn, instrument_id, granularity, page.sides)
+                    conn.commit()  # one page, one transaction: a kill loses at most this page
+                except BaseException:
+                    conn.rollback()
+                    raise
+                pages += 1
+                added += result.inserted
+                updated += result.updated
+                first = mid["ts"].iloc[0] if first is None else first
+                last = mid["ts"].iloc[-1]
+                cursor, include_first = last, False
+                bar.update(len(mid))
+            if page.returned < page_size or page.had_incomplete or mid.empty:
+                break  # reached the present (or the candle still forming) or `end`
+    finally:
+        bar.close()
+    return DownloadResult(symbol, granularity, added, updated, first, last, pages,
+                          client.requests_made - requests_before, time.monotonic() - started)
+
+
+def _estimate(start: pd.Timestamp, end: pd.Timestamp | None, granularity: str) -> int | None:
+    """Bars the trading calendar expects, for the progress bar (None for W / M)."""
+    if granularity in ("W", "M"):
+        return None
+    try:
+        return len(trading_bar_times(start, end or pd.Timestamp.now(tz=timezone.utc), granularity, holidays=False))
+    except Exception:  # an estimate only; never let it break a download
+        return None
