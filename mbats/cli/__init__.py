@@ -1,0 +1,1 @@
+"""The `mbats` command line (typer)."""

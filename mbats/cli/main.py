@@ -1,0 +1,67 @@
+"""Entry point: `mbats --help`. Expected failures print one line and exit non-zero, no traceback."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from mbats.cli import backtest, data, db, runs
+from mbats.errors import MbatsError
+
+app = typer.Typer(
+    name="mbats",
+    help="MBATS — systematic FX from data to live trading: security master, backtests, risk DB, MLflow.\n\n"
+    "Settings come from MBATS_* environment variables or .env (see .env.example). With none set, "
+    "an embedded PostgreSQL is started under .mbats/.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(data.app, name="data")
+app.command("backtest")(backtest.backtest)
+app.command("runs")(runs.runs)
+app.command("report")(runs.report)
+app.command("demo")(runs.demo)
+
+try:  # the market-data and simulator commands (issue 3) plug in when present
+    from mbats.marketdata.cli import download_command, gaps_command, sim_app
+
+    data.app.command("download")(download_command)
+    data.app.command("gaps")(gaps_command)
+    app.add_typer(sim_app, name="sim")
+except ImportError:
+    pass
+
+
+def _fail(message: str, code: int = 1) -> None:
+    from mbats.cli.output import err_console
+
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def run() -> None:
+    import psycopg2
+
+    try:
+        app(standalone_mode=False)
+    except MbatsError as exc:
+        _fail(str(exc))
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        _fail("aborted", 130)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except psycopg2.Error as exc:
+        _fail(f"database error: {str(exc).strip().splitlines()[0]}")
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,38 @@
+"""Printing helpers shared by the CLI commands: rich tables for people, JSON for scripts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from mbats.risk.store import dumps
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def print_json(value) -> None:
+    print(dumps(value))
+
+
+def fmt(value, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if hasattr(value, "strftime"):
+        return value.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence], right: Sequence[str] = ()) -> None:
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for col in columns:
+        t.add_column(col, justify="right" if col in right else "left")
+    for row in rows:
+        t.add_row(*(fmt(v) for v in row))
+    console.print(t)

@@ -1,0 +1,67 @@
+"""`mbats runs`, `mbats report`, `mbats demo`."""
+
+from __future__ import annotations
+
+import typer
+
+from mbats.cli.output import console, print_json, table
+
+
+def runs(
+    strategy: str = typer.Option(None, help="only runs of this strategy"),
+    sweep: str = typer.Option(None, help="only runs of this sweep id"),
+    limit: int = typer.Option(20, help="how many (newest first)"),
+    as_json: bool = typer.Option(False, "--json", help="print machine-readable results"),
+) -> None:
+    """List runs in the risk database with their key metrics."""
+    from mbats.db import connect
+    from mbats.risk.store import list_runs
+
+    conn = connect("risk")
+    try:
+        rows = list_runs(conn, limit=limit, strategy=strategy, sweep_id=sweep)
+    finally:
+        conn.close()
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        console.print("no runs yet: try `mbats demo` or `mbats backtest --help`")
+        return
+    table("runs", ["id", "type", "strategy", "instruments", "gran", "status", "started", "trades", "return %",
+                   "sharpe", "max DD %"],
+          [(r["id"], r["run_type"], r["strategy"], r["instruments"], r["granularity"], r["status"], r["started_at"],
+            r["metrics"].get("trades"), r["metrics"].get("total_return_pct"), r["metrics"].get("sharpe"),
+            r["metrics"].get("max_drawdown_pct")) for r in rows],
+          right=["id", "trades", "return %", "sharpe", "max DD %"])
+
+
+def report(
+    run_id: int = typer.Argument(..., help="run id from `mbats runs`"),
+    as_json: bool = typer.Option(False, "--json", help="print machine-readable results"),
+) -> None:
+    """Show one run: its settings, metrics and where its HTML report is."""
+    from mbats.db import connect
+    from mbats.risk.store import get_run
+
+    conn = connect("risk")
+    try:
+        run = get_run(conn, run_id)
+    finally:
+        conn.close()
+    if as_json:
+        print_json(run)
+        return
+    fields = ["strategy", "status", "params", "instruments", "granularity", "data_from", "data_to", "bars", "cash",
+              "broker", "code_version", "duration_s", "mlflow_run_id", "error"]
+    table(f"run {run_id}", ["field", "value"], [(f, run.get(f)) for f in fields])
+    table("metrics", ["metric", "value"], sorted(run["metrics"].items()), right=["value"])
+    if run.get("report_path"):
+        console.print(f"report: {run['report_path']}")
+
+
+def demo(no_mlflow: bool = typer.Option(False, "--no-mlflow", help="skip MLflow logging")) -> None:
+    """The main job: start PostgreSQL, migrate, load sample data, run the bundled strategies, report."""
+    from mbats.demo import run_demo
+
+    run_demo(track=not no_mlflow)

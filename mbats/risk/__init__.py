@@ -1,0 +1,1 @@
+"""The risk database: runs, orders, fills, trades, positions, equity curves and metrics."""

@@ -1,0 +1,103 @@
+"""Performance metrics of a run, from its equity curve and round-trip trades.
+
+Return-based ratios come from empyrical (daily returns, 252 periods a year); drawdowns are
+measured on the full-resolution equity curve; trade statistics follow their usual definitions
+(SQN after Van Tharp: sqrt(N) * mean / stdev of trade P&L).
+"""
+
+from __future__ import annotations
+
+import math
+
+import empyrical as ep
+import numpy as np
+import pandas as pd
+
+METRIC_DESCRIPTIONS: dict[str, str] = {
+    "total_return_pct": "total return over the run, %",
+    "annual_return_pct": "compound annual growth rate, %",
+    "annual_volatility_pct": "annualised volatility of daily returns, %",
+    "sharpe": "annualised Sharpe ratio (risk-free 0)",
+    "sortino": "annualised Sortino ratio",
+    "calmar": "annual return / max drawdown",
+    "max_drawdown_pct": "deepest peak-to-trough fall of equity, %",
+    "max_drawdown_days": "longest time under a previous peak, days",
+    "trades": "closed round-trip trades",
+    "win_rate_pct": "winning trades / closed trades, %",
+    "profit_factor": "gross profit / gross loss",
+    "expectancy": "mean net P&L per trade",
+    "sqn": "system quality number",
+    "exposure_pct": "bars with an open position, %",
+    "var_95_1d_pct": "1-day 95% value at risk (loss as a positive %)",
+    "cvar_95_1d_pct": "1-day 95% conditional VaR / expected shortfall, %",
+    "final_value": "account value at the end",
+}
+
+
+def drawdown(values: pd.Series) -> pd.Series:
+    """Drawdown in % below the running peak (0 at a new high, negative below)."""
+    peak = values.cummax()
+    return 100.0 * (values / peak - 1.0)
+
+
+def _drawdown_duration_days(values: pd.Series) -> float:
+    """Longest stretch spent below a previous peak, in calendar days (open stretches count)."""
+    if values.empty:
+        return 0.0
+    at_peak = (values >= values.cummax()).to_numpy()
+    times = values.index
+    longest = pd.Timedelta(0)
+    start = None
+    for i, peak in enumerate(at_peak):
+        if peak:
+            if start is not None:
+                longest = max(longest, times[i] - times[start])
+                start = None
+        elif start is None:
+            start = i - 1 if i > 0 else i
+    if start is not None:
+        longest = max(longest, times[-1] - times[start])
+    return longest.total_seconds() / 86400.0
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if x is not None and np.isfinite(x) else None
+
+
+def compute_metrics(equity: pd.Series, trades: pd.DataFrame, bars: int, bars_in_market: int) -> dict[str, float | None]:
+    """Metrics for one run; ``equity`` is account value indexed by UTC time."""
+    metrics: dict[str, float | None] = {}
+    start_value, end_value = float(equity.iloc[0]), float(equity.iloc[-1])
+    daily = equity.resample("1D").last().dropna()
+    daily_returns = daily.pct_change().dropna()
+    metrics["total_return_pct"] = 100.0 * (end_value / start_value - 1.0)
+    metrics["final_value"] = end_value
+    if len(daily_returns) >= 2:
+        metrics["annual_return_pct"] = _finite(100.0 * ep.annual_return(daily_returns))
+        metrics["annual_volatility_pct"] = _finite(100.0 * ep.annual_volatility(daily_returns))
+        metrics["sharpe"] = _finite(ep.sharpe_ratio(daily_returns))
+        metrics["sortino"] = _finite(ep.sortino_ratio(daily_returns))
+        metrics["calmar"] = _finite(ep.calmar_ratio(daily_returns))
+        metrics["var_95_1d_pct"] = _finite(-100.0 * ep.value_at_risk(daily_returns, cutoff=0.05))
+        metrics["cvar_95_1d_pct"] = _finite(-100.0 * ep.conditional_value_at_risk(daily_returns, cutoff=0.05))
+    else:
+        for key in ("annual_return_pct", "annual_volatility_pct", "sharpe", "sortino", "calmar",
+                    "var_95_1d_pct", "cvar_95_1d_pct"):
+            metrics[key] = None
+    metrics["max_drawdown_pct"] = float(-drawdown(equity).min())
+    metrics["max_drawdown_days"] = _drawdown_duration_days(equity)
+
+    closed = trades[~trades["is_open"]] if len(trades) else trades
+    pnl = closed["pnl_net"].to_numpy(dtype="float64") if len(closed) else np.array([])
+    metrics["trades"] = float(len(pnl))
+    if len(pnl):
+        wins, losses = pnl[pnl > 0], pnl[pnl < 0]
+        metrics["win_rate_pct"] = 100.0 * len(wins) / len(pnl)
+        metrics["profit_factor"] = _finite(wins.sum() / -losses.sum()) if len(losses) else None
+        metrics["expectancy"] = float(pnl.mean())
+        std = pnl.std(ddof=1) if len(pnl) > 1 else 0.0
+        metrics["sqn"] = float(math.sqrt(len(pnl)) * pnl.mean() / std) if std > 0 else None
+    else:
+        metrics.update(win_rate_pct=None, profit_factor=None, expectancy=None, sqn=None)
+    metrics["exposure_pct"] = 100.0 * bars_in_market / bars if bars else 0.0
+    return metrics

@@ -1,0 +1,73 @@
+"""Per-run artifacts people would rather look at than read: an equity/drawdown plot and an HTML report."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from mbats.config import get_settings
+from mbats.risk.metrics import METRIC_DESCRIPTIONS
+
+MAX_TRADES_IN_REPORT = 500
+
+
+def plot_equity(equity: pd.DataFrame, title: str, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: never try to open a window
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 6), sharex=True, height_ratios=[3, 1])
+    top.plot(equity.index, equity["value"], color="#1f5fbf", linewidth=1)
+    top.set_ylabel("account value")
+    top.set_title(title)
+    top.grid(alpha=0.3)
+    bottom.fill_between(equity.index, equity["drawdown_pct"], 0, color="#c0392b", alpha=0.5, linewidth=0)
+    bottom.set_ylabel("drawdown %")
+    bottom.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.2f}" if abs(value) >= 100 else f"{value:.3f}"
+
+
+def write_run_report(run_id: int, strategy: str, params: dict, spec, metrics: dict, trades: pd.DataFrame,
+                     equity: pd.DataFrame) -> Path:
+    """Write ``reports/run-<id>/report.html`` and ``equity.png``; return the HTML path."""
+    out = get_settings().reports_dir / f"run-{run_id}"
+    out.mkdir(parents=True, exist_ok=True)
+    png = plot_equity(equity, f"run {run_id} · {strategy} · {', '.join(spec.instruments)} {spec.granularity}",
+                      out / "equity.png")
+    closed = trades[~trades["is_open"].astype(bool)] if len(trades) else trades
+    by_instrument = []
+    for instrument, group in (closed.groupby("instrument") if len(closed) else []):
+        by_instrument.append({"instrument": instrument, "trades": len(group), "pnl_net": group["pnl_net"].sum(),
+                              "win_rate": 100.0 * (group["pnl_net"] > 0).mean()})
+    env = Environment(loader=PackageLoader("mbats.risk", "templates"), autoescape=select_autoescape())
+    from mbats.backtest.runner import code_version
+
+    html = env.get_template("run_report.html.j2").render(
+        run_id=run_id, strategy=strategy, params=params, instruments=spec.instruments, granularity=spec.granularity,
+        data_from=equity.index[0] if len(equity) else "", data_to=equity.index[-1] if len(equity) else "",
+        cash=spec.cash,
+        broker=f"commission {spec.commission:g}, spread {spec.spread_pips:g} pips, sizer {spec.sizer}",
+        metrics=[(k, _fmt(metrics.get(k)), METRIC_DESCRIPTIONS.get(k, "")) for k in METRIC_DESCRIPTIONS],
+        plot_png=base64.b64encode(png.read_bytes()).decode(),
+        by_instrument=by_instrument,
+        trades=trades.head(MAX_TRADES_IN_REPORT).to_dict("records"),
+        trades_total=len(trades), trades_truncated=len(trades) > MAX_TRADES_IN_REPORT,
+        code_version=code_version(), generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+    path = out / "report.html"
+    path.write_text(html, encoding="utf-8")
+    return path

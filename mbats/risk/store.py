@@ -1,0 +1,188 @@
+"""Writing runs to, and reading them from, the risk database.
+
+A run row is committed first with status ``running`` (so a crash leaves a visible failed/stuck
+run, never orphan rows); everything a finished run produced is then written in one
+transaction together with the status change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime, timezone
+
+import pandas as pd
+from psycopg2.extras import Json, execute_values
+
+from mbats.db.copy import copy_in
+from mbats.errors import NotFoundError
+
+EQUITY_FIELDS = (("run_id", "int8"), ("ts", "timestamptz"), ("cash", "float8"), ("value", "float8"),
+                 ("drawdown_pct", "float8"))
+_RUN_COLUMNS = ("run_type", "mode", "strategy", "params", "instruments", "granularity", "data_from", "data_to",
+                "cash", "broker", "code_version", "sweep_id", "account", "model_uri", "model_version")
+
+
+def create_run(conn, **meta) -> int:
+    """Insert a run with status 'running' and commit it; return its id."""
+    values = [Json(meta.get(c)) if c in ("params", "broker") else meta.get(c) for c in _RUN_COLUMNS]
+    with conn.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join(['%s'] * len(values))}) RETURNING id",
+            values,
+        )
+        run_id = cur.fetchone()[0]
+    conn.commit()
+    return run_id
+
+
+def mark_failed(conn, run_id: int, error: str) -> None:
+    conn.rollback()
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE runs SET status = 'failed', error = %s, finished_at = now(), "
+            "duration_s = extract(epoch FROM now() - started_at) WHERE id = %s",
+            (error[:2000], run_id),
+        )
+    conn.commit()
+
+
+def _sql_value(value):
+    """NaN/NaT become NULL; numpy scalars become Python values psycopg2 understands."""
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    if hasattr(value, "item") and not isinstance(value, (list, tuple, dict)):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def _insert_rows(cur, table: str, run_id: int, rows: Iterable[dict], columns: tuple[str, ...]) -> None:
+    rows = list(rows)
+    if rows:
+        execute_values(
+            cur,
+            f"INSERT INTO {table} (run_id, {', '.join(columns)}) VALUES %s",
+            [(run_id, *(_sql_value(r.get(c)) for c in columns)) for r in rows],
+            page_size=1000,
+        )
+
+
+def save_results(
+    conn,
+    run_id: int,
+    *,
+    orders: list[dict],
+    fills: list[dict],
+    trades: list[dict],
+    positions: list[dict],
+    equity: pd.DataFrame,
+    metrics: dict[str, float | None],
+    bars: int,
+    data_from: datetime | None,
+    data_to: datetime | None,
+    report_path: str | None = None,
+) -> None:
+    """Write everything a run produced and mark it finished, in one transaction."""
+    with conn.cursor() as cur:
+        _insert_rows(cur, "orders", run_id, orders, ("order_ref", "client_order_id", "parent_ref", "instrument",
+                                                      "created_at", "side", "order_type", "size", "price", "status",
+                                                      "updated_at"))
+        _insert_rows(cur, "fills", run_id, fills, ("fill_id", "order_ref", "instrument", "ts", "size", "price",
+                                                    "commission"))
+        _insert_rows(cur, "trades", run_id, trades, ("trade_ref", "instrument", "direction", "size", "entry_ts",
+                                                      "entry_price", "exit_ts", "exit_price", "pnl", "pnl_net",
+                                                      "commission", "return_pct", "mfe_pct", "mae_pct",
+                                                      "bars_held", "is_open"))
+        _insert_rows(cur, "positions", run_id, positions, ("ts", "instrument", "size", "avg_price", "market_price",
+                                                            "unrealized_pnl"))
+        if len(equity):
+            copy_in(cur, "equity", EQUITY_FIELDS,
+                    {"run_id": [run_id] * len(equity), "ts": equity.index, "cash": equity["cash"],
+                     "value": equity["value"], "drawdown_pct": equity["drawdown_pct"]}, len(equity))
+        _insert_rows(cur, "run_metrics", run_id, ({"metric": k, "value": v} for k, v in metrics.items()),
+                     ("metric", "value"))
+        cur.execute(
+            "UPDATE runs SET status = 'finished', finished_at = now(), "
+            "duration_s = extract(epoch FROM now() - started_at), bars = %s, data_from = %s, data_to = %s, "
+            "report_path = %s WHERE id = %s",
+            (bars, data_from, data_to, report_path, run_id),
+        )
+    conn.commit()
+
+
+def set_run_fields(conn, run_id: int, **fields) -> None:
+    """Update a few columns of a run (e.g. the MLflow run id once it is known)."""
+    if not fields:
+        return
+    assignments = ", ".join(f"{k} = %s" for k in fields)
+    with conn.cursor() as cur:
+        cur.execute(f"UPDATE runs SET {assignments} WHERE id = %s", (*fields.values(), run_id))
+    conn.commit()
+
+
+def list_runs(conn, limit: int = 50, strategy: str | None = None, sweep_id: str | None = None) -> list[dict]:
+    """Recent runs with their headline metrics, newest first."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            SELECT r.id, r.run_type, r.mode, r.strategy, r.params, r.instruments, r.granularity, r.status,
+                   r.started_at, r.duration_s, r.bars, r.mlflow_run_id, r.sweep_id,
+                   m.metrics
+              FROM runs r
+              LEFT JOIN LATERAL (
+                   SELECT jsonb_object_agg(metric, value) AS metrics FROM run_metrics WHERE run_id = r.id
+              ) m ON true
+             WHERE (%(strategy)s::text IS NULL OR r.strategy = %(strategy)s)
+               AND (%(sweep)s::text IS NULL OR r.sweep_id = %(sweep)s)
+             ORDER BY r.id DESC LIMIT %(limit)s
+            """,
+            {"strategy": strategy, "sweep": sweep_id, "limit": limit},
+        )
+        names = [d.name for d in cur.description]
+        return [dict(zip(names, row)) | {"metrics": row[-1] or {}} for row in cur.fetchall()]
+
+
+def get_run(conn, run_id: int) -> dict:
+    with conn.cursor() as cur:
+        cur.execute("SELECT * FROM runs WHERE id = %s", (run_id,))
+        row = cur.fetchone()
+        if row is None:
+            raise NotFoundError(f"no run {run_id} in the risk database; list runs with `mbats runs`")
+        run = dict(zip([d.name for d in cur.description], row))
+        cur.execute("SELECT metric, value FROM run_metrics WHERE run_id = %s", (run_id,))
+        run["metrics"] = dict(cur.fetchall())
+    return run
+
+
+def read_frame(conn, query: str, params: tuple) -> pd.DataFrame:
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])
+
+
+def load_trades(conn, run_id: int) -> pd.DataFrame:
+    return read_frame(conn, "SELECT * FROM trades WHERE run_id = %s ORDER BY entry_ts, trade_ref", (run_id,))
+
+
+def load_equity(conn, run_id: int) -> pd.DataFrame:
+    frame = read_frame(conn, "SELECT ts, cash, value, drawdown_pct FROM equity WHERE run_id = %s ORDER BY ts", (run_id,))
+    return frame.set_index("ts")
+
+
+def to_jsonable(value):
+    """JSON-friendly values for `--json` output."""
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat()
+    if isinstance(value, dict):
+        return {k: to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def dumps(value) -> str:
+    return json.dumps(to_jsonable(value), indent=2, default=str)

@@ -1,0 +1,54 @@
+"""Loading bar files into the security master: validate everything, then write in one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from mbats.secmaster.bars import BarWriteResult, write_bars
+from mbats.secmaster.granularity import check_granularity
+from mbats.secmaster.instruments import Instrument, upsert_instruments
+from mbats.secmaster.validate import read_bar_file, validate_bars
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    source: str
+    symbol: str
+    granularity: str
+    rows: int
+    written: BarWriteResult
+    first: pd.Timestamp
+    last: pd.Timestamp
+
+
+def load_frames(conn, instrument: Instrument, granularity: str, frames: list[tuple[str, pd.DataFrame]],
+                assume_timezone: str | None = None) -> list[LoadResult]:
+    """Validate every frame first; only then upsert the instrument and all bars and commit once.
+
+    A rule broken anywhere raises before anything is written, so a load is all or nothing.
+    """
+    check_granularity(granularity)
+    validated = [(source, validate_bars(frame, source, assume_timezone)) for source, frame in frames]
+    try:
+        instrument_id = upsert_instruments(conn, [instrument])[instrument.symbol]
+        results = []
+        for source, bars in validated:
+            written = write_bars(conn, instrument_id, granularity, bars)
+            results.append(LoadResult(source, instrument.symbol, granularity, len(bars), written,
+                                      bars["ts"].iloc[0], bars["ts"].iloc[-1]))
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return results
+
+
+def import_files(conn, paths: list[Path], symbol: str, granularity: str, vendor: str = "file",
+                 assume_timezone: str | None = None) -> list[LoadResult]:
+    """`mbats data import`: CSV/Parquet files of one instrument and granularity."""
+    frames = [(str(p), read_bar_file(Path(p))) for p in paths]
+    instrument = Instrument.fx(symbol, vendor=vendor, source=", ".join(Path(p).name for p in paths))
+    return load_frames(conn, instrument, granularity, frames, assume_timezone)

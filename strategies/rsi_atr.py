@@ -1,0 +1,44 @@
+"""Mean reversion on RSI extremes, with ATR-sized stop-loss and take-profit brackets."""
+
+import backtrader as bt
+
+
+class RsiAtr(bt.Strategy):
+    """Buy when RSI turns up out of oversold, sell when it turns down out of overbought.
+
+    Every entry is a bracket: a market order, a stop-loss ``stop_atr`` ATRs away and a
+    take-profit ``target_atr`` ATRs away. One position per instrument at a time.
+    """
+
+    params = dict(
+        rsi_period=14,
+        oversold=30.0,
+        overbought=70.0,
+        atr_period=14,
+        stop_atr=1.5,       # stop-loss distance in ATRs
+        target_atr=3.0,     # take-profit distance in ATRs
+        allow_short=True,
+    )
+
+    def __init__(self):
+        self.rsi = {d: bt.ind.RSI(d.close, period=self.p.rsi_period) for d in self.datas}
+        self.atr = {d: bt.ind.ATR(d, period=self.p.atr_period) for d in self.datas}
+        self.pending = {d: [] for d in self.datas}
+
+    def notify_order(self, order):
+        if not order.alive() and order in self.pending[order.data]:
+            self.pending[order.data].remove(order)
+
+    def next(self):
+        for data in self.datas:
+            if self.getposition(data).size or self.pending[data]:
+                continue
+            rsi, atr, price = self.rsi[data], self.atr[data][0], data.close[0]
+            if rsi[-1] < self.p.oversold <= rsi[0]:
+                self.pending[data] = self.buy_bracket(
+                    data=data, exectype=bt.Order.Market,
+                    stopprice=price - self.p.stop_atr * atr, limitprice=price + self.p.target_atr * atr)
+            elif self.p.allow_short and rsi[-1] > self.p.overbought >= rsi[0]:
+                self.pending[data] = self.sell_bracket(
+                    data=data, exectype=bt.Order.Market,
+                    stopprice=price + self.p.stop_atr * atr, limitprice=price - self.p.target_atr * atr)
