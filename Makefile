@@ -10,6 +10,12 @@ export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 
 .PHONY: help venv lock demo test test-fast bench clean db-stop lint
 
+# Extra environments (Airflow, Superset, …) each add a fragment in mk/: their venv target is
+# appended to EXTRA_VENVS and their test command to EXTRA_TESTS.
+EXTRA_VENVS :=
+EXTRA_TESTS :=
+-include mk/*.mk
+
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
@@ -33,8 +39,9 @@ lock: $(UV) ## re-resolve requirements/lock.txt from pyproject.toml
 demo: venv ## run the main job on embedded defaults (no configuration needed)
 	$(VENV)/bin/mbats demo
 
-test: venv ## install what the tests need and run them all
+test: venv $(EXTRA_VENVS) ## install what the tests need and run them all
 	$(VENV)/bin/python -m pytest tests -v --durations=15
+	$(foreach t,$(EXTRA_TESTS),$(t) &&) true
 
 test-fast: venv ## the tests that need no extra servers
 	$(VENV)/bin/python -m pytest tests -m "not slow"
