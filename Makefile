@@ -12,8 +12,10 @@ export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 
 # Extra environments (Airflow, Superset, …) each add a fragment in mk/: their venv target is
 # appended to EXTRA_VENVS and their test command to EXTRA_TESTS.
+# Their test folders are added to MAIN_TEST_IGNORE so the main venv does not collect them.
 EXTRA_VENVS :=
 EXTRA_TESTS :=
+MAIN_TEST_IGNORE :=
 -include mk/*.mk
 
 help: ## list the targets
@@ -40,11 +42,11 @@ demo: venv ## run the main job on embedded defaults (no configuration needed)
 	$(VENV)/bin/mbats demo
 
 test: venv $(EXTRA_VENVS) ## install what the tests need and run them all
-	$(VENV)/bin/python -m pytest tests -v --durations=15
+	$(VENV)/bin/python -m pytest tests -v --durations=15 $(MAIN_TEST_IGNORE)
 	$(foreach t,$(EXTRA_TESTS),$(t) &&) true
 
 test-fast: venv ## the tests that need no extra servers
-	$(VENV)/bin/python -m pytest tests -m "not slow"
+	$(VENV)/bin/python -m pytest tests -m "not slow" $(MAIN_TEST_IGNORE)
 
 bench: venv ## run the benchmarks (numbers, not assertions)
 	$(VENV)/bin/python -m bench
