@@ -6,6 +6,7 @@ from alembic import command
 from alembic.config import Config
 
 from mbats.config import PROJECT_ROOT, get_settings
+from mbats.dashboards.views import apply_views
 from mbats.db import database_url, ensure_database
 
 MIGRATIONS = PROJECT_ROOT / "db" / "migrations"
@@ -26,4 +27,5 @@ def upgrade_all() -> dict[str, bool]:
         created[database] = ensure_database(database)
         command.upgrade(_alembic_config(tree, database), "head")
     created[settings.mlflow_db] = ensure_database(settings.mlflow_db)
+    apply_views()  # Superset's `dash` views (db/views) and read-only role (db/roles)
     return created

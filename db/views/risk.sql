@@ -1,0 +1,151 @@
+-- Views over the risk database: the only objects Superset's datasets read (schema `dash`).
+-- Applied by mbats.dashboards.views.apply_views() after every `mbats db upgrade`: the schema is
+-- dropped and rebuilt in one transaction, so a view may change its columns.
+-- Dashboards depend on these column names, not on the tables: when a table changes, change the
+-- view here and keep its columns (the dataset files in services/superset/bundle are checked
+-- against these views by the tests).
+CREATE SCHEMA IF NOT EXISTS dash;
+
+-- One row per run, with its key metrics pivoted out of the long-form run_metrics table.
+CREATE OR REPLACE VIEW dash.runs AS
+SELECT r.id AS run_id,
+       '#' || r.id || ' ' || r.strategy || ' ' || array_to_string(r.instruments, ',') || ' ' || r.granularity
+           || CASE WHEN r.sweep_id IS NOT NULL THEN ' [' || r.sweep_id || ']' ELSE '' END AS run_label,
+       r.run_type, r.mode, r.strategy, r.params::text AS params, array_to_string(r.instruments, ',') AS instruments,
+       r.granularity, r.status, r.sweep_id, r.account, r.cash AS start_cash,
+       r.started_at, r.finished_at, r.duration_s, r.data_from, r.data_to, r.bars,
+       m.total_return_pct, m.annual_return_pct, m.sharpe, m.sortino, m.calmar, m.max_drawdown_pct,
+       m.trades, m.win_rate_pct, m.profit_factor, m.expectancy, m.sqn, m.exposure_pct, m.final_value
+FROM runs r
+LEFT JOIN LATERAL (
+    SELECT max(value) FILTER (WHERE metric = 'total_return_pct')  AS total_return_pct,
+           max(value) FILTER (WHERE metric = 'annual_return_pct') AS annual_return_pct,
+           max(value) FILTER (WHERE metric = 'sharpe')            AS sharpe,
+           max(value) FILTER (WHERE metric = 'sortino')           AS sortino,
+           max(value) FILTER (WHERE metric = 'calmar')            AS calmar,
+           max(value) FILTER (WHERE metric = 'max_drawdown_pct')  AS max_drawdown_pct,
+           max(value) FILTER (WHERE metric = 'trades')            AS trades,
+           max(value) FILTER (WHERE metric = 'win_rate_pct')      AS win_rate_pct,
+           max(value) FILTER (WHERE metric = 'profit_factor')     AS profit_factor,
+           max(value) FILTER (WHERE metric = 'expectancy')        AS expectancy,
+           max(value) FILTER (WHERE metric = 'sqn')               AS sqn,
+           max(value) FILTER (WHERE metric = 'exposure_pct')      AS exposure_pct,
+           max(value) FILTER (WHERE metric = 'final_value')       AS final_value
+    FROM run_metrics rm WHERE rm.run_id = r.id
+) m ON true;
+
+-- Equity curve and drawdown of every run.
+CREATE OR REPLACE VIEW dash.equity AS
+SELECT e.run_id, d.run_label, d.mode, e.ts, e.value, e.cash, e.drawdown_pct,
+       100.0 * (e.value / NULLIF(first_value(e.value) OVER (PARTITION BY e.run_id ORDER BY e.ts), 0) - 1.0) AS return_pct
+FROM equity e JOIN dash.runs d USING (run_id);
+
+-- Round-trip trades.
+CREATE OR REPLACE VIEW dash.trades AS
+SELECT t.run_id, d.run_label, d.mode, t.instrument, t.direction, t.size, t.entry_ts, t.entry_price,
+       t.exit_ts, t.exit_price, t.pnl, t.pnl_net, t.commission, t.return_pct, t.mfe_pct, t.mae_pct,
+       t.bars_held, t.is_open,
+       CASE WHEN t.is_open THEN 'open' WHEN t.pnl_net > 0 THEN 'win' WHEN t.pnl_net < 0 THEN 'loss' ELSE 'flat' END AS outcome
+FROM trades t JOIN dash.runs d USING (run_id);
+
+-- Net position (signed units) per instrument over time, rebuilt from trade entries and exits.
+CREATE OR REPLACE VIEW dash.exposure AS
+SELECT run_id, run_label, instrument, ts,
+       sum(delta) OVER (PARTITION BY run_id, instrument ORDER BY ts, delta ROWS UNBOUNDED PRECEDING) AS net_units,
+       sum(notional) OVER (PARTITION BY run_id, instrument ORDER BY ts, delta ROWS UNBOUNDED PRECEDING) AS gross_notional
+FROM (
+    SELECT t.run_id, d.run_label, t.instrument, t.entry_ts AS ts,
+           CASE WHEN t.direction = 'short' THEN -t.size ELSE t.size END AS delta, t.size * t.entry_price AS notional
+    FROM trades t JOIN dash.runs d USING (run_id)
+    UNION ALL
+    SELECT t.run_id, d.run_label, t.instrument, t.exit_ts,
+           CASE WHEN t.direction = 'short' THEN t.size ELSE -t.size END, -t.size * t.entry_price
+    FROM trades t JOIN dash.runs d USING (run_id) WHERE t.exit_ts IS NOT NULL
+) events;
+
+-- Parameter sweeps: one row per run of a sweep, its first two parameters (alphabetical) pulled
+-- out for heatmaps, and its rank by Sharpe within the sweep.
+CREATE OR REPLACE VIEW dash.sweep_results AS
+SELECT d.run_id, d.run_label, d.sweep_id, d.strategy, d.instruments, d.granularity, d.status, d.params,
+       k.keys[1] AS param_1_name, r.params ->> k.keys[1] AS param_1,
+       k.keys[2] AS param_2_name, r.params ->> k.keys[2] AS param_2,
+       d.total_return_pct, d.sharpe, d.sortino, d.max_drawdown_pct, d.trades, d.win_rate_pct, d.profit_factor,
+       d.started_at,
+       rank() OVER (PARTITION BY d.sweep_id ORDER BY d.sharpe DESC NULLS LAST) AS sharpe_rank
+FROM dash.runs d
+JOIN runs r ON r.id = d.run_id
+CROSS JOIN LATERAL (SELECT array(SELECT jsonb_object_keys(r.params) ORDER BY 1) AS keys) k
+WHERE d.sweep_id IS NOT NULL;
+
+-- Live and paper trading ----------------------------------------------------------------------
+
+-- Latest position per (run, instrument) of paper/live runs, open ones only.
+CREATE OR REPLACE VIEW dash.live_positions AS
+SELECT p.run_id, d.run_label, d.mode, d.account, p.instrument, p.ts, p.size, p.avg_price, p.market_price,
+       p.unrealized_pnl, abs(p.size) * coalesce(p.market_price, p.avg_price) AS notional
+FROM (SELECT DISTINCT ON (run_id, instrument) * FROM positions ORDER BY run_id, instrument, ts DESC) p
+JOIN dash.runs d USING (run_id)
+WHERE d.mode IN ('paper', 'live') AND p.size <> 0;
+
+-- Orders and fills of paper/live runs created today (UTC).
+CREATE OR REPLACE VIEW dash.live_orders_today AS
+SELECT o.run_id, d.run_label, d.mode, o.order_ref, o.client_order_id, o.instrument, o.created_at, o.side,
+       o.order_type, o.size, o.price, o.status, o.updated_at
+FROM orders o JOIN dash.runs d USING (run_id)
+WHERE d.mode IN ('paper', 'live') AND o.created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
+
+CREATE OR REPLACE VIEW dash.live_fills_today AS
+SELECT f.run_id, d.run_label, d.mode, f.fill_id, f.order_ref, f.instrument, f.ts, f.size, f.price, f.commission,
+       abs(f.size) * f.price AS notional
+FROM fills f JOIN dash.runs d USING (run_id)
+WHERE d.mode IN ('paper', 'live') AND f.ts >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
+
+-- P&L today per paper/live run: change of account value since the last value before today (UTC).
+CREATE OR REPLACE VIEW dash.live_pnl_today AS
+WITH day AS (SELECT date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS start)
+SELECT d.run_id, d.run_label, d.mode, d.account, d.status,
+       coalesce(prev.value, first_today.value, d.start_cash) AS value_start,
+       coalesce(last.value, prev.value, d.start_cash) AS value_now,
+       coalesce(last.value, prev.value, d.start_cash) - coalesce(prev.value, first_today.value, d.start_cash) AS pnl_today,
+       coalesce(last.drawdown_pct, 0) AS drawdown_pct,
+       (SELECT coalesce(sum(t.pnl_net), 0) FROM trades t, day WHERE t.run_id = d.run_id AND t.exit_ts >= day.start) AS realized_today,
+       (SELECT coalesce(sum(p.unrealized_pnl), 0) FROM dash.live_positions p WHERE p.run_id = d.run_id) AS unrealized,
+       last.ts AS updated_at
+FROM dash.runs d
+CROSS JOIN day
+LEFT JOIN LATERAL (SELECT value, ts, drawdown_pct FROM equity e WHERE e.run_id = d.run_id ORDER BY ts DESC LIMIT 1) last ON true
+LEFT JOIN LATERAL (SELECT value FROM equity e WHERE e.run_id = d.run_id AND e.ts < day.start ORDER BY ts DESC LIMIT 1) prev ON true
+LEFT JOIN LATERAL (SELECT value FROM equity e WHERE e.run_id = d.run_id AND e.ts >= day.start ORDER BY ts LIMIT 1) first_today ON true
+WHERE d.mode IN ('paper', 'live');
+
+-- Risk-limit events (breaches, blocked orders, kill switch). The live engine owns the
+-- `risk_events` table (ts, run_id, rule, instrument, detail, action); until it exists this view
+-- is empty with the same columns, and the next `mbats db upgrade` points it at the table.
+DO $$
+BEGIN
+    IF to_regclass('public.risk_events') IS NOT NULL THEN
+        EXECUTE $v$
+            CREATE OR REPLACE VIEW dash.risk_events AS
+            SELECT e.ts::timestamptz AS ts, e.run_id::bigint AS run_id, d.run_label, d.mode, e.rule::text AS rule, e.instrument::text AS instrument,
+                   e.detail::text AS detail, e.action::text AS action
+            FROM public.risk_events e LEFT JOIN dash.runs d ON d.run_id = e.run_id
+        $v$;
+    ELSE
+        EXECUTE $v$
+            CREATE OR REPLACE VIEW dash.risk_events AS
+            SELECT NULL::timestamptz AS ts, NULL::bigint AS run_id, NULL::text AS run_label, NULL::text AS mode,
+                   NULL::text AS rule, NULL::text AS instrument, NULL::text AS detail, NULL::text AS action
+            WHERE false
+        $v$;
+    END IF;
+END
+$$;
+
+-- Risk-limit status per rule: events today and the last action taken.
+CREATE OR REPLACE VIEW dash.risk_status AS
+SELECT rule, count(*) AS events_today, max(ts) AS last_event_at,
+       (array_agg(action ORDER BY ts DESC))[1] AS last_action,
+       (array_agg(run_label ORDER BY ts DESC))[1] AS last_run
+FROM dash.risk_events
+WHERE ts >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+GROUP BY rule;

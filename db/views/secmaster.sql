@@ -1,0 +1,51 @@
+-- Views over the security master for the data-coverage dashboard (schema `dash`).
+-- Applied by mbats.dashboards.views.apply_views() after every `mbats db upgrade`: the schema is
+-- dropped and rebuilt in one transaction, so a view may change its columns.
+CREATE SCHEMA IF NOT EXISTS dash;
+
+-- Length of one bar of an OANDA granularity code, in seconds (NULL for W and M).
+CREATE OR REPLACE FUNCTION dash.granularity_seconds(code text) RETURNS integer
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN code ~ '^S[0-9]+$' THEN substr(code, 2)::int
+        WHEN code ~ '^M[0-9]+$' THEN 60 * substr(code, 2)::int
+        WHEN code ~ '^H[0-9]+$' THEN 3600 * substr(code, 2)::int
+        WHEN code = 'D' THEN 86400
+    END
+$$;
+
+-- Bars per instrument, granularity and UTC day.
+CREATE OR REPLACE VIEW dash.bars_daily AS
+SELECT i.symbol AS instrument, b.granularity, date_trunc('day', b.ts AT TIME ZONE 'UTC') AS day,
+       count(*) AS bars, min(b.ts) AS first_ts, max(b.ts) AS last_ts,
+       count(*) FILTER (WHERE b.bid_close IS NOT NULL) AS bars_with_bid_ask,
+       round(100.0 * count(*) * dash.granularity_seconds(b.granularity) / 86400.0, 2) AS day_coverage_pct
+FROM bars b JOIN instruments i ON i.id = b.instrument_id
+GROUP BY i.symbol, b.granularity, date_trunc('day', b.ts AT TIME ZONE 'UTC');
+
+-- Summary per instrument and granularity.
+CREATE OR REPLACE VIEW dash.coverage AS
+SELECT i.symbol AS instrument, i.vendor, i.is_synthetic, b.granularity, count(*) AS bars,
+       min(b.ts) AS first_ts, max(b.ts) AS last_ts,
+       count(DISTINCT date_trunc('day', b.ts AT TIME ZONE 'UTC')) AS days_with_bars
+FROM bars b JOIN instruments i ON i.id = b.instrument_id
+GROUP BY i.symbol, i.vendor, i.is_synthetic, b.granularity;
+
+-- Gaps: consecutive bars further apart than one bar, except the weekly FX close
+-- (Friday evening to Sunday evening UTC, at most 72 hours). missing_bars counts the bar slots
+-- between them.
+CREATE OR REPLACE VIEW dash.bar_gaps AS
+SELECT instrument, granularity, prev_ts AS gap_start, ts AS gap_end,
+       extract(epoch FROM ts - prev_ts) / 3600.0 AS gap_hours,
+       (extract(epoch FROM ts - prev_ts) / dash.granularity_seconds(granularity))::bigint - 1 AS missing_bars
+FROM (
+    SELECT i.symbol AS instrument, b.granularity, b.ts,
+           lag(b.ts) OVER (PARTITION BY b.instrument_id, b.granularity ORDER BY b.ts) AS prev_ts
+    FROM bars b JOIN instruments i ON i.id = b.instrument_id
+    WHERE dash.granularity_seconds(b.granularity) IS NOT NULL
+) s
+WHERE prev_ts IS NOT NULL
+  AND extract(epoch FROM ts - prev_ts) > dash.granularity_seconds(granularity)
+  AND NOT (extract(isodow FROM prev_ts AT TIME ZONE 'UTC') IN (5, 6, 7)
+           AND extract(isodow FROM ts AT TIME ZONE 'UTC') IN (7, 1)
+           AND ts - prev_ts <= interval '72 hours');

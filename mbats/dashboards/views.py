@@ -1,0 +1,89 @@
+"""The `dash` views (db/views/*.sql) and Superset's read-only role (db/roles/*.sql).
+
+`apply_views()` runs after every `mbats db upgrade` (from `mbats.db.migrate.upgrade_all`). Each
+database's `dash` schema is dropped and rebuilt in one transaction, so the SQL files are the
+whole truth and a view may change its columns; then the read-only role gets SELECT on it.
+
+Settings (environment):
+  MBATS_SUPERSET_DB_USER       read-only role Superset logs in as (default ``mbats_superset``)
+  MBATS_SUPERSET_DB_PASSWORD   its password; unset: the role has none (fine for the embedded
+                               PostgreSQL, which trusts loopback connections)
+"""
+
+from __future__ import annotations
+
+import os
+
+from psycopg2 import sql
+
+from mbats.config import PROJECT_ROOT, get_settings
+
+VIEWS_DIR = PROJECT_ROOT / "db" / "views"
+ROLES_DIR = PROJECT_ROOT / "db" / "roles"
+DEFAULT_ROLE = "mbats_superset"
+
+
+def readonly_role() -> str:
+    return os.environ.get("MBATS_SUPERSET_DB_USER") or DEFAULT_ROLE
+
+
+def view_databases() -> dict[str, str]:
+    """{views file stem: database name}."""
+    settings = get_settings()
+    return {"risk": settings.risk_db, "secmaster": settings.secmaster_db}
+
+
+def ensure_role(conn, role: str, password: str | None) -> None:
+    """Create the login role if missing, set its password, make its sessions read-only."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+        if not cur.fetchone():
+            cur.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        cur.execute(sql.SQL("ALTER ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %s")
+                    .format(sql.Identifier(role)), (password,))
+        cur.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(sql.Identifier(role)))
+
+
+def apply_views(role: str | None = None, password: str | None = None) -> dict[str, list[str]]:
+    """Rebuild the `dash` views in the risk and secmaster databases; return {database: views}."""
+    from mbats.db import connect
+
+    role = role or readonly_role()
+    password = password if password is not None else os.environ.get("MBATS_SUPERSET_DB_PASSWORD")
+    grants = (ROLES_DIR / "superset_readonly.sql").read_text()
+    done: dict[str, list[str]] = {}
+    for stem, database in view_databases().items():
+        conn = connect(database)
+        try:
+            ensure_role(conn, role, password)
+            with conn.cursor() as cur:
+                cur.execute("DROP SCHEMA IF EXISTS dash CASCADE")
+                cur.execute((VIEWS_DIR / f"{stem}.sql").read_text())
+                cur.execute(sql.SQL(grants).format(role=sql.Identifier(role), database=sql.Identifier(database)))
+                cur.execute("SELECT table_name FROM information_schema.views WHERE table_schema = 'dash' ORDER BY 1")
+                done[database] = [r[0] for r in cur.fetchall()]
+            conn.commit()
+        finally:
+            conn.close()
+    return done
+
+
+def view_columns(database: str) -> dict[str, list[tuple[str, str]]]:
+    """{view: [(column, PostgreSQL type)]} of the `dash` schema of a database, in column order."""
+    from mbats.db import connect
+
+    conn = connect(database)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+                "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'dash' AND c.relkind = 'v' AND a.attnum > 0 AND NOT a.attisdropped "
+                "ORDER BY c.relname, a.attnum"
+            )
+            out: dict[str, list[tuple[str, str]]] = {}
+            for view, column, typ in cur.fetchall():
+                out.setdefault(view, []).append((column, typ))
+            return out
+    finally:
+        conn.close()
