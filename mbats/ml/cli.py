@@ -1,0 +1,124 @@
+"""`mbats ml …`: train, list, promote and serve the models the ML strategy trades on."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import typer
+
+ml_app = typer.Typer(
+    help="Machine learning: train a model with walk-forward validation (registered as @challenger), "
+    "promote it to @champion when it beats the champion out of sample, serve it over REST. "
+    "The ml_signal strategy trades on @champion.",
+    no_args_is_help=True,
+)
+
+
+def _print_json(value) -> None:
+    from mbats.cli.output import print_json
+
+    print_json(value)
+
+
+@ml_app.command("train")
+def train_command(
+    instruments: list[str] = typer.Argument(..., help="instruments to train on, e.g. EUR_USD GBP_USD"),
+    granularity: str = typer.Option("H1", "--granularity", "-g", help="bar granularity (M1, H1, D, …)"),
+    start: datetime = typer.Option(None, help="first bar (UTC), e.g. 2017-01-01"),
+    end: datetime = typer.Option(None, help="end of data, exclusive (UTC)"),
+    model: str = typer.Option("logreg", help="logreg, gbt, rf or dummy (the base-rate floor)"),
+    param: list[str] = typer.Option([], "--param", "-p", help="classifier hyper-parameter name=value, repeatable"),
+    folds: int = typer.Option(5, help="walk-forward folds"),
+    horizon: int = typer.Option(1, help="bars ahead the model predicts the direction of"),
+    name: str = typer.Option(None, help="registered model name (default MBATS_ML_MODEL_NAME)"),
+    as_json: bool = typer.Option(False, "--json", help="print machine-readable results"),
+) -> None:
+    """Train, validate walk-forward, log to MLflow and register a new version as @challenger."""
+    from mbats.backtest.strategies import parse_param_options
+    from mbats.ml.train import TrainSpec, train
+
+    spec = TrainSpec(instruments=[i.upper() for i in instruments], granularity=granularity, start=start, end=end,
+                     model=model, params=parse_param_options(param), folds=folds, horizon=horizon, model_name=name)
+    result = train(spec)
+    summary = {"model_name": result.model_name, "version": result.version, "alias": "challenger",
+               "model_uri": result.model_uri, "run_id": result.run_id, "rows": result.rows,
+               "data_from": result.data_from, "data_to": result.data_to, "dataset_uri": result.dataset_uri,
+               "oos": result.oos_metrics, "folds": result.fold_metrics, "seconds": round(result.seconds, 2)}
+    if as_json:
+        _print_json(summary)
+        return
+    from mbats.cli.output import console, table
+
+    table("walk-forward folds", ["fold", "rows", "auc", "accuracy", "log loss", "signal bp/bar"],
+          [(i, int(m["rows"]), m["auc"], m["accuracy"], m["log_loss"], m["signal_return_bp"])
+           for i, m in enumerate(result.fold_metrics)], right=["fold", "rows", "auc", "accuracy", "log loss",
+                                                               "signal bp/bar"])
+    oos = result.oos_metrics
+    console.print(f"registered {result.model_name} v{result.version} as @challenger "
+                  f"(OOS auc {oos['auc']:.4f}, accuracy {oos['accuracy']:.4f}); "
+                  f"next: `mbats ml promote`")
+
+
+@ml_app.command("models")
+def models_command(
+    name: str = typer.Option(None, help="registered model name (default MBATS_ML_MODEL_NAME)"),
+    as_json: bool = typer.Option(False, "--json", help="print machine-readable results"),
+) -> None:
+    """List the versions of the registered model with their aliases and out-of-sample metrics."""
+    from mbats.ml.registry import list_versions
+
+    rows = list_versions(name)
+    if as_json:
+        _print_json(rows)
+        return
+    from mbats.cli.output import console, table
+
+    if not rows:
+        console.print("no versions yet: run `mbats ml train EUR_USD`")
+        return
+    table(f"model {rows[0]['name']}", ["version", "aliases", "model", "instruments", "gran", "oos auc",
+                                       "oos accuracy", "promotion"],
+          [(r["version"], r["aliases"], r["model"], r["instruments"], r["granularity"], r["oos_auc"],
+            r["oos_accuracy"], r["promotion"]) for r in rows], right=["version", "oos auc", "oos accuracy"])
+
+
+@ml_app.command("promote")
+def promote_command(
+    name: str = typer.Option(None, help="registered model name (default MBATS_ML_MODEL_NAME)"),
+    metric: str = typer.Option("oos_auc", help="oos_auc, oos_accuracy, oos_signal_return_bp or oos_log_loss"),
+    min_improvement: float = typer.Option(0.0, help="how much better the challenger must be"),
+    force: bool = typer.Option(False, "--force", help="promote even if the challenger is not better"),
+    as_json: bool = typer.Option(False, "--json", help="print machine-readable results"),
+) -> None:
+    """Move @champion to @challenger if the challenger beats it out of sample; the reason is recorded."""
+    from mbats.ml.registry import promote
+
+    result = promote(name, metric=metric, min_improvement=min_improvement, force=force)
+    if as_json:
+        _print_json(result.as_dict())
+        return
+    from mbats.cli.output import console
+
+    verdict = "[green]promoted[/]" if result.promoted else "[yellow]not promoted[/]"
+    console.print(f"{verdict}: {result.reason}", highlight=False)
+
+
+@ml_app.command("serve")
+def serve_command(
+    alias: str = typer.Option("champion", help="registry alias to serve"),
+    version: str = typer.Option(None, help="serve this version instead of an alias"),
+    name: str = typer.Option(None, help="registered model name (default MBATS_ML_MODEL_NAME)"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on"),
+    port: int = typer.Option(5001, help="port to listen on"),
+) -> None:
+    """Serve the model over REST (POST /invocations, GET /ping) until interrupted."""
+    import os
+
+    from mbats.ml import registry
+    from mbats.ml.serve import serve_command as argv, serve_env
+
+    model = registry.model_name(name)
+    uri = f"models:/{model}/{version}" if version else registry.resolve(model, alias).alias_uri
+    typer.echo(f"serving {uri} on http://{host}:{port}/invocations", err=True)
+    command = argv(uri, host, port)
+    os.execve(command[0], command, serve_env())

@@ -1,0 +1,185 @@
+"""The model registry: resolve ``models:/<name>@<alias>``, load models, list versions, promote.
+
+Promotion moves ``@champion`` to the ``@challenger`` version only when the challenger's
+out-of-sample metric beats the champion's; the decision and its reason are written as tags on
+both versions and in the challenger's description, so the registry shows why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from functools import lru_cache
+
+from mbats.config import get_settings
+from mbats.errors import MbatsError, NotFoundError, ServiceUnavailableError
+from mbats.ml.train import CHALLENGER, CHAMPION
+
+# metric → True when higher is better
+METRICS = {"oos_auc": True, "oos_accuracy": True, "oos_signal_return_bp": True, "oos_log_loss": False}
+
+
+@contextlib.contextmanager
+def mlflow_errors():
+    """Turn MLflow/HTTP connection failures into one-line errors naming the setting to check."""
+    import requests
+    from mlflow.exceptions import MlflowException, RestException
+
+    try:
+        yield
+    except RestException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise NotFoundError(str(exc).splitlines()[0][:300]) from None
+        raise
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise ServiceUnavailableError(
+            f"MLflow server {get_settings().mlflow_tracking_uri} is not reachable ({type(exc).__name__}); "
+            "check MBATS_MLFLOW_TRACKING_URI") from None
+    except MlflowException as exc:
+        text = str(exc)
+        if "Max retries exceeded" in text or "Connection refused" in text or "API request" in text:
+            raise ServiceUnavailableError(
+                f"MLflow server {get_settings().mlflow_tracking_uri} is not reachable "
+                f"({text.splitlines()[0][:200]}); check MBATS_MLFLOW_TRACKING_URI") from None
+        raise
+
+
+def client():
+    """An MlflowClient on the platform's tracking store (server or the embedded Postgres)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from mbats.tracking import tracking_uri
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def model_name(name: str | None = None) -> str:
+    return name or get_settings().ml_model_name
+
+
+@dataclass
+class Resolved:
+    name: str
+    alias: str
+    version: str
+    uri: str            # pinned: models:/<name>/<version>
+    alias_uri: str      # models:/<name>@<alias>
+
+
+def resolve(name: str | None = None, alias: str = CHAMPION) -> Resolved:
+    """The version an alias points to now; NotFoundError says how to create it."""
+    from mlflow.exceptions import MlflowException
+
+    name = model_name(name)
+    with mlflow_errors():
+        try:
+            mv = client().get_model_version_by_alias(name, alias)
+        except MlflowException as exc:
+            if "not found" in str(exc).lower() or "does not exist" in str(exc).lower() or \
+                    getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST" or "INVALID_PARAMETER" in str(exc):
+                hint = "`mbats ml train`" if alias == CHALLENGER else "`mbats ml train` then `mbats ml promote`"
+                raise NotFoundError(f"model {name} has no @{alias} version; run {hint}") from None
+            raise
+    return Resolved(name, alias, str(mv.version), f"models:/{name}/{mv.version}", f"models:/{name}@{alias}")
+
+
+@lru_cache(maxsize=8)
+def _load(uri: str, tracking: str):
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(uri)
+
+
+def load_model(uri: str):
+    """A pyfunc model by URI, cached per URI (pinned version URIs never change content)."""
+    from mbats.tracking import tracking_uri
+
+    with mlflow_errors():
+        client()
+        return _load(uri, tracking_uri())
+
+
+def list_versions(name: str | None = None) -> list[dict]:
+    name = model_name(name)
+    with mlflow_errors():
+        versions = client().search_model_versions(f"name = '{name}'")
+    rows = []
+    for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
+        rows.append({"name": name, "version": str(mv.version), "aliases": sorted(mv.aliases or []),
+                     "run_id": mv.run_id, "created": mv.creation_timestamp, "model": mv.tags.get("model"),
+                     "instruments": mv.tags.get("instruments"), "granularity": mv.tags.get("granularity"),
+                     "oos_auc": _float(mv.tags.get("oos_auc")), "oos_accuracy": _float(mv.tags.get("oos_accuracy")),
+                     "oos_log_loss": _float(mv.tags.get("oos_log_loss")), "promotion": mv.tags.get("promotion")})
+    return rows
+
+
+def _float(value: str | None) -> float | None:
+    return float(value) if value not in (None, "") else None
+
+
+@dataclass
+class Promotion:
+    promoted: bool
+    reason: str
+    name: str
+    challenger: str
+    champion_before: str | None
+    champion_after: str | None
+    metric: str
+    challenger_value: float | None
+    champion_value: float | None
+
+    def as_dict(self) -> dict:
+        return dict(vars(self))
+
+
+def promote(name: str | None = None, metric: str = "oos_auc", min_improvement: float = 0.0,
+            force: bool = False) -> Promotion:
+    """Move ``@champion`` to ``@challenger`` if it beats the champion on ``metric`` out of sample."""
+    if metric not in METRICS:
+        raise MbatsError(f"unknown metric '{metric}'; choose one of {', '.join(METRICS)}")
+    name = model_name(name)
+    challenger = resolve(name, CHALLENGER)
+    mlf = client()
+    with mlflow_errors():
+        challenger_mv = mlf.get_model_version(name, challenger.version)
+        try:
+            champion = resolve(name, CHAMPION)
+            champion_mv = mlf.get_model_version(name, champion.version)
+        except NotFoundError:
+            champion, champion_mv = None, None
+        new_value = _float(challenger_mv.tags.get(metric))
+        old_value = _float(champion_mv.tags.get(metric)) if champion_mv else None
+        higher = METRICS[metric]
+        if new_value is None:
+            promoted, reason = False, f"challenger v{challenger.version} has no {metric} tag (not trained by mbats?)"
+        elif champion is None:
+            promoted, reason = True, f"no champion yet; v{challenger.version} {metric}={new_value:.5f}"
+        elif champion.version == challenger.version:
+            promoted, reason = False, f"v{challenger.version} is already the champion"
+        elif old_value is None:
+            promoted, reason = True, f"champion v{champion.version} has no {metric}; v{challenger.version} replaces it"
+        else:
+            gain = (new_value - old_value) if higher else (old_value - new_value)
+            beats = gain > min_improvement
+            word = "beats" if beats else "does not beat"
+            promoted = beats
+            reason = (f"challenger v{challenger.version} {metric}={new_value:.5f} {word} champion "
+                      f"v{champion.version} {metric}={old_value:.5f} ({'higher' if higher else 'lower'} is better, "
+                      f"required improvement > {min_improvement:g})")
+        if force and not promoted and new_value is not None and not (champion and champion.version == challenger.version):
+            promoted, reason = True, f"forced: {reason}"
+        mlf.set_model_version_tag(name, challenger.version, "promotion", "promoted" if promoted else "refused")
+        mlf.set_model_version_tag(name, challenger.version, "promotion_reason", reason)
+        if promoted:
+            mlf.set_registered_model_alias(name, CHAMPION, challenger.version)
+            if champion:
+                mlf.set_model_version_tag(name, champion.version, "superseded_by", challenger.version)
+            description = (challenger_mv.description or "").split("\nPromotion: ")[0]
+            mlf.update_model_version(name, challenger.version, description=f"{description}\nPromotion: {reason}")
+    return Promotion(promoted, reason, name, challenger.version, champion.version if champion else None,
+                     challenger.version if promoted else (champion.version if champion else None), metric,
+                     new_value, old_value)
