@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     s3_access_key: str | None = None
     s3_secret_key: SecretStr | None = None
     s3_region: str = "us-east-1"
+    s3_bucket_artifacts: str = Field("mlflow", description="Bucket the MLflow server proxies artifacts to")
+    s3_bucket_datasets: str = Field("datasets", description="Bucket for training datasets")
+    s3_bucket_reports: str = Field("reports", description="Bucket for reports")
+
+    # --- machine learning ------------------------------------------------------------------
+    ml_model_name: str = Field("mbats-fx-direction", description="Registered model the ML strategy trades on")
+    ml_experiment: str = Field("mbats-models", description="MLflow experiment of training runs")
 
     # --- strategies ------------------------------------------------------------------------
     strategies_dir: Path = Field(PROJECT_ROOT / "strategies", description="Folder of strategy modules")
@@ -68,6 +75,10 @@ class Settings(BaseSettings):
     @property
     def reports_dir(self) -> Path:
         return self.home / "reports"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.home / "datasets"
 
     @property
     def artifacts_dir(self) -> Path:
