@@ -1,12 +1,17 @@
 """Moving-average crossover: long when the fast average crosses above the slow one, short below."""
 
-import backtrader as bt
+import pandas as pd
+
+from mbats.backtest.signals import SignalStrategy
+from mbats.research.indicators import crossover, hold_targets, sma
 
 
-class SmaCrossover(bt.Strategy):
+class SmaCrossover(SignalStrategy):
     """Trend following on two simple moving averages of the close.
 
     The signal is computed on a bar's close and the order fills at the next bar's open.
+    ``signals`` is the whole strategy: backtrader trades its targets bar by bar and sweeps
+    score it vectorised, so both see the same crosses.
     """
 
     params = dict(
@@ -15,22 +20,8 @@ class SmaCrossover(bt.Strategy):
         allow_short=True,   # reverse into a short on a downward cross (else just go flat)
     )
 
-    def __init__(self):
-        self.cross = {
-            data: bt.ind.CrossOver(bt.ind.SMA(data.close, period=self.p.fast),
-                                   bt.ind.SMA(data.close, period=self.p.slow))
-            for data in self.datas
-        }
-
-    def next(self):
-        for data, cross in self.cross.items():
-            position = self.getposition(data).size
-            if cross[0] > 0 and position <= 0:
-                if position < 0:
-                    self.close(data)
-                self.buy(data)
-            elif cross[0] < 0 and position >= 0:
-                if position > 0:
-                    self.close(data)
-                if self.p.allow_short:
-                    self.sell(data)
+    @classmethod
+    def signals(cls, bars: pd.DataFrame, fast: int = 10, slow: int = 30, allow_short: bool = True) -> pd.Series:
+        """Target position after each bar: +1 from an up-cross, -1 (or flat) from a down-cross."""
+        cross = crossover(sma(bars["close"], fast), sma(bars["close"], slow))
+        return hold_targets(cross, allow_short)
