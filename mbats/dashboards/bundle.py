@@ -1,0 +1,394 @@
+"""The Superset asset bundle (services/superset/bundle), generated from one spec and the live views.
+
+Datasets list the columns of the `dash` views as PostgreSQL reports them, so the bundle always
+matches db/views/*.sql: `generate()` builds every file from the spec below and the views'
+columns, `write()` saves them, `check()` lists the files that differ from a fresh build (the tests
+run it against a freshly migrated database). UUIDs are derived from names, so regenerating is
+stable and `superset import-dashboards` matches existing objects instead of duplicating them.
+
+Database files carry a placeholder URI; services/superset/bundle_zip.py puts the read-only
+user's real URI in at deploy time (the password never lands in the repository).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from mbats.config import PROJECT_ROOT
+
+BUNDLE_DIR = PROJECT_ROOT / "services" / "superset" / "bundle"
+ROOT = "mbats_dashboards"  # the zip's one top-level folder
+NS = uuid.UUID("6d0c6f1e-5b8a-4c59-9a63-2f1f0b6a7e10")
+VERSION = "1.0.0"
+NO_TIME_FILTER = {"clause": "WHERE", "comparator": "No filter", "expressionType": "SIMPLE",
+                  "operator": "TEMPORAL_RANGE"}
+
+
+def _uuid(kind: str, name: str) -> str:
+    return str(uuid.uuid5(NS, f"{kind}:{name}"))
+
+
+# --- spec ------------------------------------------------------------------------------------------
+
+DATABASES = {
+    # file stem: (Superset name, database name in the placeholder URI)
+    "risk": ("MBATS risk", "risk"),
+    "secmaster": ("MBATS secmaster", "secmaster"),
+}
+
+# view -> database file stem
+DATASETS = {
+    "runs": "risk", "equity": "risk", "trades": "risk", "exposure": "risk", "sweep_results": "risk",
+    "live_positions": "risk", "live_orders_today": "risk", "live_fills_today": "risk",
+    "live_pnl_today": "risk", "risk_events": "risk", "risk_status": "risk",
+    "bars_daily": "secmaster", "coverage": "secmaster", "bar_gaps": "secmaster",
+}
+
+# the time column a dataset's time-series charts use
+MAIN_DTTM = {"equity": "ts", "exposure": "ts", "trades": "exit_ts", "runs": "started_at",
+             "sweep_results": "started_at", "live_orders_today": "created_at", "live_fills_today": "ts",
+             "live_positions": "ts", "risk_events": "ts", "bars_daily": "day", "bar_gaps": "gap_start"}
+
+
+def metric(sql: str, label: str) -> dict:
+    return {"expressionType": "SQL", "sqlExpression": sql, "label": label, "hasCustomLabel": True,
+            "optionName": "metric_" + _uuid("metric", sql + label)[:8]}
+
+
+@dataclass
+class Chart:
+    name: str
+    dataset: str
+    viz_type: str
+    params: dict
+    width: int = 4
+    height: int = 50
+    columns_used: list[str] = field(default_factory=list)
+
+
+def big_number(name: str, dataset: str, sql: str, label: str, fmt: str = ",.2f", width: int = 2) -> Chart:
+    return Chart(name, dataset, "big_number_total",
+                 {"metric": metric(sql, label), "adhoc_filters": [], "header_font_size": 0.4,
+                  "subheader_font_size": 0.15, "y_axis_format": fmt, "time_format": "smart_date"},
+                 width=width, height=25)
+
+
+def timeseries(name: str, dataset: str, viz: str, x: str, metrics: list[dict], groupby: list[str],
+               grain: str | None, fmt: str = "SMART_NUMBER", width: int = 6, **extra) -> Chart:
+    params = {"x_axis": x, "metrics": metrics, "groupby": groupby, "time_grain_sqla": grain,
+              "adhoc_filters": [dict(NO_TIME_FILTER, subject=x)], "row_limit": 50000, "order_desc": True,
+              "show_legend": True, "legendOrientation": "top", "legendType": "scroll", "rich_tooltip": True,
+              "tooltipTimeFormat": "smart_date", "x_axis_time_format": "smart_date", "y_axis_format": fmt,
+              "truncateXAxis": True, "y_axis_bounds": [None, None], "color_scheme": "supersetColors",
+              "markerSize": 4, "only_total": True, "comparison_type": "values", "seriesType": "line",
+              "x_axis_sort_asc": True, "sort_series_type": "sum"}
+    params.update(extra)
+    return Chart(name, dataset, viz, params, width=width, columns_used=[x, *groupby])
+
+
+def category_bar(name: str, dataset: str, x: str, metrics: list[dict], fmt: str = "SMART_NUMBER",
+                 width: int = 4) -> Chart:
+    params = {"x_axis": x, "metrics": metrics, "groupby": [], "adhoc_filters": [], "row_limit": 1000,
+              "order_desc": True, "orientation": "vertical", "show_legend": False, "y_axis_format": fmt,
+              "color_scheme": "supersetColors", "only_total": True, "rich_tooltip": True,
+              "x_axis_sort_asc": True, "truncateXAxis": True, "y_axis_bounds": [None, None]}
+    return Chart(name, dataset, "echarts_timeseries_bar", params, width=width, columns_used=[x])
+
+
+def table(name: str, dataset: str, columns: list[str], order_by: str | None = None, desc: bool = True,
+          width: int = 6, height: int = 50, row_limit: int = 1000) -> Chart:
+    params = {"query_mode": "raw", "all_columns": columns, "groupby": [], "metrics": [], "percent_metrics": [],
+              "adhoc_filters": [], "order_by_cols": [f'["{order_by}", {"false" if desc else "true"}]'] if order_by else [],
+              "row_limit": row_limit, "server_page_length": 10, "table_timestamp_format": "smart_date",
+              "show_cell_bars": True, "color_pn": True, "allow_render_html": False, "include_search": False}
+    return Chart(name, dataset, "table", params, width=width, height=height, columns_used=list(columns))
+
+
+def histogram(name: str, dataset: str, column: str, bins: int = 30, width: int = 4) -> Chart:
+    params = {"column": column, "groupby": [], "adhoc_filters": [], "bins": bins, "normalize": False,
+              "row_limit": 50000, "show_legend": False, "show_value": False, "color_scheme": "supersetColors",
+              "x_axis_title": column, "y_axis_title": "trades"}
+    return Chart(name, dataset, "histogram_v2", params, width=width, columns_used=[column])
+
+
+def heatmap(name: str, dataset: str, x: str, y: str, m: dict, grain: str | None = None, width: int = 6,
+            fmt: str = "SMART_NUMBER") -> Chart:
+    params = {"x_axis": x, "groupby": y, "metric": m, "adhoc_filters": [], "row_limit": 10000,
+              "time_grain_sqla": grain, "linear_color_scheme": "superset_seq_1", "normalize_across": "heatmap",
+              "legend_type": "continuous", "show_legend": True, "show_percentage": False, "show_values": True,
+              "sort_x_axis": "alpha_asc", "sort_y_axis": "alpha_asc", "value_bounds": [None, None],
+              "xscale_interval": -1, "yscale_interval": -1, "left_margin": "auto", "bottom_margin": "auto",
+              "x_axis_time_format": "smart_date", "y_axis_format": fmt}
+    if grain:
+        params["adhoc_filters"] = [dict(NO_TIME_FILTER, subject=x)]
+    return Chart(name, dataset, "heatmap_v2", params, width=width, columns_used=[x, y])
+
+
+@dataclass
+class NativeFilter:
+    name: str
+    dataset: str
+    column: str
+    first_item: bool = True
+    multi: bool = False
+
+
+@dataclass
+class Dashboard:
+    slug: str
+    title: str
+    description: str
+    rows: list[list[Chart]]
+    filters: list[NativeFilter] = field(default_factory=list)
+
+
+def dashboards() -> list[Dashboard]:
+    pct = ".2f"
+    backtest = Dashboard(
+        "mbats-backtest", "MBATS · Backtest performance",
+        "One run at a time (pick it in the filter bar): equity, drawdown, ratios, trades, exposure.",
+        [
+            [big_number("Total return %", "runs", "MAX(total_return_pct)", "return %", pct),
+             big_number("Sharpe", "runs", "MAX(sharpe)", "Sharpe", pct),
+             big_number("Sortino", "runs", "MAX(sortino)", "Sortino", pct),
+             big_number("Max drawdown %", "runs", "MAX(max_drawdown_pct)", "max DD %", pct),
+             big_number("Closed trades", "runs", "MAX(trades)", "trades", ",d"),
+             big_number("Win rate %", "runs", "MAX(win_rate_pct)", "win %", pct)],
+            [timeseries("Equity", "equity", "echarts_timeseries_line", "ts",
+                        [metric("MAX(value)", "account value")], ["run_label"], "PT1H", ",.0f"),
+             timeseries("Drawdown %", "equity", "echarts_area", "ts",
+                        [metric("MIN(drawdown_pct)", "drawdown %")], ["run_label"], "PT1H", pct)],
+            [table("Trade statistics", "runs", ["run_label", "trades", "win_rate_pct", "profit_factor", "expectancy",
+                                                "sqn", "exposure_pct", "calmar", "final_value"], width=12, height=30)],
+            [category_bar("Net P&L by instrument", "trades", "instrument", [metric("SUM(pnl_net)", "net P&L")],
+                          ",.2f"),
+             histogram("Trade P&L distribution", "trades", "pnl_net"),
+             timeseries("Exposure (net units)", "exposure", "echarts_timeseries_line", "ts",
+                        [metric("MAX(net_units)", "net units")], ["instrument"], "PT1H", ",.0f", width=4)],
+            [table("Trades", "trades", ["instrument", "direction", "size", "entry_ts", "entry_price", "exit_ts",
+                                        "exit_price", "pnl_net", "return_pct", "bars_held", "outcome"],
+                   order_by="entry_ts", width=12)],
+        ],
+        [NativeFilter("Run", "runs", "run_label")],
+    )
+    sweeps = Dashboard(
+        "mbats-sweeps", "MBATS · Parameter sweeps",
+        "Runs grouped by sweep_id: Sharpe over the first two parameters, best configurations.",
+        [
+            [heatmap("Sharpe by parameters", "sweep_results", "param_1", "param_2",
+                     metric("MAX(sharpe)", "Sharpe"), fmt=pct),
+             category_bar("Mean Sharpe by first parameter", "sweep_results", "param_1",
+                          [metric("AVG(sharpe)", "Sharpe")], pct, width=6)],
+            [table("Best configurations", "sweep_results",
+                   ["sharpe_rank", "run_label", "param_1_name", "param_1", "param_2_name", "param_2", "params",
+                    "sharpe", "sortino", "total_return_pct", "max_drawdown_pct", "trades", "win_rate_pct"],
+                   order_by="sharpe", width=12)],
+        ],
+        [NativeFilter("Sweep", "sweep_results", "sweep_id")],
+    )
+    live = Dashboard(
+        "mbats-live", "MBATS · Live trading",
+        "Paper and live runs today (UTC): P&L, open positions, orders, fills, risk-limit events.",
+        [
+            [big_number("P&L today", "live_pnl_today", "SUM(pnl_today)", "P&L today", ",.2f", width=3),
+             big_number("Open positions", "live_positions", "COUNT(*)", "positions", ",d", width=3),
+             big_number("Orders today", "live_orders_today", "COUNT(*)", "orders", ",d", width=3),
+             big_number("Risk events today", "risk_status", "COALESCE(SUM(events_today), 0)", "events", ",d",
+                        width=3)],
+            [table("P&L today by run", "live_pnl_today", ["run_label", "mode", "account", "status", "value_start",
+                                                          "value_now", "pnl_today", "realized_today", "unrealized",
+                                                          "drawdown_pct", "updated_at"], width=12, height=30)],
+            [table("Open positions", "live_positions", ["run_label", "instrument", "size", "avg_price",
+                                                        "market_price", "unrealized_pnl", "notional", "ts"]),
+             table("Risk-limit status", "risk_status", ["rule", "events_today", "last_action", "last_event_at",
+                                                        "last_run"])],
+            [table("Orders today", "live_orders_today", ["created_at", "run_label", "instrument", "side",
+                                                         "order_type", "size", "price", "status"],
+                   order_by="created_at"),
+             table("Fills today", "live_fills_today", ["ts", "run_label", "instrument", "size", "price",
+                                                       "commission"], order_by="ts")],
+            [table("Risk events", "risk_events", ["ts", "run_label", "rule", "instrument", "action", "detail"],
+                   order_by="ts", width=12, row_limit=500)],
+        ],
+    )
+    coverage = Dashboard(
+        "mbats-data-coverage", "MBATS · Data coverage",
+        "Bars in the security master per instrument and day, and the gaps between them.",
+        [
+            [big_number("Instruments", "coverage", "COUNT(DISTINCT instrument)", "instruments", ",d", width=3),
+             big_number("Bars", "coverage", "SUM(bars)", "bars", ",d", width=3),
+             big_number("Gaps", "bar_gaps", "COUNT(*)", "gaps", ",d", width=3),
+             big_number("Missing bars", "bar_gaps", "COALESCE(SUM(missing_bars), 0)", "missing bars", ",d",
+                        width=3)],
+            [table("Coverage", "coverage", ["instrument", "granularity", "vendor", "is_synthetic", "bars",
+                                            "first_ts", "last_ts", "days_with_bars"], width=12, height=30)],
+            [timeseries("Bars per day", "bars_daily", "echarts_timeseries_bar", "day",
+                        [metric("SUM(bars)", "bars")], ["instrument"], "P1D", ",d", width=12)],
+            [heatmap("Coverage % by instrument and day", "bars_daily", "day", "instrument",
+                     metric("MAX(day_coverage_pct)", "coverage %"), grain="P1D", width=12, fmt=".0f")],
+            [table("Largest gaps", "bar_gaps", ["instrument", "granularity", "gap_start", "gap_end", "gap_hours",
+                                                "missing_bars"], order_by="gap_hours", width=12)],
+        ],
+        [NativeFilter("Granularity", "coverage", "granularity", first_item=False, multi=True)],
+    )
+    return [backtest, sweeps, live, coverage]
+
+
+# --- generation --------------------------------------------------------------------------------------
+
+SUPERSET_TYPES = {"double precision": "DOUBLE PRECISION", "bigint": "BIGINT", "integer": "INTEGER",
+                  "numeric": "NUMERIC", "text": "TEXT", "boolean": "BOOLEAN",
+                  "timestamp with time zone": "TIMESTAMP WITH TIME ZONE",
+                  "timestamp without time zone": "TIMESTAMP WITHOUT TIME ZONE"}
+
+
+def _dump(obj: dict) -> str:
+    return yaml.safe_dump(obj, sort_keys=False, allow_unicode=True, width=120)
+
+
+def _file_stem(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_")
+
+
+def _dataset_file(view: str, db: str, columns: list[tuple[str, str]]) -> dict:
+    cols = []
+    for name, pg_type in columns:
+        base = pg_type.split("(")[0]
+        cols.append({"column_name": name, "verbose_name": None, "is_dttm": base.startswith("timestamp"),
+                     "is_active": True, "type": SUPERSET_TYPES.get(base, base.upper()), "advanced_data_type": None,
+                     "groupby": True, "filterable": True, "expression": None, "description": None,
+                     "python_date_format": None, "extra": None})
+    return {"table_name": view, "main_dttm_col": MAIN_DTTM.get(view), "description": f"dash.{view} view",
+            "default_endpoint": None, "offset": 0, "cache_timeout": None, "catalog": None, "schema": "dash",
+            "sql": None, "params": None, "template_params": None, "filter_select_enabled": True,
+            "fetch_values_predicate": None, "extra": None, "normalize_columns": False,
+            "always_filter_main_dttm": False, "uuid": _uuid("dataset", f"{db}.{view}"),
+            "metrics": [{"metric_name": "count", "verbose_name": "COUNT(*)", "metric_type": "count",
+                         "expression": "COUNT(*)", "description": None, "d3format": None, "currency": None,
+                         "extra": None, "warning_text": None}],
+            "columns": cols, "version": VERSION, "database_uuid": _uuid("database", db)}
+
+
+def _dashboard_file(d: Dashboard, chart_ids: dict[str, int]) -> dict:
+    position: dict = {"DASHBOARD_VERSION_KEY": "v2",
+                      "ROOT_ID": {"type": "ROOT", "id": "ROOT_ID", "children": ["GRID_ID"]},
+                      "GRID_ID": {"type": "GRID", "id": "GRID_ID", "children": [], "parents": ["ROOT_ID"]},
+                      "HEADER_ID": {"id": "HEADER_ID", "type": "HEADER", "meta": {"text": d.title}}}
+    for r, row in enumerate(d.rows):
+        row_id = f"ROW-{d.slug}-{r}"
+        position["GRID_ID"]["children"].append(row_id)
+        position[row_id] = {"type": "ROW", "id": row_id, "children": [], "parents": ["ROOT_ID", "GRID_ID"],
+                            "meta": {"background": "BACKGROUND_TRANSPARENT"}}
+        for c, chart in enumerate(row):
+            chart_id = f"CHART-{d.slug}-{r}-{c}"
+            position[row_id]["children"].append(chart_id)
+            chart_uuid = _uuid("chart", f"{d.slug}/{chart.name}")
+            position[chart_id] = {"type": "CHART", "id": chart_id, "children": [],
+                                  "parents": ["ROOT_ID", "GRID_ID", row_id],
+                                  "meta": {"width": chart.width, "height": chart.height, "chartId": chart_ids[chart_uuid],
+                                           "sliceName": chart.name, "uuid": chart_uuid}}
+    filters = []
+    for f in d.filters:
+        filters.append({
+            "id": f"NATIVE_FILTER-{_uuid('filter', d.slug + f.name)[:12]}", "name": f.name,
+            "filterType": "filter_select", "type": "NATIVE_FILTER",
+            "targets": [{"column": {"name": f.column}, "datasetUuid": _uuid("dataset", f"{DATASETS[f.dataset]}.{f.dataset}")}],
+            "controlValues": {"enableEmptyFilter": f.first_item, "defaultToFirstItem": f.first_item,
+                              "multiSelect": f.multi, "searchAllOptions": False, "inverseSelection": False,
+                              "sortAscending": False},
+            "defaultDataMask": {"extraFormData": {}, "filterState": {}, "ownState": {}},
+            "cascadeParentIds": [], "scope": {"rootPath": ["ROOT_ID"], "excluded": []},
+            "description": f"filters every chart whose dataset has a `{f.column}` column",
+        })
+    metadata = {"color_scheme": "supersetColors", "refresh_frequency": 0, "expanded_slices": {},
+                "label_colors": {}, "shared_label_colors": [], "timed_refresh_immune_slices": [],
+                "cross_filters_enabled": False, "default_filters": "{}", "chart_configuration": {},
+                "global_chart_configuration": {"scope": {"rootPath": ["ROOT_ID"], "excluded": []},
+                                               "chartsInScope": []},
+                "native_filter_configuration": filters}
+    return {"dashboard_title": d.title, "description": d.description, "css": "", "slug": d.slug,
+            "certified_by": None, "certification_details": None, "published": True,
+            "uuid": _uuid("dashboard", d.slug), "position": position, "metadata": metadata, "version": VERSION}
+
+
+def generate(view_columns: dict[str, dict[str, list[tuple[str, str]]]]) -> dict[str, str]:
+    """{path inside the bundle: YAML text}; ``view_columns`` is {database stem: {view: [(col, type)]}}."""
+    files: dict[str, str] = {"metadata.yaml": _dump({"version": VERSION, "type": "Dashboard",
+                                                     "timestamp": "2026-01-01T00:00:00+00:00"})}
+    for stem, (name, dbname) in DATABASES.items():
+        files[f"databases/{stem}.yaml"] = _dump({
+            "database_name": name, "sqlalchemy_uri": f"postgresql+psycopg2://mbats_superset@localhost:5432/{dbname}",
+            "cache_timeout": None, "expose_in_sqllab": True, "allow_run_async": False, "allow_ctas": False,
+            "allow_cvas": False, "allow_dml": False, "allow_file_upload": False,
+            "extra": {"allows_virtual_table_explore": True, "schemas_allowed_for_file_upload": []},
+            "uuid": _uuid("database", stem), "version": VERSION})
+    for view, stem in DATASETS.items():
+        columns = view_columns.get(stem, {}).get(view)
+        if not columns:
+            raise ValueError(f"view dash.{view} not found in the {stem} database; run `mbats db upgrade`")
+        files[f"datasets/{stem}/{view}.yaml"] = _dump(_dataset_file(view, stem, columns))
+    for d in dashboards():
+        chart_ids: dict[str, int] = {}
+        for row in d.rows:
+            for chart in row:
+                chart_uuid = _uuid("chart", f"{d.slug}/{chart.name}")
+                chart_ids[chart_uuid] = len(chart_ids) + 1
+                stem = DATASETS[chart.dataset]
+                params = {"viz_type": chart.viz_type, "datasource": f"{chart.dataset}__table", **chart.params}
+                files[f"charts/{d.slug}/{_file_stem(chart.name)}.yaml"] = _dump({
+                    "slice_name": chart.name, "description": None, "certified_by": None,
+                    "certification_details": None, "viz_type": chart.viz_type, "params": params,
+                    "query_context": None, "cache_timeout": None, "uuid": chart_uuid, "version": VERSION,
+                    "dataset_uuid": _uuid("dataset", f"{stem}.{chart.dataset}")})
+        files[f"dashboards/{d.slug}.yaml"] = _dump(_dashboard_file(d, chart_ids))
+    return files
+
+
+def live_view_columns() -> dict[str, dict[str, list[tuple[str, str]]]]:
+    """The `dash` views' columns in the configured risk and secmaster databases."""
+    from mbats.dashboards.views import view_columns, view_databases
+
+    return {stem: view_columns(database) for stem, database in view_databases().items()}
+
+
+def chart_column_errors(view_columns: dict[str, dict[str, list[tuple[str, str]]]]) -> list[str]:
+    """Charts or filters naming a column their view does not have."""
+    errors = []
+    for d in dashboards():
+        for row in d.rows:
+            for chart in row:
+                have = {c for c, _ in view_columns[DATASETS[chart.dataset]].get(chart.dataset, [])}
+                errors += [f"{d.slug}/{chart.name}: dash.{chart.dataset} has no column {c}"
+                           for c in chart.columns_used if c not in have]
+        for f in d.filters:
+            have = {c for c, _ in view_columns[DATASETS[f.dataset]].get(f.dataset, [])}
+            if f.column not in have:
+                errors.append(f"{d.slug}/filter {f.name}: dash.{f.dataset} has no column {f.column}")
+    return errors
+
+
+def write(files: dict[str, str], directory: Path = BUNDLE_DIR) -> list[Path]:
+    """Replace the bundle folder's YAML files with ``files``; return the paths written."""
+    if directory.exists():
+        for old in directory.rglob("*.yaml"):
+            old.unlink()
+    written = []
+    for rel, text in sorted(files.items()):
+        path = directory / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        written.append(path)
+    return written
+
+
+def check(files: dict[str, str], directory: Path = BUNDLE_DIR) -> list[str]:
+    """Paths (relative to the bundle) that are missing, stale or extra compared with ``files``."""
+    on_disk = {str(p.relative_to(directory)): p.read_text() for p in directory.rglob("*.yaml")} if directory.exists() else {}
+    problems = [f"missing {rel}" for rel in files if rel not in on_disk]
+    problems += [f"stale {rel}" for rel in files if rel in on_disk and on_disk[rel] != files[rel]]
+    problems += [f"extra {rel}" for rel in on_disk if rel not in files]
+    return sorted(problems)
