@@ -100,6 +100,15 @@ class Simulator:
             self._move_to(target)
             return self.market.now
 
+    def set_clock(self, when: datetime | str | int) -> int:
+        """Put the clock anywhere, backwards too; only while the account holds no orders or trades."""
+        with self.lock:
+            if self.account.orders or self.account.trades:
+                raise MbatsError("the replay clock can only move backwards before any order is placed")
+            self.market.now = when if isinstance(when, int) else parse_time(str(pd.Timestamp(when).isoformat()))
+            self._wall0, self._sim0 = time.monotonic(), self.market.now
+            return self.market.now
+
     def _move_to(self, target: int) -> None:
         old = self.market.now
         if target <= old:
