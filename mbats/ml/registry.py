@@ -94,11 +94,16 @@ def _load(uri: str, tracking: str):
 
 
 def load_model(uri: str):
-    """A pyfunc model by URI, cached per URI (pinned version URIs never change content)."""
+    """A pyfunc model by URI; pinned ``models:/name/version`` URIs are cached (their content never
+    changes), alias URIs are loaded afresh because the alias can move."""
+    import mlflow.pyfunc
+
     from mbats.tracking import tracking_uri
 
     with mlflow_errors():
         client()
+        if "@" in uri:
+            return mlflow.pyfunc.load_model(uri)
         return _load(uri, tracking_uri())
 
 

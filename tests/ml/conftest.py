@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers next to 
 from ml_servers import Server, planted_bars, start_mlflow, start_weed  # noqa: E402
 
 ACCESS_KEY, SECRET_KEY = "mbatstest", "mbats-test-secret-0123"
-PLANTED = "USD_SEK"        # synthetic instrument with a planted, learnable pattern
+PLANTED = "AUD_CAD"        # synthetic instrument with a planted, learnable pattern
 TIMINGS: dict[str, float] = {}
 
 

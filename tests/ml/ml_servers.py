@@ -131,8 +131,8 @@ def planted_bars(n_weeks: int = 20, seed: int = 11) -> pd.DataFrame:
     returns[0] = noise[0]
     for i in range(1, len(times)):
         returns[i] = -0.3 * returns[i - 1] + noise[i]
-    close = 10.5 * np.exp(np.cumsum(returns))
-    open_ = np.concatenate([[10.5], close[:-1]])
+    close = 0.9 * np.exp(np.cumsum(returns))
+    open_ = np.concatenate([[0.9], close[:-1]])
     spread = np.abs(rng.normal(0.0, 0.0005, len(times))) * close
     return pd.DataFrame({"ts": times, "open": open_.round(5), "high": (np.maximum(open_, close) + spread).round(5),
                          "low": (np.minimum(open_, close) - spread).round(5), "close": close.round(5),
