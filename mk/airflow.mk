@@ -23,5 +23,6 @@ airflow-up: venv-airflow ## run Airflow locally without Docker (services/airflow
 	PATH=$(abspath $(AIRFLOW_VENV))/bin:$$PATH services/airflow/start.sh all
 
 EXTRA_VENVS += venv-airflow
-EXTRA_TESTS += $(AIRFLOW_VENV)/bin/python -m pytest tests/airflow -v --durations=10
+# own temp root: other suites running at the same time prune /tmp/pytest-of-$USER
+EXTRA_TESTS += PYTEST_DEBUG_TEMPROOT=$$(mktemp -d) $(AIRFLOW_VENV)/bin/python -m pytest tests/airflow -v --durations=10
 MAIN_TEST_IGNORE += --ignore=tests/airflow
