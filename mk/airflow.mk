@@ -4,7 +4,7 @@ AIRFLOW_VENV := $(CACHE)/venv-airflow
 AIRFLOW_LOCK := requirements/airflow.lock
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.lock-$(shell (cat $(AIRFLOW_LOCK) pyproject.toml 2>/dev/null) | sha256sum | cut -c1-16)
 
-.PHONY: venv-airflow lock-airflow airflow-up
+.PHONY: venv-airflow lock-airflow airflow-up test-airflow
 
 # Rebuilt only when the lock file or pyproject.toml changes.
 $(AIRFLOW_STAMP): $(UV)
@@ -22,7 +22,10 @@ lock-airflow: $(UV) ## re-resolve requirements/airflow.lock (Airflow + mbats dep
 airflow-up: venv-airflow ## run Airflow locally without Docker (services/airflow/start.sh all)
 	PATH=$(abspath $(AIRFLOW_VENV))/bin:$$PATH services/airflow/start.sh all
 
+test-airflow: venv venv-airflow ## run the Airflow tests (DagBag, dag.test, a real Airflow + Celery, UI)
+	tests/airflow/run.sh
+
 EXTRA_VENVS += venv-airflow
-# own temp root: other suites running at the same time prune /tmp/pytest-of-$USER
-EXTRA_TESTS += PYTEST_DEBUG_TEMPROOT=$$(mktemp -d) $(AIRFLOW_VENV)/bin/python -m pytest tests/airflow -v --durations=10
+# One word: the top Makefile's $(foreach t,$(EXTRA_TESTS),...) splits the list on spaces.
+EXTRA_TESTS += tests/airflow/run.sh
 MAIN_TEST_IGNORE += --ignore=tests/airflow
