@@ -60,29 +60,43 @@ class RollingMean(RollingSum):
 
 
 class RollingStd:
-    """Sample standard deviation (ddof=1) of the last ``period`` values from running sums of x and x²."""
+    """Standard deviation (``ddof=1``) of the last ``period`` values: Welford add/remove updates.
+
+    Running sums of x and x² cancel catastrophically for prices (variance ~1e-9 of x²); updating
+    the mean and the sum of squared deviations directly, as pandas does, stays accurate.
+    """
 
     def __init__(self, period: int, ddof: int = 1):
         if period <= ddof:
             raise ValueError("period must exceed ddof")
         self.period, self.ddof = period, ddof
-        self._sum, self._sq = RollingSum(period), RollingSum(period)
-        self._shift: float | None = None  # subtract the first value: keeps x² sums well conditioned
+        self._ring = [0.0] * period
+        self._count = 0
+        self._n = 0
+        self._mean = 0.0
+        self._m2 = 0.0
 
     def update(self, x: float) -> float:
-        if self._shift is None:
-            self._shift = x
-        d = x - self._shift
-        self._sum.update(d)
-        self._sq.update(d * d)
+        slot = self._count % self.period
+        if self._count >= self.period:  # remove the oldest value
+            old = self._ring[slot]
+            self._n -= 1
+            delta = old - self._mean
+            self._mean -= delta / self._n
+            self._m2 -= delta * (old - self._mean)
+        self._ring[slot] = x
+        self._n += 1
+        delta = x - self._mean
+        self._mean += delta / self._n
+        self._m2 += delta * (x - self._mean)
+        self._count += 1
         return self.value
 
     @property
     def value(self) -> float:
-        if not self._sum.full:
+        if self._count < self.period:
             return math.nan
-        n, s, q = self.period, self._sum.value, self._sq.value
-        var = (q - s * s / n) / (n - self.ddof)
+        var = self._m2 / (self.period - self.ddof)
         return math.sqrt(var) if var > 0.0 else 0.0
 
 

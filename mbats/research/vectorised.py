@@ -72,7 +72,7 @@ def trade_targets(symbol: str, bars: pd.DataFrame, target: np.ndarray, units: in
     trades: list[dict] = []
     entries = np.flatnonzero(new != 0)
     if len(entries):
-        stamps = bars.index
+        stamps = bars.index.as_unit("us")  # backtrader's recorder yields microsecond timestamps
         high, low = bars["high"].to_numpy(np.float64), bars["low"].to_numpy(np.float64)
         closed = entries[entries + 1 < len(changes)]
         e_bar, x_bar = changes[closed], changes[closed + 1]
