@@ -8,9 +8,10 @@ import math
 import time
 from dataclasses import fields
 
+import numpy as np
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mbats.secmaster.granularity import GRANULARITIES
@@ -126,8 +127,9 @@ def create_app(sim: Simulator) -> FastAPI:
             raise OandaError(400, "Maximum value for 'count' exceeded")
         digits = sim.market.instrument(instrument).instrument.display_precision or 5
         out = []
-        for t, o, h, low, c, v, complete in rows:
-            candle = {"complete": complete, "volume": v, "time": fmt_time(t)}
+        stamps = np.datetime_as_string(np.array([r[0] for r in rows], dtype="int64").view("datetime64[ns]"), unit="ns")
+        for (t, o, h, low, c, v, complete), stamp in zip(rows, stamps):
+            candle = {"complete": complete, "volume": v, "time": f"{stamp}Z"}
             for p in price:
                 shift = {"M": 0.0, "B": -half, "A": half}[p]
                 candle[PRICE_KEYS[p]] = {k: f"{x + shift:.{digits}f}" for k, x in (("o", o), ("h", h), ("l", low), ("c", c))}

@@ -24,8 +24,7 @@ DAY_OPEN_HOUR = 17  # OANDA's default dailyAlignment, New York time
 
 def fmt_time(ns: int) -> str:
     """RFC 3339 with nanoseconds, as OANDA writes times."""
-    ts = pd.Timestamp(int(ns), tz="UTC")
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ns) % NS:09d}Z"
+    return f"{np.datetime_as_string(np.int64(ns).view('datetime64[ns]'), unit='ns')}Z"
 
 
 def parse_time(value: str) -> int:
