@@ -7,13 +7,13 @@ from collections.abc import Iterable, Sequence
 from rich.console import Console
 from rich.table import Table
 
-from mbats.risk.store import dumps
-
 console = Console()
 err_console = Console(stderr=True)
 
 
 def print_json(value) -> None:
+    from mbats.risk.store import dumps
+
     print(dumps(value))
 
 

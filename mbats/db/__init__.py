@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from typing import TYPE_CHECKING
+
 import psycopg2
 from psycopg2 import sql
-from sqlalchemy import Engine, create_engine
-from sqlalchemy.engine import make_url
 
 from mbats.config import get_settings
 from mbats.errors import ServiceUnavailableError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+
+def make_url(url: str):
+    from sqlalchemy.engine import make_url as parse  # imported late: the CLI starts faster without it
+
+    return parse(url)
 
 
 def server_url() -> str:
@@ -69,11 +78,13 @@ def ensure_database(name: str) -> bool:
 
 
 @lru_cache(maxsize=None)
-def _engine(url: str) -> Engine:
-    return create_engine(url, pool_pre_ping=True, future=True)
+def _engine(url: str) -> "Engine":
+    from sqlalchemy import create_engine
+
+    return create_engine(url, pool_pre_ping=True)
 
 
-def engine(name: str) -> Engine:
+def engine(name: str) -> "Engine":
     return _engine(database_url(name))
 
 
