@@ -1,0 +1,69 @@
+"""One backtrader run through the platform (`simulate`) vs stock backtrader defaults, same strategy.
+
+Stock: ``Cerebro()`` with ``PandasData`` and the default observers (broker, trades, buy/sell), the
+same SmaCrossover, a FixedSize sizer, and only a tiny analyzer collecting closed trades so the trade
+lists can be compared. Both runs are costless so the P&L of every trade must be identical.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import backtrader as bt
+import pandas as pd
+
+from research_common import year_of_minutes  # noqa: I001  (also sets MBATS_STRATEGIES_DIR)
+
+from mbats.backtest.runner import BacktestSpec, simulate
+from mbats.backtest.strategies import find_strategy
+
+
+class ClosedTrades(bt.Analyzer):
+    def start(self):
+        self.rows = []
+
+    def notify_trade(self, trade):
+        if trade.isclosed:
+            self.rows.append((bt.num2date(trade.dtopen), bt.num2date(trade.dtclose), trade.price, trade.pnl))
+
+    def get_analysis(self):
+        return self.rows
+
+
+def stock_run(bars: pd.DataFrame, params: dict) -> tuple[float, list]:
+    started = time.perf_counter()
+    cerebro = bt.Cerebro()
+    cerebro.adddata(bt.feeds.PandasData(dataname=bars.tz_localize(None), timeframe=bt.TimeFrame.Minutes))
+    cerebro.broker.setcash(100_000.0)
+    cerebro.addsizer(bt.sizers.FixedSize, stake=10_000)
+    cerebro.addstrategy(find_strategy("sma_crossover"), **params)
+    cerebro.addanalyzer(ClosedTrades, _name="closed")
+    strategy = cerebro.run()[0]
+    return time.perf_counter() - started, strategy.analyzers.closed.get_analysis()
+
+
+def main(bars_limit: int | None = None) -> None:
+    bars = year_of_minutes()
+    if bars_limit:
+        bars = bars.iloc[:bars_limit]
+    params = {"fast": 10, "slow": 30}
+    spec = BacktestSpec("sma_crossover", ["GBP_USD"], "M1", params=params)
+    started = time.perf_counter()
+    sim = simulate(spec, {"GBP_USD": bars})
+    t_platform = time.perf_counter() - started
+    t_stock, stock_trades = stock_run(bars, params)
+    closed = sim.trades[~sim.trades["is_open"]]
+    platform_trades = [(a.to_pydatetime().replace(tzinfo=None), b.to_pydatetime().replace(tzinfo=None), p, q)
+                       for a, b, p, q in zip(closed["entry_ts"], closed["exit_ts"], closed["entry_price"], closed["pnl"])]
+    identical = platform_trades == stock_trades
+    print(f"SMA crossover 10/30 over {len(bars):,} 1-minute bars, {len(stock_trades):,} closed trades")
+    print(f"  stock backtrader (Cerebro() defaults, PandasData, observers): {t_stock:.1f} s "
+          f"({len(bars) / t_stock / 1e3:.1f}k bars/s)")
+    print(f"  platform simulate (BarsFeed, stdstats=False, Recorder):      {t_platform:.1f} s "
+          f"({len(bars) / t_platform / 1e3:.1f}k bars/s)")
+    print(f"  speed-up: {t_stock / t_platform:.2f}x; trades identical: {identical}")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else None)
