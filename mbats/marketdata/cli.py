@@ -146,6 +146,11 @@ sim_app = typer.Typer(help="The OANDA v20 simulator: market replay over the v20 
                       no_args_is_help=True)
 
 
+@sim_app.callback()
+def _sim_group() -> None:
+    """The OANDA v20 simulator: market replay over the v20 REST protocol, on loopback."""
+
+
 @sim_app.command("serve")
 def serve_command(
     instrument: Annotated[list[str], typer.Option("--instrument", "-i", help="Instrument to replay (repeatable).")] = ["EUR_USD"],
