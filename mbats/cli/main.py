@@ -9,6 +9,7 @@ import typer
 
 from mbats.cli import backtest, data, db, runs
 from mbats.errors import MbatsError
+from mbats.marketdata.cli import download_command, gaps_command, sim_app
 
 app = typer.Typer(
     name="mbats",
@@ -26,14 +27,9 @@ app.command("runs")(runs.runs)
 app.command("report")(runs.report)
 app.command("demo")(runs.demo)
 
-try:  # the market-data and simulator commands (issue 3) plug in when present
-    from mbats.marketdata.cli import download_command, gaps_command, sim_app
-
-    data.app.command("download")(download_command)
-    data.app.command("gaps")(gaps_command)
-    app.add_typer(sim_app, name="sim")
-except ImportError:
-    pass
+data.app.command("download")(download_command)
+data.app.command("gaps")(gaps_command)
+app.add_typer(sim_app, name="sim")
 
 
 def _fail(message: str, code: int = 1) -> None:
