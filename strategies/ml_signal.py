@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from mbats.ml import registry
-from mbats.ml.features import FEATURES, WARMUP_BARS, build_features
+from mbats.ml.features import FEATURES, build_features
 from mbats.ml.serve import up_probability
 
 
@@ -23,7 +23,7 @@ class MlSignal(bt.Strategy):
         version="",             # pin a version instead of the alias
         threshold=0.55,         # probability needed to enter
         allow_short=True,
-        window=200,             # bars of history per prediction when bars arrive live
+        window=300,             # bars of history per live prediction (EWM features settle to ~1e-9 by then)
     )
 
     @classmethod
@@ -66,15 +66,17 @@ class MlSignal(bt.Strategy):
     def _live_probability(self, data) -> float:
         """Paper/live: features from the last ``window`` bars held by the feed."""
         n = min(len(data), self.p.window)
-        if n < WARMUP_BARS:
-            return float("nan")
+        if n < 2:
+            return float("nan")  # warm-up rows come back as NaN from the features anyway
         index = pd.DatetimeIndex([bt.num2date(x) for x in data.datetime.get(size=n)]).tz_localize("UTC")
         bars = pd.DataFrame({f: np.asarray(getattr(data, f).get(size=n)) for f in ("open", "high", "low", "close")},
                             index=index)
         return float(self._predict_frame(bars)[-1])
 
     def notify_order(self, order):
-        if not order.alive() and self.pending.get(order.data) is order:
+        # Notifications carry clones of the order: match by reference number.
+        pending = self.pending.get(order.data)
+        if not order.alive() and pending is not None and pending.ref == order.ref:
             self.pending[order.data] = None
 
     def next(self):

@@ -181,6 +181,8 @@ def run_backtest(spec: BacktestSpec, *, track: bool = True, bars: dict[str, pd.D
         raise MbatsError("give at least one instrument")
     cls = find_strategy(spec.strategy)
     params = coerce_params(cls, spec.params)
+    # A strategy trading on a registered model names it (model_uri, model_version) for the run row.
+    model_fields = cls.run_metadata(params) if hasattr(cls, "run_metadata") else {}
     bars = bars if bars is not None else load_bars(spec)
     data_from = min(b.index[0] for b in bars.values())
     data_to = max(b.index[-1] for b in bars.values())
@@ -191,7 +193,7 @@ def run_backtest(spec: BacktestSpec, *, track: bool = True, bars: dict[str, pd.D
             params=params, instruments=spec.instruments, granularity=spec.granularity,
             data_from=data_from, data_to=data_to, cash=spec.cash,
             broker={"commission": spec.commission, "spread_pips": spec.spread_pips, "sizer": spec.sizer},
-            code_version=code_version(), sweep_id=spec.sweep_id,
+            code_version=code_version(), sweep_id=spec.sweep_id, **model_fields,
         )
         try:
             sim = simulate(spec, bars, cls)

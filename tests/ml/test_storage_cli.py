@@ -71,7 +71,9 @@ def test_cli_lists_versions_and_refuses_to_promote_the_champion_again(trained):
     out = runner.invoke(ml_app, ["models", "--json"])
     assert out.exit_code == 0, out.output
     rows = json.loads(out.output)
-    assert any(r["version"] == result.version and "champion" in r["aliases"] for r in rows)
+    # (the notebook test may have trained and promoted newer versions by now)
+    assert any(r["version"] == result.version for r in rows)
+    assert sum("champion" in r["aliases"] for r in rows) == 1
     out = runner.invoke(ml_app, ["promote", "--json"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["promoted"] is False
