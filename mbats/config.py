@@ -67,6 +67,19 @@ class Settings(BaseSettings):
     oanda_retry_attempts: int = Field(6, description="Tries per request on 429, 5xx and timeouts")
     oanda_retry_max_wait: float = Field(20.0, description="Longest backoff between retries, seconds")
 
+    # --- live / paper trading (mbats.live) ----------------------------------------------------
+    live_confirm: str | None = Field(
+        None, description="Must be 'yes-i-mean-real-money' (or pass --confirm-live) to trade a live account"
+    )
+    live_max_units: float | None = Field(None, description="Max absolute units held per instrument")
+    live_max_gross_exposure: float | None = Field(None, description="Max sum of |notional| in account currency")
+    live_max_orders_per_minute: int | None = Field(None, description="Max orders submitted in any 60 s")
+    live_max_daily_loss: float | None = Field(
+        None, description="Loss (account currency) from the day's first NAV that trips the kill switch"
+    )
+    live_risk_webhook_url: str | None = Field(None, description="URL every risk breach is POSTed to (JSON)")
+    live_heartbeat_timeout: float = Field(20.0, description="Reconnect the price stream after this many silent seconds")
+
     @field_validator("database_url")
     @classmethod
     def _strip_db(cls, v: str | None) -> str | None:
