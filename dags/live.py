@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from mbats.orchestration import strategy_queue
 from mbats.orchestration.deployments import Deployment, load_deployments
@@ -48,10 +49,13 @@ def build(dep: Deployment):
         @task(queue=strategy_queue(), execution_timeout=_session_length(dep) + timedelta(minutes=15))
         def trade_session() -> dict:
             """Trade until the end of the session window, then stop (a retry resumes safely)."""
-            from mbats.orchestration.live import run_session
+            from mbats.orchestration.live import LiveRunnerUnavailable, run_session
 
             ctx = get_current_context()
-            return run_session(dep, ctx.get("logical_date") or ctx.get("run_after"))
+            try:
+                return run_session(dep, ctx.get("logical_date") or ctx.get("run_after"))
+            except LiveRunnerUnavailable as exc:  # retrying cannot help
+                raise AirflowFailException(str(exc)) from exc
 
         preflight() >> trade_session()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from mbats.orchestration import marketdata as md
 
@@ -58,14 +59,17 @@ def build(dag_id: str, granularities: list[str], cron: str, doc: str, gap_granul
             """Candles of one instrument for the run's data interval (idempotent)."""
             get_current_context()["mbats_label"] = symbol
             start, end = _interval()
-            results, errors = {}, []
+            results, errors, permanent = {}, [], True
             for granularity in granularities:
                 try:
                     results[granularity] = md.download_interval(symbol, granularity, start, end)
                 except Exception as exc:  # try every granularity, then fail the task
-                    errors.append(f"{granularity}: {exc}")
+                    errors.append(f"{granularity}: {type(exc).__name__}: {exc}")
+                    permanent = permanent and md.is_permanent(exc)
             if errors:
-                raise RuntimeError(f"{symbol}: " + "; ".join(errors))
+                message = f"{symbol}: " + "; ".join(errors)
+                # a wrong symbol or a missing token does not heal by retrying
+                raise AirflowFailException(message) if permanent else RuntimeError(message)
             return {"symbol": symbol, "results": results}
 
         @task(trigger_rule="all_done")
@@ -80,7 +84,15 @@ def build(dag_id: str, granularities: list[str], cron: str, doc: str, gap_granul
 
         symbols = instruments()
         downloads = download.expand(symbol=symbols)
-        downloads >> data_quality(symbols)
+        quality = data_quality(symbols)
+        downloads >> quality
+
+        @task
+        def all_instruments_loaded(results: list[dict]) -> int:
+            """Fails the run (after the quality report) when any instrument failed; the others' bars are kept."""
+            return len(results)
+
+        all_instruments_loaded(downloads)
 
     return market_data()
 

@@ -27,6 +27,13 @@ def _utc(t) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
+def is_permanent(exc: BaseException) -> bool:
+    """Errors a retry cannot fix: an unknown instrument, wrong settings or credentials, bad data."""
+    from mbats.errors import ConfigError, DataValidationError, NotFoundError
+
+    return isinstance(exc, (NotFoundError, ConfigError, DataValidationError))
+
+
 def sync_instruments() -> int:
     """Refresh the instrument list from the account; return how many there are."""
     from mbats.db import connect

@@ -171,7 +171,10 @@ def rank(sweep_id: str, metric: str = "sharpe", top: int = 5, parent_run_id: str
     """Rank the sweep's finished runs by ``metric``; store ranks in the risk DB; the best ``top``."""
     research = _research("rank_sweep")
     if research is not None:
-        return research(sweep_id, metric=metric, top=top)
+        summary = research(sweep_id, metric=metric, top=top)
+        if parent_run_id:
+            _close_parent(parent_run_id, summary, metric)
+        return summary
     from mbats.db import connect
     from mbats.risk import store
 

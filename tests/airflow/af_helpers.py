@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DAGS = ROOT / "dags"
 BIN = Path(sys.executable).parent
 EXPECTED_DAGS = {
-    "market_data_daily": {"instruments", "download", "data_quality"},
-    "market_data_minute": {"instruments", "download", "data_quality"},
+    "market_data_daily": {"instruments", "download", "data_quality", "all_instruments_loaded"},
+    "market_data_minute": {"instruments", "download", "data_quality", "all_instruments_loaded"},
     "backtest_sweep": {"prepare", "configurations", "run_configuration", "rank"},
     "model_training": {"train_challenger", "promote_if_better"},
     "eod_risk": {"compute_eod_risk"},
