@@ -1,6 +1,7 @@
 """PostgreSQL binary COPY for fixed-width columns, built and parsed with numpy in one step.
 
-Every column here is NOT NULL and fixed width (int4, int8, float8, timestamptz), so each row of
+Every column here is NOT NULL and fixed width (int4, int8, float8, timestamptz, or a text value
+that is the same for every row, such as a granularity code), so each row of
 the binary format has the same layout: a 16-bit field count, then per field a 32-bit length and
 the big-endian value. A numpy structured dtype describes that row, which turns whole columns
 into COPY bytes (and back) without a Python loop.
@@ -20,10 +21,11 @@ TRAILER = (-1).to_bytes(2, "big", signed=True)
 _WIRE = {"int4": ">i4", "int8": ">i8", "float8": ">f8", "timestamptz": ">i8"}
 
 
-def row_dtype(fields: Sequence[tuple[str, str]]) -> np.dtype:
+def row_dtype(fields: Sequence[tuple[str, str]], text_widths: Mapping[str, int] | None = None) -> np.dtype:
     layout: list[tuple[str, str]] = [("nfields", ">i2")]
     for name, pgtype in fields:
-        layout += [(f"len_{name}", ">i4"), (name, _WIRE[pgtype])]
+        wire = f"S{text_widths[name]}" if pgtype == "text" else _WIRE[pgtype]
+        layout += [(f"len_{name}", ">i4"), (name, wire)]
     return np.dtype(layout)
 
 
@@ -38,12 +40,18 @@ def _timestamps_us(values) -> np.ndarray:
 
 def encode(fields: Sequence[tuple[str, str]], columns: Mapping[str, object], nrows: int) -> bytes:
     """COPY ... FROM STDIN (FORMAT binary) payload for the given columns."""
-    dtype = row_dtype(fields)
+    # a text column holds one value for all rows (bytes of a fixed width)
+    texts = {name: str(columns[name]).encode() for name, pgtype in fields if pgtype == "text"}
+    dtype = row_dtype(fields, {name: len(value) for name, value in texts.items()})
     rows = np.empty(nrows, dtype=dtype)
     rows["nfields"] = len(fields)
     for name, pgtype in fields:
-        rows[f"len_{name}"] = np.dtype(_WIRE[pgtype]).itemsize
         values = columns[name]
+        if pgtype == "text":
+            rows[f"len_{name}"] = len(texts[name])
+            rows[name] = texts[name]
+            continue
+        rows[f"len_{name}"] = np.dtype(_WIRE[pgtype]).itemsize
         rows[name] = _timestamps_us(values) - PG_EPOCH_US if pgtype == "timestamptz" else np.asarray(values)
     return HEADER + rows.tobytes() + TRAILER
 

