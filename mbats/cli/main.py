@@ -10,6 +10,7 @@ import typer
 from mbats.cli import backtest, data, db, runs
 from mbats.errors import MbatsError
 from mbats.marketdata.cli import download_command, gaps_command, sim_app
+from mbats.research.cli import sweep_command
 
 app = typer.Typer(
     name="mbats",
@@ -26,6 +27,7 @@ app.command("backtest")(backtest.backtest)
 app.command("runs")(runs.runs)
 app.command("report")(runs.report)
 app.command("demo")(runs.demo)
+app.command("sweep")(sweep_command)
 
 data.app.command("download")(download_command)
 data.app.command("gaps")(gaps_command)
