@@ -106,3 +106,23 @@ def get_settings() -> Settings:
 def reset_settings_cache() -> None:
     """Forget cached settings (tests and the CLI change the environment)."""
     get_settings.cache_clear()
+
+
+def env_example() -> str:
+    """The text of `.env.example`: every setting with its description and default (secrets empty)."""
+    lines = ["# MBATS settings. Copy to .env and fill in what you need; unset means the default shown.",
+             "# With nothing set, MBATS starts an embedded PostgreSQL under .mbats/ and keeps artifacts on disk.", ""]
+    for name, field in Settings.model_fields.items():
+        var = f"MBATS_{name.upper()}"
+        if field.description:
+            lines.append(f"# {field.description}")
+        default = field.default
+        secret = "SecretStr" in str(field.annotation)
+        shown = "" if default is None or secret else (str(default).replace(str(PROJECT_ROOT), ".") if default != "" else "")
+        lines.append(f"# {var}={shown}" if not secret else f"{var}=")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(env_example(), end="")

@@ -41,8 +41,14 @@ def _fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+def _settings_message(exc) -> str:
+    problems = [f"MBATS_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()]
+    return "invalid setting " + "; ".join(problems) + " (check the environment or .env)"
+
+
 def run() -> None:
     import psycopg2
+    from pydantic import ValidationError
 
     try:
         app(standalone_mode=False)
@@ -57,6 +63,8 @@ def run() -> None:
         _fail("aborted", 130)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    except ValidationError as exc:
+        _fail(_settings_message(exc))
     except psycopg2.Error as exc:
         _fail(f"database error: {str(exc).strip().splitlines()[0]}")
 

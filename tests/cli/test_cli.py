@@ -96,3 +96,11 @@ def test_database_down_names_the_setting():
     proc = subprocess.run([*MBATS, "runs"], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "MBATS_DATABASE_URL" in proc.stderr
+
+
+def test_a_wrong_setting_is_one_line_naming_the_variable():
+    env = os.environ.copy()
+    env["MBATS_EMBEDDED_PG_PORT"] = "abc"
+    proc = subprocess.run([*MBATS, "runs"], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "MBATS_EMBEDDED_PG_PORT" in proc.stderr
