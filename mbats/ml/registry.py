@@ -109,11 +109,22 @@ def load_model(uri: str):
 
 def list_versions(name: str | None = None) -> list[dict]:
     name = model_name(name)
+    from mlflow.exceptions import MlflowException
+
     with mlflow_errors():
-        versions = client().search_model_versions(f"name = '{name}'")
+        mlf = client()
+        versions = mlf.search_model_versions(f"name = '{name}'")
+        # Version search results do not carry aliases; the registered model does.
+        try:
+            aliases = mlf.get_registered_model(name).aliases if versions else {}
+        except MlflowException:
+            aliases = {}
+    by_version: dict[str, list[str]] = {}
+    for alias, version in aliases.items():
+        by_version.setdefault(str(version), []).append(alias)
     rows = []
     for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
-        rows.append({"name": name, "version": str(mv.version), "aliases": sorted(mv.aliases or []),
+        rows.append({"name": name, "version": str(mv.version), "aliases": sorted(by_version.get(str(mv.version), [])),
                      "run_id": mv.run_id, "created": mv.creation_timestamp, "model": mv.tags.get("model"),
                      "instruments": mv.tags.get("instruments"), "granularity": mv.tags.get("granularity"),
                      "oos_auc": _float(mv.tags.get("oos_auc")), "oos_accuracy": _float(mv.tags.get("oos_accuracy")),
