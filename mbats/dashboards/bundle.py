@@ -301,7 +301,8 @@ def _dashboard_file(d: Dashboard, chart_ids: dict[str, int]) -> dict:
                               "multiSelect": f.multi, "searchAllOptions": False, "inverseSelection": False,
                               "sortAscending": False},
             "defaultDataMask": {"extraFormData": {}, "filterState": {}, "ownState": {}},
-            "cascadeParentIds": [], "scope": {"rootPath": ["ROOT_ID"], "excluded": []},
+            # requiredFirst: the dashboard applies the first value on load (no "Apply filters" click)
+            "requiredFirst": f.first_item, "cascadeParentIds": [], "scope": {"rootPath": ["ROOT_ID"], "excluded": []},
             "description": f"filters every chart whose dataset has a `{f.column}` column",
         })
     metadata = {"color_scheme": "supersetColors", "refresh_frequency": 0, "expanded_slices": {},

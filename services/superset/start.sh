@@ -33,6 +33,7 @@ init() {
     "$PY" "$HERE/bundle_zip.py" "$zip" >/dev/null
     echo "superset: importing the dashboards"
     "${BIN}superset" import-dashboards -p "$zip" -u "$user"
+    "$PY" "$HERE/scope_filters.py"
     rm -rf "$(dirname "$zip")"
 }
 
