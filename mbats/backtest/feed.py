@@ -2,11 +2,14 @@
 
 Stock ``PandasData`` walks the DataFrame row by row through pandas; this feed converts the
 columns to plain Python lists once and hands them to backtrader by index, so the feed costs a
-fraction of the run. Fields go to their own lines in the right order (the original MBATS
-scrambled open/high/low/close).
+fraction of the run. When backtrader preloads (its default), the whole columns are copied into
+the line buffers at once instead of bar by bar. Fields go to their own lines in the right order
+(the original MBATS scrambled open/high/low/close).
 """
 
 from __future__ import annotations
+
+from array import array
 
 import backtrader as bt
 import numpy as np
@@ -21,6 +24,13 @@ def to_bt_datenum(index: pd.DatetimeIndex) -> np.ndarray:
     """Backtrader's float day numbers for a UTC DatetimeIndex, computed in one vector step."""
     seconds = index.tz_convert("UTC").tz_localize(None).as_unit("us").asi8 / 1e6
     return seconds / 86400.0 + _UNIX_EPOCH_ORDINAL
+
+
+def from_bt_datenum(values) -> pd.DatetimeIndex:
+    """Inverse of :func:`to_bt_datenum`, rounded to the microsecond like ``bt.num2date``."""
+    days = np.asarray(values, dtype="float64") - _UNIX_EPOCH_ORDINAL
+    micros = np.round(days * 86400.0 * 1e6).astype("int64")
+    return pd.DatetimeIndex(micros.view("datetime64[us]"), name="ts").tz_localize("UTC")
 
 
 class BarsFeed(bt.feed.DataBase):
@@ -41,6 +51,22 @@ class BarsFeed(bt.feed.DataBase):
         )
         self._next = 0
         self._count = len(bars)
+
+    def preload(self) -> None:
+        """Fill every line buffer in one step (what ``load()`` per bar would leave behind)."""
+        if self._filters or self.lines.close.mode != bt.LineBuffer.UnBounded or self._tzinput:
+            super().preload()  # resampling, exactbars or timezone input need the per-bar path
+            return
+        columns = (*self._columns, [0.0] * self._count)
+        lines = (self.lines.datetime, self.lines.open, self.lines.high, self.lines.low, self.lines.close,
+                 self.lines.volume, self.lines.openinterest)
+        for line, values in zip(lines, columns):
+            line.array.extend(array("d", values))
+            line.idx += self._count
+            line.lencount += self._count
+        self._next = self._count
+        self._last()
+        self.home()
 
     def _load(self) -> bool:
         i = self._next

@@ -20,7 +20,7 @@ import pandas as pd
 
 import mbats
 from mbats.backtest.broker import FxCosts, parse_sizer
-from mbats.backtest.feed import make_feed
+from mbats.backtest.feed import from_bt_datenum, make_feed
 from mbats.backtest.recorder import Recorder, Recording
 from mbats.backtest.strategies import coerce_params, find_strategy, strategy_name
 from mbats.config import PROJECT_ROOT
@@ -127,7 +127,7 @@ def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: ty
     recorder: Recorder = strategy.analyzers.recorder
     recording = recorder.get_analysis()
 
-    stamps = pd.DatetimeIndex([bt.num2date(e[0]) for e in recording.equity]).tz_localize("UTC")
+    stamps = from_bt_datenum([e[0] for e in recording.equity])
     equity = pd.DataFrame({"cash": [e[1] for e in recording.equity], "value": [e[2] for e in recording.equity]},
                           index=stamps.rename("ts"))
     equity = equity[~equity.index.duplicated(keep="last")]

@@ -10,6 +10,7 @@ import typer
 from mbats.cli import backtest, data, db, runs
 from mbats.errors import MbatsError
 from mbats.marketdata.cli import download_command, gaps_command, sim_app
+from mbats.ml.cli import ml_app
 from mbats.research.cli import sweep_command
 
 app = typer.Typer(
@@ -32,6 +33,7 @@ app.command("sweep")(sweep_command)
 data.app.command("download")(download_command)
 data.app.command("gaps")(gaps_command)
 app.add_typer(sim_app, name="sim")
+app.add_typer(ml_app, name="ml")
 
 
 def _fail(message: str, code: int = 1) -> None:
