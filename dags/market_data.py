@@ -39,7 +39,7 @@ def build(dag_id: str, granularities: list[str], cron: str, doc: str, gap_granul
     @dag(
         dag_id=dag_id,
         schedule=CronDataIntervalTimetable(cron, timezone="UTC"),
-        start_date=datetime(2026, 1, 1),
+        start_date=datetime(2010, 1, 1),  # early: backfilling old intervals is legitimate
         catchup=False,
         max_active_runs=1,
         params=PARAMS,
