@@ -1,0 +1,116 @@
+"""`mbats live STRATEGY --mode paper|live`: trade a backtest strategy on OANDA until a time or a bar count.
+
+The lead wires :func:`live_command` into the main app (``app.command("live")(live_command)``);
+``python -m mbats.live.cli`` runs it on its own (the tests' subprocess runner does).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime
+
+import typer
+
+from mbats.live.config import LIVE_CONFIRMATION
+
+
+def _when(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    import pandas as pd
+
+    from mbats.errors import MbatsError
+
+    try:
+        ts = pd.Timestamp(value)
+    except ValueError:
+        raise MbatsError(f"--until '{value}' is not a time such as 2024-03-05T16:00Z") from None
+    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
+
+
+def live_command(
+    strategy: str = typer.Argument(..., help="strategy name, as for `mbats backtest` (sma_crossover, rsi_atr, …)"),
+    instruments: list[str] = typer.Option(..., "--instrument", "-i", help="OANDA instrument, repeat for several"),
+    mode: str = typer.Option("paper", "--mode", "-m",
+                             help="paper (simulator or practice account) | live (real money; needs confirmation)"),
+    param: list[str] = typer.Option([], "--param", "-p", help="strategy parameter name=value, repeatable"),
+    granularity: str = typer.Option("M1", "--granularity", "-g", help="bar size the strategy trades on"),
+    model_alias: str = typer.Option(None, "--model-alias",
+                                    help="registered model for model strategies, e.g. models:/mbats-fx-direction@champion"),
+    until: str = typer.Option(None, "--until", help="stop once the bars reach this UTC time (session end)"),
+    bars: int = typer.Option(None, "--bars", help="stop after this many live bars"),
+    warmup: int = typer.Option(200, "--warmup", help="historical bars backfilled before trading"),
+    units: int = typer.Option(10_000, "--units", help="units per order (fixed sizer, as in backtests)"),
+    session_key: str = typer.Option(None, "--session",
+                                    help="session id; running again with the same id resumes the same run"),
+    account: str = typer.Option(None, "--account", help="OANDA account id (default MBATS_OANDA_ACCOUNT_ID)"),
+    confirm_live: bool = typer.Option(False, "--confirm-live",
+                                      help=f"required with --mode live (or MBATS_LIVE_CONFIRM={LIVE_CONFIRMATION})"),
+    sim_step: bool = typer.Option(False, "--sim-step",
+                                  help="simulator only: advance its replay clock one bar after each bar (fast replay)"),
+    max_units: float = typer.Option(None, "--max-units", help="risk: max |units| per instrument (MBATS_LIVE_MAX_UNITS)"),
+    max_gross: float = typer.Option(None, "--max-gross-exposure",
+                                    help="risk: max gross notional in account currency (MBATS_LIVE_MAX_GROSS_EXPOSURE)"),
+    max_orders: int = typer.Option(None, "--max-orders-per-minute",
+                                   help="risk: max orders in any minute (MBATS_LIVE_MAX_ORDERS_PER_MINUTE)"),
+    max_loss: float = typer.Option(None, "--max-daily-loss",
+                                   help="risk: daily loss that flattens and stops (MBATS_LIVE_MAX_DAILY_LOSS)"),
+    webhook: str = typer.Option(None, "--risk-webhook", help="URL risk breaches are POSTed to (MBATS_LIVE_RISK_WEBHOOK_URL)"),
+    as_json: bool = typer.Option(False, "--json", help="print the session summary as JSON"),
+) -> None:
+    """Paper- or live-trade a strategy on OANDA v20; every order, fill, trade and bar goes to the risk DB.
+
+    Credentials come from MBATS_OANDA_TOKEN / MBATS_OANDA_ACCOUNT_ID / MBATS_OANDA_ENVIRONMENT
+    (practice | live | sim). At start the runner reconciles the account with the risk DB (the
+    broker wins) and resumes the run of the same --session, so a restart never sends an order twice.
+
+    Example: mbats live sma_crossover -i EUR_USD -g M5 --mode paper -p fast=10 -p slow=30 --until 2024-03-05T16:00Z
+    """
+    from mbats.backtest.strategies import parse_param_options
+    from mbats.config import get_settings
+    from mbats.live.config import LiveConfig, RiskLimits
+    from mbats.live.session import run
+
+    settings = get_settings()
+    base = RiskLimits.from_settings(settings)
+    risk = RiskLimits(
+        max_units=max_units if max_units is not None else base.max_units,
+        max_gross_exposure=max_gross if max_gross is not None else base.max_gross_exposure,
+        max_orders_per_minute=max_orders if max_orders is not None else base.max_orders_per_minute,
+        max_daily_loss=max_loss if max_loss is not None else base.max_daily_loss,
+        webhook_url=webhook or base.webhook_url,
+    )
+    if account:
+        settings = settings.model_copy(update={"oanda_account_id": account})
+    cfg = LiveConfig(strategy=strategy, instruments=[i.upper() for i in instruments], mode=mode,
+                     params=parse_param_options(param), granularity=granularity, until=_when(until), max_bars=bars,
+                     warmup=warmup, units=units, session_key=session_key, model_alias=model_alias, sim_step=sim_step,
+                     confirm_live=confirm_live)
+    result = run(cfg, risk=risk, settings=settings)
+    summary = {"run_id": result.run_id, "status": result.status, "mode": mode, "resumed": result.resumed,
+               "live_bars": result.live_bars, "breaches": [b.rule for b in result.breaches],
+               "reconciliation": result.reconciliation.to_json()}
+    print(json.dumps(summary, indent=None if as_json else 2, default=str))
+
+
+def main() -> None:
+    """Standalone entry point: one line on stderr and exit 1 for expected errors."""
+    from mbats.errors import MbatsError
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("oandapyV20").setLevel(logging.CRITICAL)  # it logs expected 404s (client-id lookups)
+    app = typer.Typer(add_completion=False)
+    app.command()(live_command)
+    try:
+        app(standalone_mode=False)
+    except MbatsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except (typer.Exit, SystemExit) as exc:
+        sys.exit(getattr(exc, "exit_code", getattr(exc, "code", 0)) or 0)
+
+
+if __name__ == "__main__":
+    main()

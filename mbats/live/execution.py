@@ -1,0 +1,417 @@
+"""A backtrader broker trading an OANDA v20 account (practice, live or the simulator).
+
+Everything the account does reaches the strategy through one path: the account's transactions
+since the last one seen (``/transactions/sinceid``), read after every request that changes
+something and once per bar. Market, limit and stop orders go out with a client order id in
+``clientExtensions``; a bracket (``buy_bracket``/``sell_bracket``) goes out as one order with
+``stopLossOnFill``/``takeProfitOnFill`` and its two children follow OANDA's stop-loss and
+take-profit orders. Cash is the account balance, value its NAV; positions start from the account
+(the broker wins over anything the strategy or the database believed).
+
+Client order ids are deterministic (run, bar time, instrument, n-th order on that bar), and
+before sending an order the broker asks OANDA for that id: a runner killed between submit and
+acknowledgement re-decides the same order on restart and adopts it instead of sending it twice.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Callable
+
+import backtrader as bt
+import oandapyV20.endpoints.accounts as accounts_ep
+import oandapyV20.endpoints.orders as orders_ep
+import oandapyV20.endpoints.positions as positions_ep
+import oandapyV20.endpoints.transactions as transactions_ep
+import pandas as pd
+
+from mbats.backtest.broker import FxCosts
+from mbats.errors import MbatsError, NotFoundError
+from mbats.marketdata.client import OandaClient
+
+log = logging.getLogger(__name__)
+_TYPES = {bt.Order.Market: "MARKET", bt.Order.Limit: "LIMIT", bt.Order.Stop: "STOP"}
+_ORDER_TYPE_NAMES = {bt.Order.Market: "market", bt.Order.Limit: "limit", bt.Order.Stop: "stop"}
+
+
+def _price(x: float, instrument: str) -> str:
+    return f"{x:.3f}" if instrument.endswith("JPY") else f"{x:.5f}"
+
+
+class OandaBroker(bt.broker.BrokerBase):
+    """Orders to OANDA, fills and cancellations back as backtrader notifications."""
+
+    params = (("client", None), ("hub", None), ("risk", None), ("store", None), ("id_prefix", "mbats"))
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.client: OandaClient = self.p.client
+        self.account = self.client.require_account()
+        self.notifs: collections.deque = collections.deque()
+        self.positions: dict[str, bt.Position] = collections.defaultdict(bt.Position)
+        self.trade_ids: dict[str, str] = {}  # instrument → OANDA trade id of the open position
+        self.by_oanda: dict[str, bt.Order] = {}  # OANDA order id → backtrader order
+        self.by_client: dict[str, bt.Order] = {}
+        self.pending_children: dict[int, list[bt.Order]] = collections.defaultdict(list)
+        self.children: dict[int, list[bt.Order]] = {}  # parent ref → [stop, limit] children
+        self.trade_children: dict[str, list[bt.Order]] = {}  # OANDA trade id → children
+        self.datas: dict[str, bt.AbstractDataBase] = {}
+        self.cash = self.value = 0.0
+        self.last_txn = "0"
+        self._per_bar: dict[tuple, int] = collections.defaultdict(int)
+        self._seen_bars = -1
+        self._inherited: list = []
+        self.stopped_by_kill_switch = False
+        self.on_event: Callable[[str, dict], None] | None = None
+        self.addcommissioninfo(FxCosts())
+
+    # --- account state ----------------------------------------------------------------------
+    def start(self) -> None:
+        super().start()
+        self.load_account()
+
+    def load_account(self) -> dict:
+        """Balance, NAV, open positions and the last transaction id, straight from the account."""
+        body = self.client.request(accounts_ep.AccountDetails(self.account))
+        acct = body["account"]
+        self.cash, self.value = float(acct["balance"]), float(acct["NAV"])
+        self.startingcash, self.startingvalue = self.cash, self.value
+        self.last_txn = str(body["lastTransactionID"])
+        self.positions.clear()
+        self.trade_ids.clear()
+        for p in acct.get("positions", []):
+            for side in ("long", "short"):
+                units = float(p[side]["units"])
+                if units:
+                    self.positions[p["instrument"]] = bt.Position(units, float(p[side]["averagePrice"]))
+                    self.trade_ids[p["instrument"]] = p[side]["tradeIDs"][0]
+        return acct
+
+    def refresh(self) -> None:
+        body = self.client.request(accounts_ep.AccountSummary(self.account))
+        self.cash, self.value = float(body["account"]["balance"]), float(body["account"]["NAV"])
+
+    def data_started(self, data) -> None:
+        """Called by the feed at start; an inherited position is announced on the feed's first bar."""
+        self.datas[data._name] = data
+        pos = self.positions.get(data._name)
+        if pos is not None and pos.size:
+            self._inherited.append(data)
+
+    def _announce_inherited(self) -> None:
+        """Tell the strategy about a position it inherits (restart): a simulated, already-filled order."""
+        for data in [d for d in self._inherited if len(d)]:
+            self._inherited.remove(data)
+            pos = self.positions[data._name]
+            cls = bt.BuyOrder if pos.size > 0 else bt.SellOrder
+            order = cls(data=data, size=pos.size, price=pos.price, exectype=bt.Order.Market, simulated=True)
+            order.addcomminfo(self.getcommissioninfo(data))
+            order.execute(data.datetime[0], pos.size, pos.price, 0, 0.0, 0.0, pos.size, 0.0, 0.0, 0.0, 0.0,
+                          pos.size, pos.price)
+            order.completed()
+            self.notify(order)
+
+    def getcash(self) -> float:
+        return self.cash
+
+    def getvalue(self, datas=None) -> float:
+        return self.value
+
+    def getposition(self, data, clone: bool = True) -> bt.Position:
+        pos = self.positions[data._name]
+        return pos.clone() if clone else pos
+
+    def get_notification(self):
+        return self.notifs.popleft() if self.notifs else None
+
+    def notify(self, order: bt.Order) -> None:
+        self.notifs.append(order.clone())
+
+    def next(self) -> None:
+        self._announce_inherited()
+        hub = self.p.hub
+        delivered = sum(hub.stats.bars.values()) if hub is not None else 0
+        if delivered != self._seen_bars:  # once per new bar, not on every idle loop
+            self._seen_bars = delivered
+            self.poll_changes()
+        self.notifs.append(None)  # notification boundary, as backtrader's brokers do
+
+    # --- orders -------------------------------------------------------------------------------
+    def buy(self, owner, data, size, price=None, plimit=None, exectype=None, valid=None, tradeid=0, oco=None,
+            trailamount=None, trailpercent=None, parent=None, transmit=True, **kwargs):
+        return self._order(bt.BuyOrder, owner, data, size, price, plimit, exectype, valid, tradeid, parent,
+                           transmit, kwargs)
+
+    def sell(self, owner, data, size, price=None, plimit=None, exectype=None, valid=None, tradeid=0, oco=None,
+             trailamount=None, trailpercent=None, parent=None, transmit=True, **kwargs):
+        return self._order(bt.SellOrder, owner, data, size, price, plimit, exectype, valid, tradeid, parent,
+                           transmit, kwargs)
+
+    def _order(self, cls, owner, data, size, price, plimit, exectype, valid, tradeid, parent, transmit, kwargs):
+        order = cls(owner=owner, data=data, size=size, price=price, pricelimit=plimit, exectype=exectype,
+                    valid=valid, tradeid=tradeid, parent=parent, transmit=transmit)
+        order.addinfo(**kwargs)
+        order.addcomminfo(self.getcommissioninfo(data))
+        if not transmit:
+            self.pending_children[(parent or order).ref].append(order)
+            return order
+        if parent is not None:  # the last child of a bracket: send parent + both children as one order
+            group = self.pending_children.pop(parent.ref, [])
+            entry, kids = group[0], group[1:] + [order]
+            self.children[entry.ref] = kids
+            self._send(entry, kids)
+            return order
+        self._send(order, [])
+        return order
+
+    def _client_id(self, order: bt.Order) -> str:
+        data = order.data
+        ts = bt.num2date(data.datetime[0]) if len(data) else pd.Timestamp.utcnow()
+        key = (data._name, f"{ts:%Y%m%d%H%M%S}")
+        self._per_bar[key] += 1
+        return f"{self.p.id_prefix}.{key[1]}.{key[0]}.{self._per_bar[key]}"
+
+    def _reject(self, order: bt.Order, kids: list[bt.Order], reason: str) -> None:
+        for o in [order, *kids]:
+            o.addinfo(reject_reason=reason)
+            o.reject(self)
+            self.notify(o)
+            self._record_order(o)
+
+    def _send(self, order: bt.Order, kids: list[bt.Order]) -> None:
+        data, instrument = order.data, order.data._name
+        units = int(round(order.size))  # BuyOrder sizes are positive, SellOrder negative
+        client_id = self._client_id(order)
+        order.addinfo(client_id=client_id)
+        for i, kid in enumerate(kids):
+            kid.addinfo(client_id=f"{client_id}.{'sl' if kid.exectype == bt.Order.Stop else 'tp'}{i}")
+        if not getattr(data, "bar_is_live", True):  # warm-up bar: the strategy only sees history
+            self._reject(order, kids, "warm-up bar: orders are sent from the first live bar on")
+            return
+        risk = self.p.risk
+        if risk is not None:
+            breach = risk.check_order(instrument, units, self.positions, self._mid, client_id)
+            if breach is not None:
+                self._reject(order, kids, breach)
+                return
+        for o in [order, *kids]:
+            o.submit(self)
+            self.notify(o)
+            self._record_order(o)
+        self.by_client[client_id] = order
+        existing = self._find_client_order(client_id)
+        if existing is not None:  # sent before a crash: adopt it, do not send twice
+            log.warning("order %s already at OANDA (id %s, %s): adopting it", client_id, existing["id"],
+                        existing["state"])
+            self._adopt(order, kids, existing)
+            self.poll()
+            return
+        body = {"type": _TYPES.get(order.exectype), "instrument": instrument, "units": str(units),
+                "clientExtensions": {"id": client_id, "tag": self.p.id_prefix}}
+        if body["type"] is None:
+            self._reject(order, kids, f"order type {order.getordername()} is not supported live")
+            return
+        if order.exectype == bt.Order.Market:
+            body["timeInForce"] = "FOK"
+        else:
+            body["price"] = _price(order.price, instrument)
+            body["timeInForce"] = "GTC"
+        for kid in kids:
+            key = "stopLossOnFill" if kid.exectype == bt.Order.Stop else "takeProfitOnFill"
+            body[key] = {"price": _price(kid.price, instrument), "timeInForce": "GTC",
+                         "clientExtensions": {"id": kid.info.client_id}}
+        if risk is not None:
+            risk.note_submitted()
+        try:
+            self.client.request(orders_ep.OrderCreate(self.account, data={"order": body}))
+        except MbatsError as exc:
+            log.error("order %s rejected: %s", client_id, exc)
+            self._reject(order, kids, str(exc))
+            return
+        if self.on_event is not None:
+            self.on_event("submitted", {"client_id": client_id})
+        self.poll()
+
+    def _find_client_order(self, client_id: str) -> dict | None:
+        try:
+            return self.client.request(orders_ep.OrderDetails(self.account, f"@{client_id}"))["order"]
+        except NotFoundError:
+            return None
+
+    def _adopt(self, order: bt.Order, kids: list[bt.Order], existing: dict) -> None:
+        self.by_oanda[existing["id"]] = order
+        if existing["state"] == "PENDING":
+            order.accept(self)
+            self.notify(order)
+        elif existing["state"] == "FILLED":
+            # its fill is already in the positions loaded from the account: complete without counting it twice
+            order.execute(order.data.datetime[0], order.size, order.price or 0.0, 0, 0.0, 0.0, 0, 0.0, 0.0,
+                          0.0, 0.0, self.positions[order.data._name].size, self.positions[order.data._name].price)
+            order.completed()
+            self.notify(order)
+            trade_id = existing.get("tradeOpenedID")
+            if trade_id:
+                self.trade_children[trade_id] = kids
+        else:
+            order.cancel()
+            self.notify(order)
+        self._record_order(order)
+
+    def cancel(self, order: bt.Order) -> None:
+        if not order.alive():
+            return
+        oanda_id = next((k for k, v in self.by_oanda.items() if v is order), None)
+        if oanda_id is None:
+            return
+        try:
+            self.client.request(orders_ep.OrderCancel(self.account, oanda_id))
+        except NotFoundError:
+            pass  # already filled or cancelled: the transactions will say which
+        self.poll()
+
+    # --- transactions -------------------------------------------------------------------------
+    def poll(self) -> None:
+        """Apply every account transaction since the last one seen."""
+        body = self.client.request(transactions_ep.TransactionsSinceID(self.account, params={"id": self.last_txn}))
+        for txn in body.get("transactions", []):
+            self._apply(txn)
+            self.last_txn = txn["id"]
+
+    def poll_changes(self) -> None:
+        """Transactions since the last one seen plus the account's NAV, in one request (once per bar)."""
+        body = self.client.request(accounts_ep.AccountChanges(self.account,
+                                                              params={"sinceTransactionID": self.last_txn}))
+        for txn in body.get("changes", {}).get("transactions", []):
+            if int(txn["id"]) > int(self.last_txn):
+                self._apply(txn)
+                self.last_txn = txn["id"]
+        state = body.get("state", {})
+        if "NAV" in state:
+            self.value = float(state["NAV"])
+        if "balance" in state:  # the simulator sends it; OANDA's fills carry accountBalance
+            self.cash = float(state["balance"])
+
+    def _apply(self, txn: dict) -> None:
+        if "accountBalance" in txn:
+            self.cash = float(txn["accountBalance"])
+        kind = txn.get("type", "")
+        if kind in ("MARKET_ORDER", "LIMIT_ORDER", "STOP_ORDER") and txn.get("reason") == "CLIENT_ORDER":
+            order = self.by_client.get((txn.get("clientExtensions") or {}).get("id", ""))
+            if order is not None:
+                self.by_oanda[txn["id"]] = order
+                if order.status == bt.Order.Submitted:
+                    order.accept(self)
+                    self.notify(order)
+                    for kid in self.children.get(order.ref, []):
+                        kid.accept(self)
+                        self.notify(kid)
+        elif kind in ("STOP_LOSS_ORDER", "TAKE_PROFIT_ORDER") and txn.get("reason") == "ON_FILL":
+            want = bt.Order.Stop if kind == "STOP_LOSS_ORDER" else bt.Order.Limit
+            for kid in self.trade_children.get(txn.get("tradeID", ""), []):
+                if kid.exectype == want:
+                    self.by_oanda[txn["id"]] = kid
+        elif kind == "ORDER_FILL":
+            self._on_fill(txn)
+        elif kind == "ORDER_CANCEL":
+            order = self.by_oanda.get(txn.get("orderID", ""))
+            if order is not None and order.alive():
+                order.cancel()
+                self.notify(order)
+                self._record_order(order)
+                for kid in self.children.get(order.ref, []):  # an entry that never filled takes its bracket
+                    if kid.alive():
+                        kid.cancel()
+                        self.notify(kid)
+                        self._record_order(kid)
+
+    def _on_fill(self, txn: dict) -> None:
+        instrument, units, price = txn["instrument"], float(txn["units"]), float(txn["price"])
+        order = self.by_oanda.get(txn.get("orderID", ""))
+        if order is None or not order.alive():
+            # not ours (a kill-switch closeout, a manual trade, a crash survivor): the position still moves
+            pos = self.positions[instrument]
+            pos.update(units, price)
+            log.info("fill %s of %s %+g @ %g not from a live order of this run", txn["id"], instrument, units, price)
+            self._track_trade(instrument, txn)
+            self._record_fill(txn, None)
+            return
+        data = order.data
+        pos = self.positions[instrument]
+        old_price = pos.price
+        psize, pprice, opened, closed = pos.update(units, price)
+        comminfo = self.getcommissioninfo(data)
+        closedvalue = comminfo.getoperationcost(closed, old_price) if closed else 0.0
+        openedvalue = comminfo.getoperationcost(opened, price) if opened else 0.0
+        pnl = comminfo.profitandloss(-closed, old_price, price) if closed else 0.0
+        order.execute(data.datetime[0], units, price, closed, closedvalue, 0.0, opened, openedvalue, 0.0, 0.0, pnl,
+                      psize, pprice)
+        order.addinfo(fill_txn=txn["id"])
+        order.completed() if not order.executed.remsize else order.partial()
+        self.notify(order)
+        self._track_trade(instrument, txn)
+        opened_id = (txn.get("tradeOpened") or {}).get("tradeID")
+        if opened_id and order.ref in self.children:
+            self.trade_children[opened_id] = self.children[order.ref]
+        self._record_order(order)
+        self._record_fill(txn, order)
+
+    def _track_trade(self, instrument: str, txn: dict) -> None:
+        if not self.positions[instrument].size:
+            self.trade_ids.pop(instrument, None)
+        elif (txn.get("tradeOpened") or {}).get("tradeID") and instrument not in self.trade_ids:
+            self.trade_ids[instrument] = txn["tradeOpened"]["tradeID"]
+        elif (txn.get("tradeOpened") or {}).get("tradeID") and txn.get("tradesClosed"):
+            self.trade_ids[instrument] = txn["tradeOpened"]["tradeID"]  # reversed through flat
+
+    # --- kill switch --------------------------------------------------------------------------
+    def flatten(self) -> None:
+        """Cancel every pending order and close every position of the account, then read the result."""
+        acct = self.client.request(accounts_ep.AccountDetails(self.account))["account"]
+        for o in acct.get("orders", []):
+            if o.get("type") in ("MARKET", "LIMIT", "STOP", "MARKET_IF_TOUCHED"):
+                try:
+                    self.client.request(orders_ep.OrderCancel(self.account, o["id"]))
+                except NotFoundError:
+                    pass
+        for p in acct.get("positions", []):
+            body = {f"{side}Units": "ALL" for side in ("long", "short") if float(p[side]["units"])}
+            if body:
+                self.client.request(positions_ep.PositionClose(self.account, p["instrument"], data=body))
+        self.poll()
+        self.refresh()
+
+    # --- persistence hooks --------------------------------------------------------------------
+    def _mid(self, instrument: str) -> float | None:
+        hub = self.p.hub
+        mid = hub.mid(instrument) if hub is not None else None
+        if mid is None and instrument in self.datas and len(self.datas[instrument]):
+            mid = self.datas[instrument].close[0]
+        return mid
+
+    def _record_order(self, order: bt.Order) -> None:
+        store = self.p.store
+        if store is None or order.p.simulated or "client_id" not in order.info:
+            return
+        parent = order.parent if order.parent is not None and order.parent is not order else None
+        data = order.data
+        now = bt.num2date(data.datetime[0]) if len(data) else None
+        store.upsert_order({
+            "order_ref": order.info.client_id, "client_order_id": order.info.client_id,
+            "parent_ref": parent.info.client_id if parent is not None and "client_id" in parent.info else None,
+            "instrument": data._name, "created_at": bt.num2date(order.created.dt) if order.created.dt else now,
+            "side": "buy" if order.isbuy() else "sell",
+            "order_type": _ORDER_TYPE_NAMES.get(order.exectype, str(order.exectype)),
+            "size": abs(order.created.size), "price": order.created.price if order.exectype != bt.Order.Market else None,
+            "status": order.getstatusname().lower(), "updated_at": now,
+        })
+
+    def _record_fill(self, txn: dict, order: bt.Order | None) -> None:
+        store = self.p.store
+        if store is None:
+            return
+        ref = order.info.client_id if order is not None and "client_id" in order.info else \
+            txn.get("clientOrderID") or f"oanda:{txn.get('orderID')}"
+        store.insert_fill({"fill_id": int(txn["id"]), "order_ref": ref, "instrument": txn["instrument"],
+                           "ts": pd.Timestamp(txn["time"]).to_pydatetime(), "size": float(txn["units"]),
+                           "price": float(txn["price"]), "commission": float(txn.get("commission", 0) or 0)})

@@ -1,0 +1,124 @@
+"""Risk-database writes as they happen: the run, each order/fill/trade, a snapshot every bar, breaches.
+
+One autocommit connection: each event is its own statement, so the live dashboard sees it at
+once and a killed runner loses at most the event it was writing. Rows are keyed by broker-side
+ids (client order ids, OANDA transaction ids) and written with upserts, so a restarted runner
+that resumes the same run rewrites nothing twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from psycopg2.extras import Json
+
+from mbats.live.risk import Breach
+from mbats.risk import store as risk_store
+
+_ORDER_COLS = ("order_ref", "client_order_id", "parent_ref", "instrument", "created_at", "side", "order_type", "size",
+               "price", "status", "updated_at")
+_FILL_COLS = ("fill_id", "order_ref", "instrument", "ts", "size", "price", "commission")
+_TRADE_COLS = ("trade_ref", "instrument", "direction", "size", "entry_ts", "entry_price", "exit_ts", "exit_price",
+               "pnl", "pnl_net", "commission", "return_pct", "mfe_pct", "mae_pct", "bars_held", "is_open")
+
+
+class LiveStore:
+    def __init__(self, conn) -> None:
+        self.conn = conn
+        conn.autocommit = True
+        self.run_id: int | None = None
+        self.peak: float | None = None
+
+    # --- the run ----------------------------------------------------------------------------
+    def open_run(self, *, session_key: str | None, **meta) -> tuple[int, bool]:
+        """Resume the unfinished run of ``session_key`` (same id), or create one. → (run_id, resumed)."""
+        if session_key:
+            with self.conn.cursor() as cur:
+                cur.execute("SELECT id FROM runs WHERE session_key = %s AND status IN ('running', 'failed') "
+                            "ORDER BY id DESC LIMIT 1", (session_key,))
+                row = cur.fetchone()
+                if row:
+                    self.run_id = row[0]
+                    cur.execute("UPDATE runs SET status = 'running', error = NULL, finished_at = NULL WHERE id = %s",
+                                (self.run_id,))
+                    cur.execute("SELECT max(value) FROM equity WHERE run_id = %s", (self.run_id,))
+                    self.peak = cur.fetchone()[0]
+                    return self.run_id, True
+        self.run_id = risk_store.create_run(self.conn, **meta)
+        if session_key:
+            risk_store.set_run_fields(self.conn, self.run_id, session_key=session_key)
+        return self.run_id, False
+
+    def last_bar_ts(self) -> datetime | None:
+        """The last bar this run traded on (its last account snapshot)."""
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT max(ts) FROM equity WHERE run_id = %s", (self.run_id,))
+            return cur.fetchone()[0]
+
+    def finish(self, status: str, bars: int, data_from=None, data_to=None) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute(
+                "UPDATE runs SET status = %s, finished_at = now(), duration_s = extract(epoch FROM now() - started_at), "
+                "bars = coalesce(bars, 0) + %s, data_from = coalesce(data_from, %s), data_to = coalesce(%s, data_to) "
+                "WHERE id = %s", (status, bars, data_from, data_to, self.run_id))
+
+    def fail(self, error: str) -> None:
+        risk_store.mark_failed(self.conn, self.run_id, error)
+
+    # --- events -----------------------------------------------------------------------------
+    def _upsert(self, table: str, cols: tuple[str, ...], key: tuple[str, ...], row: dict, update: bool = True) -> None:
+        names = ("run_id", *cols)
+        values = [self.run_id, *(risk_store._sql_value(row.get(c)) for c in cols)]
+        action = "DO NOTHING" if not update else \
+            "DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c not in key)
+        with self.conn.cursor() as cur:
+            cur.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))}) "
+                        f"ON CONFLICT (run_id, {', '.join(key)}) {action}", values)
+
+    def upsert_order(self, row: dict) -> None:
+        self._upsert("orders", _ORDER_COLS, ("order_ref",), row)
+
+    def set_order_status(self, order_ref: str, status: str) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute("UPDATE orders SET status = %s, updated_at = now() WHERE run_id = %s AND order_ref = %s",
+                        (status, self.run_id, order_ref))
+
+    def insert_fill(self, row: dict) -> None:
+        self._upsert("fills", _FILL_COLS, ("fill_id",), row, update=False)
+
+    def upsert_trade(self, row: dict) -> None:
+        self._upsert("trades", _TRADE_COLS, ("trade_ref",), row)
+
+    def snapshot(self, ts: datetime, cash: float, value: float, positions: list[dict]) -> None:
+        """Account value and open positions as of the bar just processed."""
+        self.peak = value if self.peak is None else max(self.peak, value)
+        drawdown = 100.0 * (value / self.peak - 1.0) if self.peak else 0.0
+        self._upsert("equity", ("ts", "cash", "value", "drawdown_pct"), ("ts",),
+                     {"ts": ts, "cash": cash, "value": value, "drawdown_pct": drawdown})
+        for p in positions:
+            self._upsert("positions", ("ts", "instrument", "size", "avg_price", "market_price", "unrealized_pnl"),
+                         ("ts", "instrument"), {"ts": ts, **p})
+
+    def risk_event(self, breach: Breach) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute("INSERT INTO risk_events (ts, run_id, rule, instrument, detail, action) "
+                        "VALUES (%s, %s, %s, %s, %s, %s)",
+                        (breach.ts, self.run_id, breach.rule, breach.instrument, breach.detail, breach.action))
+
+    def note(self, **fields) -> None:
+        """Merge facts about the session (reconciliation, restarts) into runs.broker."""
+        with self.conn.cursor() as cur:
+            cur.execute("UPDATE runs SET broker = broker || %s WHERE id = %s", (Json(fields), self.run_id))
+
+    # --- reads (reconciliation) ---------------------------------------------------------------
+    def open_orders(self) -> list[dict]:
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT order_ref, instrument, status FROM orders WHERE run_id = %s "
+                        "AND status IN ('created', 'submitted', 'accepted', 'partial')", (self.run_id,))
+            return [dict(zip(("order_ref", "instrument", "status"), r)) for r in cur.fetchall()]
+
+    def last_positions(self) -> dict[str, float]:
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT DISTINCT ON (instrument) instrument, size FROM positions WHERE run_id = %s "
+                        "ORDER BY instrument, ts DESC", (self.run_id,))
+            return {i: s for i, s in cur.fetchall() if s}

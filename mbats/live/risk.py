@@ -1,0 +1,135 @@
+"""Pre-trade risk limits and the daily-loss kill switch.
+
+A breach blocks the order (the strategy gets it back Rejected); the daily-loss breach trips the
+kill switch: pending orders cancelled, positions closed, the session stopped. Every breach is
+written to ``risk_events`` and POSTed as JSON to the configured webhook (a webhook that is down
+is logged, never allowed to stop risk handling).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import requests
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_fixed
+
+from mbats.live.config import RiskLimits
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Breach:
+    rule: str
+    instrument: str | None
+    detail: str
+    action: str  # blocked | kill_switch
+    ts: datetime
+
+
+def _notional(instrument: str, units: float, mid: float, home: str) -> float:
+    """|units| in the account currency: quote = home → × price; base = home → units; else × price."""
+    base, _, quote = instrument.partition("_")
+    if base == home:
+        return abs(units)
+    return abs(units) * mid
+
+
+class RiskManager:
+    def __init__(self, limits: RiskLimits, home_currency: str = "USD",
+                 record: Callable[[Breach], None] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits, self.home = limits, home_currency
+        self.record = record
+        self.clock = clock
+        self.sent: collections.deque[float] = collections.deque()
+        self.day: str | None = None
+        self.day_start_nav: float | None = None
+        self.tripped = False
+        self.breaches: list[Breach] = []
+        self.run_id: int | None = None
+
+    # --- pre-trade ----------------------------------------------------------------------------
+    def check_order(self, instrument: str, units: int, positions: dict, mid_of: Callable[[str], float | None],
+                    client_id: str = "") -> str | None:
+        """None if the order may go out, else the reason it is blocked (already recorded)."""
+        lim = self.limits
+        if self.tripped:
+            return self._breach("kill_switch", instrument, f"order {client_id} after the kill switch tripped",
+                                "blocked")
+        after = (positions[instrument].size if instrument in positions else 0.0) + units
+        if lim.max_units is not None and abs(after) > lim.max_units:
+            return self._breach("max_units", instrument,
+                                f"order {client_id} {units:+d} would hold {after:+.0f} units (limit {lim.max_units:g})",
+                                "blocked")
+        if lim.max_gross_exposure is not None:
+            gross = 0.0
+            for name in set(positions) | {instrument}:
+                size = after if name == instrument else positions[name].size
+                if size:
+                    mid = mid_of(name)
+                    gross += _notional(name, size, mid if mid is not None else 0.0, self.home)
+            if gross > lim.max_gross_exposure:
+                return self._breach("max_gross_exposure", instrument,
+                                    f"order {client_id} {units:+d} would make gross exposure {gross:,.0f} {self.home} "
+                                    f"(limit {lim.max_gross_exposure:,.0f})", "blocked")
+        if lim.max_orders_per_minute is not None:
+            now = self.clock()
+            while self.sent and now - self.sent[0] >= 60.0:
+                self.sent.popleft()
+            if len(self.sent) >= lim.max_orders_per_minute:
+                return self._breach("max_orders_per_minute", instrument,
+                                    f"order {client_id}: {len(self.sent)} orders in the last minute "
+                                    f"(limit {lim.max_orders_per_minute})", "blocked")
+        return None
+
+    def note_submitted(self) -> None:
+        self.sent.append(self.clock())
+
+    # --- per bar ------------------------------------------------------------------------------
+    def check_daily_loss(self, nav: float, bar_time: datetime) -> Breach | None:
+        """Track the day's first NAV (UTC day of the bar); a loss beyond the limit trips the kill switch."""
+        day = bar_time.astimezone(timezone.utc).date().isoformat()
+        if day != self.day:
+            self.day, self.day_start_nav = day, nav
+        loss = (self.day_start_nav or nav) - nav
+        lim = self.limits.max_daily_loss
+        if lim is None or self.tripped or loss < lim:
+            return None
+        self.tripped = True
+        self._breach("max_daily_loss", None, f"NAV {nav:,.2f} is {loss:,.2f} below the day's start "
+                                             f"{self.day_start_nav:,.2f} (limit {lim:,.2f}): flattening and stopping",
+                     "kill_switch")
+        return self.breaches[-1]
+
+    # --- reporting ----------------------------------------------------------------------------
+    def _breach(self, rule: str, instrument: str | None, detail: str, action: str) -> str:
+        breach = Breach(rule, instrument, detail, action, datetime.now(timezone.utc))
+        self.breaches.append(breach)
+        log.warning("risk %s (%s): %s", rule, action, detail)
+        if self.record is not None:
+            self.record(breach)
+        if self.limits.webhook_url:
+            post_webhook(self.limits.webhook_url, breach, self.run_id)
+        return f"risk limit {rule}: {detail}"
+
+
+@retry(retry=retry_if_exception_type(requests.RequestException), stop=stop_after_attempt(3), wait=wait_fixed(0.2),
+       reraise=True)
+def _post(url: str, payload: dict) -> None:
+    requests.post(url, json=payload, timeout=5).raise_for_status()
+
+
+def post_webhook(url: str, breach: Breach, run_id: int | None = None) -> bool:
+    payload = {"source": "mbats.live", "rule": breach.rule, "instrument": breach.instrument, "detail": breach.detail,
+               "action": breach.action, "ts": breach.ts.isoformat(), "run_id": run_id}
+    try:
+        _post(url, payload)
+        return True
+    except requests.RequestException as exc:
+        log.error("risk webhook %s failed: %s", url, exc)
+        return False

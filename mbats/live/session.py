@@ -1,0 +1,188 @@
+"""One paper or live trading session: the backtest's strategy class on OANDA, until its window ends.
+
+``run_session`` checks the mode and the credentials before anything is written, opens (or, for
+the same ``session_key``, resumes) the run in the risk database, reconciles the account with it,
+backfills warm-up bars, and runs backtrader on the live feed and broker until ``until`` /
+``max_bars`` / the kill switch. It always returns: a scheduler retry of a session that died
+resumes through the reconciliation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import backtrader as bt
+import numpy as np
+import oandapyV20.endpoints.accounts as accounts_ep
+from oandapyV20 import API
+
+from mbats.backtest.runner import code_version
+from mbats.backtest.signals import has_signals, preloaded_bars, signal_params
+from mbats.backtest.strategies import coerce_params, find_strategy, strategy_name
+from mbats.config import Settings, get_settings
+from mbats.errors import ConfigError, MbatsError
+from mbats.live.config import LiveConfig, RiskLimits, check_mode
+from mbats.live.data import PriceHub, make_live_feed
+from mbats.live.execution import OandaBroker
+from mbats.live.persistence import LiveStore
+from mbats.live.reconcile import ReconcileReport, reconcile
+from mbats.live.recorder import LiveRecorder
+from mbats.live.risk import RiskManager
+from mbats.marketdata.client import SIM_ENVIRONMENT, make_client
+from mbats.secmaster.granularity import check_granularity
+
+log = logging.getLogger(__name__)
+
+
+def live_strategy(cls: type[bt.Strategy]) -> type[bt.Strategy]:
+    """The class itself, except signal strategies: they recompute ``signals`` on the bars so far each bar.
+
+    A :class:`SignalStrategy` precomputes its targets from preloaded data; live bars arrive one at a
+    time, so the same ``signals`` classmethod runs on the history up to the current bar instead.
+    """
+    if not has_signals(cls):
+        return cls
+
+    def start(self) -> None:
+        self._targets = {}
+
+    def next(self) -> None:
+        params = signal_params(self)
+        for data in self.datas:
+            self._targets[data] = np.asarray(self.signals(preloaded_bars(data), **params), dtype=np.int8).tolist()
+        cls.next(self)
+
+    return type(cls.__name__, (cls,), {"start": start, "next": next, "__module__": cls.__module__})
+
+
+@dataclass
+class SessionResult:
+    run_id: int
+    status: str  # finished | stopped (kill switch)
+    resumed: bool
+    live_bars: int
+    reconciliation: ReconcileReport
+    breaches: list
+
+
+def _settings_for(settings: Settings, account: str | None) -> Settings:
+    return settings.model_copy(update={"oanda_account_id": account}) if account else settings
+
+
+def run_session(strategy, instruments: list[str] | None = None, mode: str | None = None,
+                params: dict | None = None, until: datetime | None = None, *, granularity: str | None = None,
+                max_bars: int | None = None, warmup: int = 200, units: int = 10_000, session_key: str | None = None,
+                model_alias: str | None = None, sim_step: bool = False, confirm_live: bool = False,
+                risk: RiskLimits | None = None, account: str | None = None,
+                settings: Settings | None = None) -> int:
+    """Trade ``strategy`` on ``instruments`` until ``until`` (or ``max_bars`` live bars); return the run id.
+
+    ``strategy`` may also be a deployment (``mbats.orchestration.deployments.Deployment``): its
+    strategy, instruments, mode, params, granularity, account and model alias are used, and the
+    session key defaults to the deployment name and ``until``.
+    """
+    if hasattr(strategy, "strategy") and hasattr(strategy, "instruments"):  # a Deployment
+        dep = strategy
+        strategy, instruments, mode = dep.strategy, list(dep.instruments), dep.mode
+        params = dict(getattr(dep, "params", {}) or {}) | (params or {})
+        granularity = granularity or getattr(dep, "granularity", None)
+        model_alias = model_alias or getattr(dep, "model_alias", None)
+        account = account or getattr(dep, "account", None)
+        session_key = session_key or f"{dep.name}@{until.isoformat() if until else 'open'}"
+    cfg = LiveConfig(strategy=strategy, instruments=[i.upper() for i in instruments or []], mode=mode or "paper",
+                     params=params or {}, granularity=granularity or "M1", until=until, max_bars=max_bars,
+                     warmup=warmup, units=units, session_key=session_key, model_alias=model_alias,
+                     sim_step=sim_step, confirm_live=confirm_live)
+    return run(cfg, risk=risk, settings=_settings_for(settings or get_settings(), account)).run_id
+
+
+def run(cfg: LiveConfig, risk: RiskLimits | None = None, settings: Settings | None = None) -> SessionResult:
+    settings = settings or get_settings()
+    if not cfg.instruments:
+        raise MbatsError("give at least one instrument (-i EUR_USD)")
+    check_granularity(cfg.granularity)
+    check_mode(settings, cfg.mode, cfg.confirm_live)
+    if cfg.sim_step and settings.oanda_environment != SIM_ENVIRONMENT:
+        raise ConfigError("--sim-step drives the simulator's clock; it needs MBATS_OANDA_ENVIRONMENT=sim")
+    cls = find_strategy(cfg.strategy)
+    params = coerce_params(cls, cfg.params)
+    if cfg.model_alias and "model_uri" in params:
+        params["model_uri"] = cfg.model_alias
+    cfg = replace(cfg, risk=risk or RiskLimits.from_settings(settings))
+
+    client = make_client(settings)
+    account = client.require_account()
+    summary = client.request(accounts_ep.AccountSummary(account))["account"]  # bad credentials stop here
+
+    from mbats.db import connect
+
+    store = LiveStore(connect("risk"))
+    model_fields = cls.run_metadata(params) if hasattr(cls, "run_metadata") else {}
+    if cfg.model_alias and not model_fields:
+        model_fields = {"model_uri": cfg.model_alias}
+    run_id, resumed = store.open_run(
+        session_key=cfg.session_key, run_type=cfg.mode, mode=cfg.mode, strategy=strategy_name(cls), params=params,
+        instruments=cfg.instruments, granularity=cfg.granularity, cash=float(summary["NAV"]),
+        broker={"environment": settings.oanda_environment, "units": cfg.units, "risk": vars(cfg.risk)},
+        code_version=code_version(), account=account, **model_fields)
+    try:
+        return _trade(cfg, cls, params, client, settings, store, run_id, resumed, summary.get("currency", "USD"))
+    except BaseException as exc:
+        store.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        store.conn.close()
+
+
+def _trade(cfg: LiveConfig, cls, params: dict, client, settings: Settings, store: LiveStore, run_id: int,
+           resumed: bool, currency: str) -> SessionResult:
+    prefix = "mb" + hashlib.sha1(f"{cfg.session_key or run_id}:{run_id}".encode()).hexdigest()[:10]
+    report = reconcile(client, store, prefix)
+    risk = RiskManager(cfg.risk, currency, record=store.risk_event)
+    risk.run_id = run_id
+
+    stream_api = API(access_token=settings.oanda_token.get_secret_value(), environment=client.environment,
+                     request_params={"timeout": (10, settings.live_heartbeat_timeout)})
+    hub = PriceHub(client, stream_api, cfg.instruments, cfg.granularity, settings.live_heartbeat_timeout,
+                   sim_step=cfg.sim_step, token=settings.oanda_token.get_secret_value())
+    hub.live_after = store.last_bar_ts() if resumed else None
+    if hub.live_after is not None:
+        import pandas as pd
+
+        hub.live_after = pd.Timestamp(hub.live_after).tz_convert("UTC")
+    hub.backfill(cfg.warmup)
+    if hub.live_after is None:
+        hub.live_after = max(b for b in hub.last_bar.values() if b is not None)
+
+    cerebro = bt.Cerebro(stdstats=False, preload=False, runonce=False, exactbars=False, quicknotify=True)
+    broker = OandaBroker(client=client, hub=hub, risk=risk, store=store, id_prefix=prefix)
+    cerebro.setbroker(broker)
+    for name in cfg.instruments:
+        cerebro.adddata(make_live_feed(hub, name, broker=broker, until=cfg.until, max_bars=cfg.max_bars))
+    cerebro.addsizer(bt.sizers.FixedSize, stake=cfg.units)
+    cerebro.addstrategy(live_strategy(cls), **params)
+
+    status = {"value": "finished"}
+
+    def kill() -> None:
+        log.error("kill switch: flattening the account and stopping run %s", run_id)
+        broker.flatten()
+        status["value"] = "stopped"
+        hub.stopped.set()
+        cerebro.runstop()
+
+    cerebro.addanalyzer(LiveRecorder, _name="live", store=store, risk=risk, on_kill=kill)
+    hub.start()
+    try:
+        strat = cerebro.run()[0]
+    finally:
+        hub.stop()
+    if hub.error is not None:
+        raise hub.error
+    rec: LiveRecorder = strat.analyzers.live
+    store.note(live={"reconnects": hub.stats.reconnects, "resumed": resumed, "id_prefix": prefix})
+    store.finish(status["value"], rec.live_bars, rec.first_ts, rec.last_ts)
+    return SessionResult(run_id, status["value"], resumed, rec.live_bars, report, risk.breaches)
