@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Callable
+import os
+import signal
 
 import backtrader as bt
 import oandapyV20.endpoints.accounts as accounts_ep
@@ -31,6 +32,7 @@ from mbats.errors import MbatsError, NotFoundError
 from mbats.marketdata.client import OandaClient
 
 log = logging.getLogger(__name__)
+CRASH_AFTER_SUBMIT = "MBATS_LIVE_TEST_CRASH_AFTER_SUBMIT"
 _TYPES = {bt.Order.Market: "MARKET", bt.Order.Limit: "LIMIT", bt.Order.Stop: "STOP"}
 _ORDER_TYPE_NAMES = {bt.Order.Market: "market", bt.Order.Limit: "limit", bt.Order.Stop: "stop"}
 
@@ -63,7 +65,6 @@ class OandaBroker(bt.broker.BrokerBase):
         self._seen_bars = -1
         self._inherited: list = []
         self.stopped_by_kill_switch = False
-        self.on_event: Callable[[str, dict], None] | None = None
         self.addcommissioninfo(FxCosts())
 
     # --- account state ----------------------------------------------------------------------
@@ -172,12 +173,13 @@ class OandaBroker(bt.broker.BrokerBase):
         self._per_bar[key] += 1
         return f"{self.p.id_prefix}.{key[1]}.{key[0]}.{self._per_bar[key]}"
 
-    def _reject(self, order: bt.Order, kids: list[bt.Order], reason: str) -> None:
+    def _reject(self, order: bt.Order, kids: list[bt.Order], reason: str, record: bool = True) -> None:
         for o in [order, *kids]:
             o.addinfo(reject_reason=reason)
             o.reject(self)
             self.notify(o)
-            self._record_order(o)
+            if record:
+                self._record_order(o)
 
     def _send(self, order: bt.Order, kids: list[bt.Order]) -> None:
         data, instrument = order.data, order.data._name
@@ -187,7 +189,7 @@ class OandaBroker(bt.broker.BrokerBase):
         for i, kid in enumerate(kids):
             kid.addinfo(client_id=f"{client_id}.{'sl' if kid.exectype == bt.Order.Stop else 'tp'}{i}")
         if not getattr(data, "bar_is_live", True):  # warm-up bar: the strategy only sees history
-            self._reject(order, kids, "warm-up bar: orders are sent from the first live bar on")
+            self._reject(order, kids, "warm-up bar: orders are sent from the first live bar on", record=False)
             return
         risk = self.p.risk
         if risk is not None:
@@ -229,8 +231,8 @@ class OandaBroker(bt.broker.BrokerBase):
             log.error("order %s rejected: %s", client_id, exc)
             self._reject(order, kids, str(exc))
             return
-        if self.on_event is not None:
-            self.on_event("submitted", {"client_id": client_id})
+        if os.environ.get(CRASH_AFTER_SUBMIT) == "1":  # test hook: die between submit and acknowledgement
+            os.kill(os.getpid(), signal.SIGKILL)
         self.poll()
 
     def _find_client_order(self, client_id: str) -> dict | None:
