@@ -110,6 +110,12 @@ class LiveStore:
         with self.conn.cursor() as cur:
             cur.execute("UPDATE runs SET broker = broker || %s WHERE id = %s", (Json(fields), self.run_id))
 
+    def noted(self, key: str):
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT broker ->> %s FROM runs WHERE id = %s", (key, self.run_id))
+            row = cur.fetchone()
+            return row[0] if row else None
+
     # --- reads (reconciliation) ---------------------------------------------------------------
     def open_orders(self) -> list[dict]:
         with self.conn.cursor() as cur:

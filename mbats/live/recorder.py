@@ -31,7 +31,9 @@ class LiveRecorder(bt.Analyzer):
             ref = self.strategy.broker.trade_ids.get(name) or f"bt{trade.ref}"
             self.open_rows[name] = row = {
                 "trade_ref": ref, "instrument": name, "direction": "long" if trade.size > 0 else "short",
-                "size": abs(trade.size), "entry_ts": _utc(trade.dtopen), "entry_price": trade.price, "is_open": True}
+                "size": abs(trade.size),
+                # an inherited position (restart) opens by a simulated order, which backtrader stamps 0
+                "entry_ts": _utc(trade.dtopen or self.data.datetime[0]), "entry_price": trade.price, "is_open": True}
         elif trade.isclosed and name in self.open_rows:
             row = self.open_rows.pop(name)
             sign = 1.0 if row["direction"] == "long" else -1.0

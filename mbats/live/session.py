@@ -16,6 +16,7 @@ from datetime import datetime
 
 import backtrader as bt
 import numpy as np
+import pandas as pd
 import oandapyV20.endpoints.accounts as accounts_ep
 from oandapyV20 import API
 
@@ -148,14 +149,13 @@ def _trade(cfg: LiveConfig, cls, params: dict, client, settings: Settings, store
                      request_params={"timeout": (10, settings.live_heartbeat_timeout)})
     hub = PriceHub(client, stream_api, cfg.instruments, cfg.granularity, settings.live_heartbeat_timeout,
                    sim_step=cfg.sim_step, token=settings.oanda_token.get_secret_value())
-    hub.live_after = store.last_bar_ts() if resumed else None
-    if hub.live_after is not None:
-        import pandas as pd
-
-        hub.live_after = pd.Timestamp(hub.live_after).tz_convert("UTC")
+    # bars after the last one this run traded on are live; on a fresh start, everything backfilled is warm-up
+    last = store.last_bar_ts() or store.noted("live_after") if resumed else None
+    hub.live_after = pd.Timestamp(last).tz_convert("UTC") if last is not None else None
     hub.backfill(cfg.warmup)
     if hub.live_after is None:
         hub.live_after = max(b for b in hub.last_bar.values() if b is not None)
+        store.note(live_after=hub.live_after.isoformat())
 
     cerebro = bt.Cerebro(stdstats=False, preload=False, runonce=False, exactbars=False, quicknotify=True)
     broker = OandaBroker(client=client, hub=hub, risk=risk, store=store, id_prefix=prefix)
