@@ -195,8 +195,8 @@ def dashboards() -> list[Dashboard]:
         "Paper and live runs today (UTC): P&L, open positions, orders, fills, risk-limit events.",
         [
             [big_number("P&L today", "live_pnl_today", "SUM(pnl_today)", "P&L today", ",.2f", width=3),
-             big_number("Open positions", "live_positions", "COUNT(*)", "positions", ",d", width=3),
-             big_number("Orders today", "live_orders_today", "COUNT(*)", "orders", ",d", width=3),
+             big_number("Positions open", "live_positions", "COUNT(*)", "positions", ",d", width=3),
+             big_number("Order count today", "live_orders_today", "COUNT(*)", "orders", ",d", width=3),
              big_number("Risk events today", "risk_status", "COALESCE(SUM(events_today), 0)", "events", ",d",
                         width=3)],
             [table("P&L today by run", "live_pnl_today", ["run_label", "mode", "account", "status", "value_start",
@@ -333,6 +333,9 @@ def generate(view_columns: dict[str, dict[str, list[tuple[str, str]]]]) -> dict[
             raise ValueError(f"view dash.{view} not found in the {stem} database; run `mbats db upgrade`")
         files[f"datasets/{stem}/{view}.yaml"] = _dump(_dataset_file(view, stem, columns))
     for d in dashboards():
+        names = [chart.name for row in d.rows for chart in row]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{d.slug}: chart names must be unique (they make the uuids): {sorted(names)}")
         chart_ids: dict[str, int] = {}
         for row in d.rows:
             for chart in row:

@@ -33,7 +33,7 @@ init() {
     "$PY" "$HERE/bundle_zip.py" "$zip" >/dev/null
     echo "superset: importing the dashboards"
     "${BIN}superset" import-dashboards -p "$zip" -u "$user"
-    "$PY" "$HERE/scope_filters.py"
+    "$PY" "$HERE/sync_assets.py" "$zip" "$user"
     rm -rf "$(dirname "$zip")"
 }
 

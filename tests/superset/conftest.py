@@ -72,7 +72,7 @@ def _paper_day() -> int:
                         "rule text NOT NULL, instrument text, detail text, action text)")
             cur.execute("INSERT INTO risk_events (ts, run_id, rule, instrument, detail, action) VALUES "
                         "(%s, %s, 'max_position_units', 'EUR_USD', '12000 > 10000', 'blocked'), "
-                        "(%s, %s, 'daily_loss_limit', NULL, 'loss 0.4% of 2% limit', 'ok')",
+                        "(%s, %s, 'daily_loss_limit', NULL, 'loss 0.4%% of 2%% limit', 'ok')",
                         (now - timedelta(minutes=5), run_id, now - timedelta(minutes=1), run_id))
             cur.execute("UPDATE runs SET params = %s WHERE id = %s", (Json({"fast": 10, "slow": 30}), run_id))
         conn.commit()
