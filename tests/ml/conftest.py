@@ -16,11 +16,10 @@ import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers next to this file
 
-from ml_servers import Server, planted_bars, start_mlflow, start_weed  # noqa: E402
+from ml_servers import TIMINGS, Server, planted_bars, start_mlflow, start_weed  # noqa: E402
 
 ACCESS_KEY, SECRET_KEY = "mbatstest", "mbats-test-secret-0123"
 PLANTED = "AUD_CAD"        # synthetic instrument with a planted, learnable pattern
-TIMINGS: dict[str, float] = {}
 
 
 def _set_env(values: dict[str, str | None]) -> dict[str, str | None]:

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import requests
 
+TIMINGS: dict[str, float] = {}  # startup and training times, printed at the end of the run
+
 
 VENV_BIN = Path(sys.executable).parent
 PROJECT = Path(__file__).resolve().parents[2]

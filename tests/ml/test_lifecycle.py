@@ -97,7 +97,7 @@ def test_rest_invocations_answer_with_the_champion_predictions(trained, tmp_path
         got = predict(f"http://127.0.0.1:{port}", result.sample)
     finally:
         stop_server(process)
-    from conftest import TIMINGS
+    from ml_servers import TIMINGS
 
     TIMINGS["model_serve_ready_s"] = ready
     np.testing.assert_allclose(got, result.estimator.predict_proba(result.sample)[:, 1], atol=1e-9)
