@@ -28,10 +28,14 @@ def _utc(t) -> pd.Timestamp:
 
 
 def is_permanent(exc: BaseException) -> bool:
-    """Errors a retry cannot fix: an unknown instrument, wrong settings or credentials, bad data."""
-    from mbats.errors import ConfigError, DataValidationError, NotFoundError
+    """Errors a retry cannot fix: an unknown instrument (OANDA answers 400/404), settings, credentials, bad data.
 
-    return isinstance(exc, (NotFoundError, ConfigError, DataValidationError))
+    The OANDA client already retried 429s, 5xx and timeouts; what is left of those surfaces as
+    :class:`ServiceUnavailableError`, which Airflow may retry later.
+    """
+    from mbats.errors import MbatsError, ServiceUnavailableError
+
+    return isinstance(exc, MbatsError) and not isinstance(exc, ServiceUnavailableError)
 
 
 def sync_instruments() -> int:

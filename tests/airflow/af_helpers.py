@@ -37,3 +37,11 @@ def airflow_cli(*args: str, env: dict | None = None, timeout: float = 180) -> su
     return result
 
 
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
