@@ -7,4 +7,5 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 root="$(mktemp -d /tmp/mbats-airflow-tests.XXXXXX)"
 chmod 755 "$root"
 trap 'rm -rf "$root"' EXIT
-PYTEST_DEBUG_TEMPROOT="$root" .cache/venv-airflow/bin/python -m pytest tests/airflow -v --durations=10 "$@"
+[[ $# -gt 0 ]] || set -- tests/airflow
+PYTEST_DEBUG_TEMPROOT="$root" .cache/venv-airflow/bin/python -m pytest -v --durations=10 "$@"
