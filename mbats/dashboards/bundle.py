@@ -135,6 +135,8 @@ class NativeFilter:
     column: str
     first_item: bool = True
     multi: bool = False
+    where: str | None = None      # pre-filter of the values offered
+    sort_metric: str | None = None  # saved metric of the dataset ordering the values (descending)
 
 
 @dataclass
@@ -173,7 +175,8 @@ def dashboards() -> list[Dashboard]:
                                         "exit_price", "pnl_net", "return_pct", "bars_held", "outcome"],
                    order_by="entry_ts", width=12)],
         ],
-        [NativeFilter("Run", "runs", "run_label")],
+        [NativeFilter("Run", "runs", "run_label", where="mode = 'backtest' AND status = 'finished'",
+                      sort_metric="latest")],
     )
     sweeps = Dashboard(
         "mbats-sweeps", "MBATS · Parameter sweeps",
@@ -188,7 +191,7 @@ def dashboards() -> list[Dashboard]:
                     "sharpe", "sortino", "total_return_pct", "max_drawdown_pct", "trades", "win_rate_pct"],
                    order_by="sharpe", width=12)],
         ],
-        [NativeFilter("Sweep", "sweep_results", "sweep_id")],
+        [NativeFilter("Sweep", "sweep_results", "sweep_id", sort_metric="latest")],
     )
     live = Dashboard(
         "mbats-live", "MBATS · Live trading",
@@ -267,9 +270,10 @@ def _dataset_file(view: str, db: str, columns: list[tuple[str, str]]) -> dict:
             "sql": None, "params": None, "template_params": None, "filter_select_enabled": True,
             "fetch_values_predicate": None, "extra": None, "normalize_columns": False,
             "always_filter_main_dttm": False, "uuid": _uuid("dataset", f"{db}.{view}"),
-            "metrics": [{"metric_name": "count", "verbose_name": "COUNT(*)", "metric_type": "count",
-                         "expression": "COUNT(*)", "description": None, "d3format": None, "currency": None,
-                         "extra": None, "warning_text": None}],
+            "metrics": [{"metric_name": name, "verbose_name": None, "metric_type": None, "expression": expr,
+                         "description": None, "d3format": None, "currency": None, "extra": None, "warning_text": None}
+                        for name, expr in (("count", "COUNT(*)"), ("latest", "MAX(run_id)"))
+                        if name == "count" or any(c == "run_id" for c, _ in columns)],
             "columns": cols, "version": VERSION, "database_uuid": _uuid("database", db)}
 
 
@@ -301,6 +305,8 @@ def _dashboard_file(d: Dashboard, chart_ids: dict[str, int]) -> dict:
                               "multiSelect": f.multi, "searchAllOptions": False, "inverseSelection": False,
                               "sortAscending": False},
             "defaultDataMask": {"extraFormData": {}, "filterState": {}, "ownState": {}},
+            "adhoc_filters": [{"expressionType": "SQL", "sqlExpression": f.where, "clause": "WHERE"}] if f.where else [],
+            "time_range": "No filter", "sortMetric": f.sort_metric,
             # requiredFirst: the dashboard applies the first value on load (no "Apply filters" click)
             "requiredFirst": f.first_item, "cascadeParentIds": [], "scope": {"rootPath": ["ROOT_ID"], "excluded": []},
             "description": f"filters every chart whose dataset has a `{f.column}` column",
