@@ -1,0 +1,3 @@
+from mbats.stack.local import main
+
+raise SystemExit(main())
