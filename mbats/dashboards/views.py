@@ -12,6 +12,7 @@ Settings (environment):
 
 from __future__ import annotations
 
+import logging
 import os
 
 from psycopg2 import sql
@@ -21,6 +22,7 @@ from mbats.config import PROJECT_ROOT, get_settings
 VIEWS_DIR = PROJECT_ROOT / "db" / "views"
 ROLES_DIR = PROJECT_ROOT / "db" / "roles"
 DEFAULT_ROLE = "mbats_superset"
+log = logging.getLogger(__name__)
 
 
 def readonly_role() -> str:
@@ -33,15 +35,27 @@ def view_databases() -> dict[str, str]:
     return {"risk": settings.risk_db, "secmaster": settings.secmaster_db}
 
 
-def ensure_role(conn, role: str, password: str | None) -> None:
-    """Create the login role if missing, set its password, make its sessions read-only."""
+def ensure_role(conn, role: str, password: str | None) -> bool:
+    """Create the login role if missing, set its password, make its sessions read-only.
+
+    Returns False (and changes nothing) when the role is missing and the migrating user may not
+    create roles, e.g. on a managed PostgreSQL where an administrator creates it."""
     with conn.cursor() as cur:
+        cur.execute("SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user")
+        may_manage = bool(cur.fetchone()[0])
         cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
-        if not cur.fetchone():
+        exists = cur.fetchone() is not None
+        if not may_manage:
+            if not exists:
+                log.warning("role %s does not exist and %s may not create it; Superset's read-only access "
+                            "is not granted", role, "the migrating user")
+            return exists
+        if not exists:
             cur.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
         cur.execute(sql.SQL("ALTER ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %s")
                     .format(sql.Identifier(role)), (password,))
         cur.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(sql.Identifier(role)))
+    return True
 
 
 def apply_views(role: str | None = None, password: str | None = None) -> dict[str, list[str]]:
@@ -55,11 +69,12 @@ def apply_views(role: str | None = None, password: str | None = None) -> dict[st
     for stem, database in view_databases().items():
         conn = connect(database)
         try:
-            ensure_role(conn, role, password)
+            role_ok = ensure_role(conn, role, password)
             with conn.cursor() as cur:
                 cur.execute("DROP SCHEMA IF EXISTS dash CASCADE")
                 cur.execute((VIEWS_DIR / f"{stem}.sql").read_text())
-                cur.execute(sql.SQL(grants).format(role=sql.Identifier(role), database=sql.Identifier(database)))
+                if role_ok:
+                    cur.execute(sql.SQL(grants).format(role=sql.Identifier(role), database=sql.Identifier(database)))
                 cur.execute("SELECT table_name FROM information_schema.views WHERE table_schema = 'dash' ORDER BY 1")
                 done[database] = [r[0] for r in cur.fetchall()]
             conn.commit()
