@@ -9,6 +9,7 @@ import typer
 
 from mbats.cli import backtest, data, db, runs
 from mbats.errors import MbatsError
+from mbats.live.cli import live_command
 from mbats.marketdata.cli import download_command, gaps_command, sim_app
 from mbats.ml.cli import ml_app
 from mbats.research.cli import sweep_command
@@ -29,6 +30,7 @@ app.command("runs")(runs.runs)
 app.command("report")(runs.report)
 app.command("demo")(runs.demo)
 app.command("sweep")(sweep_command)
+app.command("live")(live_command)
 
 data.app.command("download")(download_command)
 data.app.command("gaps")(gaps_command)
