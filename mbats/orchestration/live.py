@@ -5,9 +5,10 @@ at the end of its window (no never-ending tasks); a retry calls it again and the
 reconciliation with the broker makes that safe (open orders and positions are adopted, not
 duplicated).
 
-The live runner itself belongs to :mod:`mbats.live` (issue 4/6). Until it provides
-``mbats.live.run_session(deployment, until=...)`` this raises :class:`LiveRunnerUnavailable`
-with a message that says so, rather than pretending to trade.
+The live runner itself is :func:`mbats.live.run_session` (issue 6); if it is missing this raises
+:class:`LiveRunnerUnavailable` with a message that says so, rather than pretending to trade.
+Against the OANDA simulator (``MBATS_OANDA_ENVIRONMENT=sim``) the window is in replay time, so a
+past window is traded rather than skipped.
 """
 
 from __future__ import annotations
@@ -61,9 +62,13 @@ def run_session(deployment: Deployment | str, logical: datetime | None = None,
     dep = find_deployment(deployment) if isinstance(deployment, str) else deployment
     start, until = session_bounds(dep, logical)
     now = now or datetime.now(timezone.utc)
-    if now >= until:
+    from mbats.config import get_settings
+
+    replay = get_settings().oanda_environment == "sim"  # the simulator's clock is not the wall clock
+    if now >= until and not replay:
         return {"deployment": dep.name, "skipped": True, "reason": f"session ended at {until.isoformat()}"}
     runner = _live_runner()
-    result = runner(dep, until=until)
+    # the account may be a ${VAR} reference in the deployments file: resolve it at run time
+    result = runner(dep, until=until, account=dep.resolved_account())
     return {"deployment": dep.name, "mode": dep.mode, "session_start": start.isoformat(),
             "session_end": until.isoformat(), "result": result}

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 import pytest
+from af_helpers import DAGS
 
 
 def _states(dr) -> dict[str, list[str]]:
@@ -215,21 +216,67 @@ def test_model_training_registers_a_challenger_and_promotes_it(dagbag, airflow_d
 
 
 # --- live deployments --------------------------------------------------------------------------
-def test_live_dag_preflight_passes_and_session_fails_clearly_without_a_live_runner(dagbag, airflow_db, monkeypatch):
-    from mbats.orchestration.live import LiveRunnerUnavailable, run_session
+LIVE_DEPLOYMENT = """
+deployments:
+  - name: sim_session
+    strategy: sma_crossover
+    instruments: [EUR_USD]
+    granularity: M10
+    mode: paper
+    account: "${MBATS_OANDA_ACCOUNT_ID}"
+    params: {fast: 3, slow: 5}
+    schedule: "0 10 * * 1-5"
+    session: {start: "10:00", end: "12:00", timezone: UTC}
+"""
 
-    monkeypatch.setenv("MBATS_OANDA_ACCOUNT_ID", "sim-account")
-    dag = dagbag.dags["live_sma_eurusd_paper"]
-    dr = dag.test(logical_date=datetime.now(timezone.utc).replace(hour=7, minute=0, second=0, microsecond=0))
-    states = _states(dr)
-    assert states["preflight"] == ["success"]
-    dep = next(d for d in __import__("mbats.orchestration.deployments", fromlist=["x"]).load_deployments()
-               if d.name == "sma_eurusd_paper")
-    import importlib
 
-    if getattr(importlib.import_module("mbats.live"), "run_session", None) is None:
-        assert states["trade_session"] == ["failed"] and str(dr.state) == "failed"
-        with pytest.raises(LiveRunnerUnavailable, match="live runner is not available"):
-            run_session(dep, datetime.now(timezone.utc), now=datetime.now(timezone.utc).replace(hour=0))
-    else:  # once mbats.live exists the session task must not fail on a missing runner
-        assert states["trade_session"] != ["upstream_failed"]
+def test_live_dag_trades_its_session_window_on_the_simulator_and_ends(airflow_db, tmp_path, monkeypatch):
+    from airflow.models import DagBag
+
+    from mbats.config import reset_settings_cache
+    from mbats.db import connect
+    from mbats.risk.store import get_run
+    from mbats.sim import DEFAULT_ACCOUNT, DEFAULT_TOKEN, SimConfig, SimServer, Simulator, synthetic_bars
+
+    path = tmp_path / "deployments.yaml"
+    path.write_text(LIVE_DEPLOYMENT)
+    bars = {"EUR_USD": synthetic_bars("EUR_USD", "2024-03-04", "2024-03-06", "M10", seed=5)}
+    # replay at 600x: the two-hour session takes ~12 s of wall time
+    server = SimServer(Simulator(bars, "M10", SimConfig(speed="x600", start="2024-03-05T10:00Z",
+                                                        heartbeat_seconds=0.3, max_requests_per_second=None))).start()
+    try:
+        for key, value in {"MBATS_DEPLOYMENTS_FILE": str(path), "MBATS_OANDA_ENVIRONMENT": "sim",
+                           "MBATS_OANDA_SIM_URL": server.url, "MBATS_OANDA_TOKEN": DEFAULT_TOKEN,
+                           "MBATS_OANDA_ACCOUNT_ID": DEFAULT_ACCOUNT, "MBATS_LIVE_HEARTBEAT_TIMEOUT": "5"}.items():
+            monkeypatch.setenv(key, value)
+        reset_settings_cache()
+        bag = DagBag(dag_folder=str(DAGS / "live.py"))
+        assert bag.import_errors == {} and "live_sim_session" in bag.dags
+        dr = bag.dags["live_sim_session"].test(logical_date=datetime(2024, 3, 5, 10, 0, tzinfo=timezone.utc))
+        states = _states(dr)
+        assert str(dr.state) == "success", states
+        summary = next(ti for ti in dr.get_task_instances()
+                       if ti.task_id == "trade_session").xcom_pull(task_ids="trade_session")
+        assert summary["session_end"] == "2024-03-05T12:00:00+00:00"
+        conn = connect("risk")
+        try:
+            run = get_run(conn, summary["result"])
+        finally:
+            conn.close()
+        assert run["mode"] == "paper" and run["status"] == "finished" and run["account"] == DEFAULT_ACCOUNT
+        assert run["strategy"] == "sma_crossover" and run["params"]["fast"] == 3
+    finally:
+        server.stop()
+        reset_settings_cache()
+
+
+def test_live_runner_missing_is_a_clear_error(monkeypatch):
+    import mbats.live
+    from mbats.orchestration import live
+    from mbats.orchestration.deployments import Deployment
+
+    dep = Deployment.from_dict({"name": "x", "strategy": "sma_crossover", "instruments": ["EUR_USD"], "mode": "paper",
+                                "schedule": "@daily", "session": {"start": "00:00", "end": "23:00"}})
+    monkeypatch.delattr(mbats.live, "run_session")
+    with pytest.raises(live.LiveRunnerUnavailable, match="live runner is not available"):
+        live.run_session(dep, datetime(2030, 1, 1, tzinfo=timezone.utc), now=datetime(2030, 1, 1, tzinfo=timezone.utc))
