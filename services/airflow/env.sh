@@ -40,8 +40,8 @@ fi
 # Auth: SimpleAuthManager; users "name:role" and their passwords from the environment.
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS:-admin:admin}"
 if [[ -n "${AIRFLOW_ADMIN_PASSWORD:-}" && -z "${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE:-}" ]]; then
-  printf '{"admin": "%s"}' "$AIRFLOW_ADMIN_PASSWORD" > "$AIRFLOW_HOME/passwords.json"
-  chmod 600 "$AIRFLOW_HOME/passwords.json"
+  (umask 077; python -c 'import json, os; print(json.dumps({"admin": os.environ["AIRFLOW_ADMIN_PASSWORD"]}), end="")' \
+    > "$AIRFLOW_HOME/passwords.json")
   export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="$AIRFLOW_HOME/passwords.json"
 fi
 # Every component must share the JWT secret; generate one per AIRFLOW_HOME for single-host runs.
