@@ -349,6 +349,12 @@ def generate(view_columns: dict[str, dict[str, list[tuple[str, str]]]]) -> dict[
                 chart_ids[chart_uuid] = len(chart_ids) + 1
                 stem = DATASETS[chart.dataset]
                 params = {"viz_type": chart.viz_type, "datasource": f"{chart.dataset}__table", **chart.params}
+                if chart.viz_type == "table":
+                    # readable numbers: prices with 5 decimals, other floats with 2
+                    types = dict(view_columns[stem][chart.dataset])
+                    params["column_config"] = {
+                        c: {"d3NumberFormat": ".5~f" if "price" in c else ",.2~f"}
+                        for c in chart.params["all_columns"] if types.get(c) == "double precision"}
                 files[f"charts/{d.slug}/{_file_stem(chart.name)}.yaml"] = _dump({
                     "slice_name": chart.name, "description": None, "certified_by": None,
                     "certification_details": None, "viz_type": chart.viz_type, "params": params,

@@ -134,6 +134,9 @@ def superset(pg_server, dashboard_data, tmp_path_factory):
     env = _env(pg_server, metadata_db, port)
     logs = tmp_path_factory.mktemp("superset")
     init_seconds = run_init(env, logs / "init.log")
+    from superset_meta import _snapshot
+
+    after_first_init = _snapshot(metadata_db)
     server_log = (logs / "server.log").open("w")
     proc = subprocess.Popen([str(START), "serve"], env=env, stdout=server_log, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -151,7 +154,8 @@ def superset(pg_server, dashboard_data, tmp_path_factory):
         else:
             raise AssertionError("Superset did not answer /health in 240 s")
         yield {"base": base, "env": env, "logs": logs, "user": "admin", "password": ADMIN_PASSWORD,
-               "metadata_db": metadata_db, "init_seconds": init_seconds, "run_init": run_init}
+               "metadata_db": metadata_db, "init_seconds": init_seconds, "run_init": run_init,
+               "after_first_init": after_first_init}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
