@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
-import signal
 
 import backtrader as bt
 import oandapyV20.endpoints.accounts as accounts_ep
@@ -32,7 +30,6 @@ from mbats.errors import MbatsError, NotFoundError
 from mbats.marketdata.client import OandaClient
 
 log = logging.getLogger(__name__)
-CRASH_AFTER_SUBMIT = "MBATS_LIVE_TEST_CRASH_AFTER_SUBMIT"
 _TYPES = {bt.Order.Market: "MARKET", bt.Order.Limit: "LIMIT", bt.Order.Stop: "STOP"}
 _ORDER_TYPE_NAMES = {bt.Order.Market: "market", bt.Order.Limit: "limit", bt.Order.Stop: "stop"}
 
@@ -231,8 +228,6 @@ class OandaBroker(bt.broker.BrokerBase):
             log.error("order %s rejected: %s", client_id, exc)
             self._reject(order, kids, str(exc))
             return
-        if os.environ.get(CRASH_AFTER_SUBMIT) == "1":  # test hook: die between submit and acknowledgement
-            os.kill(os.getpid(), signal.SIGKILL)
         self.poll()
 
     def _find_client_order(self, client_id: str) -> dict | None:

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+from pathlib import Path
 import sys
 import time
 from collections import Counter
@@ -17,8 +18,13 @@ RUNNER = [sys.executable, "-m", "mbats.live.cli", "live_probe", "-i", "EUR_USD",
           "--warmup", "5", "--sim-step", "--json"]
 
 
-def _start(server, session: str, bars: int, every: int = 2, **env: str) -> subprocess.Popen:
-    return subprocess.Popen(RUNNER + ["--bars", str(bars), "--session", session, "-p", f"every={every}"],
+CRASHING_RUNNER = [sys.executable, str(Path(__file__).with_name("crash_after_submit.py")), *RUNNER[3:]]
+
+
+def _start(server, session: str, bars: int, every: int = 2, crash_after_submit: bool = False,
+           **env: str) -> subprocess.Popen:
+    runner = CRASHING_RUNNER if crash_after_submit else RUNNER
+    return subprocess.Popen(runner + ["--bars", str(bars), "--session", session, "-p", f"every={every}"],
                             env=sim_env(server, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -73,7 +79,7 @@ def test_kill_9_mid_session_then_restart_reconciles_without_duplicate_orders(sim
 
 def test_killed_between_submit_and_ack_the_restart_adopts_instead_of_resending(sim, risk_conn):
     server = sim()
-    crashed = _start(server, "ack", bars=10, MBATS_LIVE_TEST_CRASH_AFTER_SUBMIT="1")
+    crashed = _start(server, "ack", bars=10, crash_after_submit=True)
     crashed.communicate(timeout=180)
     assert crashed.returncode == -signal.SIGKILL
     sent_before = client_orders_at_sim(server)
