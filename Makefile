@@ -48,8 +48,8 @@ test: venv $(EXTRA_VENVS) ## install what the tests need and run them all
 test-fast: venv ## the tests that need no extra servers
 	$(VENV)/bin/python -m pytest tests -m "not slow" $(MAIN_TEST_IGNORE)
 
-bench: venv ## run the benchmarks (numbers, not assertions)
-	$(VENV)/bin/python -m bench
+bench: venv ## run every benchmark in bench/ (prints figures; see bench/RESULTS.md)
+	for script in bench/bench_*.py; do echo "== $$script"; $(VENV)/bin/python $$script || exit 1; done
 
 db-stop: venv ## stop the embedded PostgreSQL
 	$(VENV)/bin/mbats db stop

@@ -69,10 +69,10 @@ def test_a_bad_file_in_a_load_commits_nothing(secmaster_conn, tmp_path):
     good.to_csv(tmp_path / "good.csv", index=False)
     bad.to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(DataValidationError, match=r"bad.csv: row 58: high is below low"):
-        import_files(secmaster_conn, [tmp_path / "good.csv", tmp_path / "bad.csv"], "AUD_CAD", "M1")
-    assert count_rows(secmaster_conn, "AUD_CAD", "M1") == 0
+        import_files(secmaster_conn, [tmp_path / "good.csv", tmp_path / "bad.csv"], "CAD_CHF", "M1")
+    assert count_rows(secmaster_conn, "CAD_CHF", "M1") == 0
     with secmaster_conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM instruments WHERE symbol = 'AUD_CAD'")
+        cur.execute("SELECT count(*) FROM instruments WHERE symbol = 'CAD_CHF'")
         assert cur.fetchone()[0] == 0
 
 
