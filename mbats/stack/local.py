@@ -103,6 +103,14 @@ class Stack:
         creds = json.loads(path.read_text())
         return creds["access_key"], creds["secret_key"]
 
+    def sim_token(self) -> str:
+        path = self.state / "sim_token"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("sim-" + secrets.token_urlsafe(16))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
     def urls(self) -> dict[str, str]:
         return {"s3": f"http://127.0.0.1:{self.stack.s3_port}",
                 "mlflow": f"http://127.0.0.1:{self.stack.mlflow_port}",
@@ -114,15 +122,19 @@ class Stack:
         """What a process needs to use the stack (mbats CLI, Airflow tasks, notebooks)."""
         access, secret = self.s3_credentials()
         urls = self.urls()
-        oanda_env = self.settings.oanda_environment if self.settings.oanda_token else "sim"
-        return {"MBATS_HOME": str(self.settings.home), "MBATS_DATABASE_URL": self.database_url(),
+        token = self.settings.oanda_token.get_secret_value() if self.settings.oanda_token else ""
+        oanda = {"MBATS_OANDA_ENVIRONMENT": self.settings.oanda_environment, "MBATS_OANDA_TOKEN": token}
+        if not token:  # no OANDA account configured: everything talks to the local simulator
+            oanda = {"MBATS_OANDA_ENVIRONMENT": "sim", "MBATS_OANDA_TOKEN": self.sim_token()}
+        return oanda | {"MBATS_HOME": str(self.settings.home), "MBATS_DATABASE_URL": self.database_url(),
                 "MBATS_MLFLOW_TRACKING_URI": urls["mlflow"], "MBATS_S3_ENDPOINT": urls["s3"],
                 "MBATS_S3_ACCESS_KEY": access, "MBATS_S3_SECRET_KEY": secret,
-                "MBATS_S3_REGION": self.settings.s3_region, "MBATS_OANDA_ENVIRONMENT": oanda_env,
-                "MBATS_OANDA_SIM_URL": urls["oanda-sim"]}
+                "MBATS_S3_REGION": self.settings.s3_region, "MBATS_OANDA_SIM_URL": urls["oanda-sim"]}
 
     # --- the programs ------------------------------------------------------------------------
     def programs(self) -> list[Program]:
+        from mbats.orchestration.marketdata import configured_instruments
+
         st, home = self.stack, self.state
         base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "SUPERSET", "MLFLOW"))}
         client = self.client_env()
@@ -164,7 +176,8 @@ class Stack:
             "SUPERSET_HOST": "127.0.0.1", "SUPERSET_PORT": str(st.superset_port), "SUPERSET_WORKERS": "1",
             "PYTHONWARNINGS": "ignore"}
         sim_env = base | client | {"MBATS_BIN_DIR": main_bin, "OANDA_SIM_HOST": "127.0.0.1",
-                                   "OANDA_SIM_PORT": str(self.sim_port)}
+                                   "OANDA_SIM_PORT": str(self.sim_port),
+                                   "OANDA_SIM_INSTRUMENTS": " ".join(configured_instruments())}
         urls = self.urls()
         af = str(SERVICES / "airflow" / "start.sh")
         return [
@@ -190,6 +203,10 @@ class Stack:
     # --- supervisord -------------------------------------------------------------------------
     def write_conf(self, programs: list[Program]) -> str:
         password = secrets.token_urlsafe(16)
+        if self.conf.exists():  # keep the control password of a running supervisord
+            for line in self.conf.read_text().splitlines():
+                if line.startswith("password="):
+                    password = line.split("=", 1)[1]
         lines = ["[supervisord]", f"logfile={self.logs / 'supervisord.log'}", f"pidfile={self.pidfile}",
                  f"directory={PROJECT_ROOT}", "nodaemon=false", "minfds=4096", "",
                  "[inet_http_server]", f"port=127.0.0.1:{self.stack.supervisor_port}", "username=mbats",
@@ -278,7 +295,11 @@ class Stack:
                 raise ConfigError(f"{venv} is missing: run `make venv venv-airflow venv-superset`")
         self.logs.mkdir(parents=True, exist_ok=True)
         if self.supervisord_pid():
-            echo(f"the stack is already running (supervisord pid {self.supervisord_pid()}); waiting for health")
+            echo(f"the stack is already running (supervisord pid {self.supervisord_pid()}); applying changed "
+                 "settings (programs whose settings changed restart)")
+            self.write_conf(self.programs())
+            self.ctl("reread")
+            echo(self.ctl("update").stdout.strip())
         else:
             state = {"started_postgres": self._start_postgres(echo)}
             self.state_file.write_text(json.dumps(state))
