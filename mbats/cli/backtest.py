@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import typer
 
+from mbats.cli.options import parse_when
 from mbats.cli.output import console, print_json, table
-
-
-def _when(value: str | None, option: str) -> datetime | None:
-    if not value:
-        return None
-    import pandas as pd
-
-    from mbats.errors import MbatsError
-
-    try:
-        ts = pd.Timestamp(value)
-    except ValueError:
-        raise MbatsError(f"{option} '{value}' is not a date such as 2024-01-31 or 2024-01-31T12:00Z") from None
-    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
 
 
 def backtest(
@@ -45,7 +30,7 @@ def backtest(
     from mbats.backtest.strategies import parse_param_options
 
     spec = BacktestSpec(strategy=strategy, instruments=list(instruments), granularity=granularity,
-                        start=_when(start, "--from"), end=_when(end, "--to"), params=parse_param_options(param),
+                        start=parse_when(start, "--from"), end=parse_when(end, "--to"), params=parse_param_options(param),
                         cash=cash, commission=commission, spread_pips=spread, sizer=sizer)
     result = run_backtest(spec, track=not no_mlflow)
     summary = {"run_id": result.run_id, "strategy": result.strategy, "params": result.params,

@@ -9,6 +9,7 @@ import typer
 
 from mbats.cli import backtest, data, db, runs
 from mbats.errors import MbatsError
+from mbats.dashboards.cli import dashboards_app
 from mbats.live.cli import live_command
 from mbats.marketdata.cli import download_command, gaps_command, sim_app
 from mbats.ml.cli import ml_app
@@ -36,6 +37,7 @@ data.app.command("download")(download_command)
 data.app.command("gaps")(gaps_command)
 app.add_typer(sim_app, name="sim")
 app.add_typer(ml_app, name="ml")
+app.add_typer(dashboards_app, name="dashboards")
 
 
 def _fail(message: str, code: int = 1) -> None:

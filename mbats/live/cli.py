@@ -13,21 +13,8 @@ from datetime import datetime
 
 import typer
 
+from mbats.cli.options import parse_when
 from mbats.live.config import LIVE_CONFIRMATION
-
-
-def _when(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    import pandas as pd
-
-    from mbats.errors import MbatsError
-
-    try:
-        ts = pd.Timestamp(value)
-    except ValueError:
-        raise MbatsError(f"--until '{value}' is not a time such as 2024-03-05T16:00Z") from None
-    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
 
 
 def live_command(
@@ -85,7 +72,7 @@ def live_command(
     if account:
         settings = settings.model_copy(update={"oanda_account_id": account})
     cfg = LiveConfig(strategy=strategy, instruments=[i.upper() for i in instruments], mode=mode,
-                     params=parse_param_options(param), granularity=granularity, until=_when(until), max_bars=bars,
+                     params=parse_param_options(param), granularity=granularity, until=parse_when(until, "--until"), max_bars=bars,
                      warmup=warmup, units=units, session_key=session_key, model_alias=model_alias, sim_step=sim_step,
                      confirm_live=confirm_live)
     result = run(cfg, risk=risk, settings=settings)

@@ -40,13 +40,13 @@ def sweep_command(
 
     from mbats.backtest.runner import BacktestSpec
     from mbats.backtest.strategies import parse_param_options
-    from mbats.cli.backtest import _when
+    from mbats.cli.options import parse_when
     from mbats.cli.output import console, err_console, fmt, print_json, table
     from mbats.research.grid import parse_grid
     from mbats.research.sweep import SweepRequest, run_sweep
 
     base = BacktestSpec(strategy=strategy, instruments=list(instruments), granularity=granularity,
-                        start=_when(start, "--from"), end=_when(end, "--to"), params=parse_param_options(param),
+                        start=parse_when(start, "--from"), end=parse_when(end, "--to"), params=parse_param_options(param),
                         cash=cash, commission=commission, spread_pips=spread, sizer=sizer)
     request = SweepRequest(base, parse_grid(grid), top=top, rank_by=rank_by, tolerance_pct=tolerance,
                            workers=workers or None, track=not no_mlflow)
