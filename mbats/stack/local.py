@@ -129,7 +129,9 @@ class Stack:
         return oanda | {"MBATS_HOME": str(self.settings.home), "MBATS_DATABASE_URL": self.database_url(),
                 "MBATS_MLFLOW_TRACKING_URI": urls["mlflow"], "MBATS_S3_ENDPOINT": urls["s3"],
                 "MBATS_S3_ACCESS_KEY": access, "MBATS_S3_SECRET_KEY": secret,
-                "MBATS_S3_REGION": self.settings.s3_region, "MBATS_OANDA_SIM_URL": urls["oanda-sim"]}
+                "MBATS_S3_REGION": self.settings.s3_region, "MBATS_OANDA_SIM_URL": urls["oanda-sim"],
+                "MLFLOW_TRACKING_USERNAME": self.stack.mlflow_admin_user,
+                "MLFLOW_TRACKING_PASSWORD": self.stack.mlflow_admin_password.get_secret_value()}
 
     # --- the programs ------------------------------------------------------------------------
     def programs(self) -> list[Program]:
@@ -156,7 +158,12 @@ class Stack:
             "MLFLOW_ARTIFACTS_DESTINATION": f"s3://{self.settings.s3_bucket_artifacts}",
             "MLFLOW_S3_ENDPOINT_URL": client["MBATS_S3_ENDPOINT"], "AWS_ACCESS_KEY_ID": access,
             "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": self.settings.s3_region,
-            "MLFLOW_HOST": "127.0.0.1", "MLFLOW_PORT": str(st.mlflow_port), "MLFLOW_WORKERS": "1"}
+            "MLFLOW_HOST": "127.0.0.1", "MLFLOW_PORT": str(st.mlflow_port), "MLFLOW_WORKERS": "1",
+            # the basic-auth app, as in docker-compose.yml: the UI and the API ask for a user
+            "MLFLOW_EXTRA_ARGS": "--app-name basic-auth", "MLFLOW_AUTH_CONFIG_PATH": str(home / "mlflow_basic_auth.ini"),
+            "MLFLOW_AUTH_ADMIN_USERNAME": st.mlflow_admin_user,
+            "MLFLOW_AUTH_ADMIN_PASSWORD": st.mlflow_admin_password.get_secret_value(),
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": st.mlflow_secret_key.get_secret_value()}
         airflow_env = base | client | {
             "PATH": f"{af_bin}:{path}", "AIRFLOW_HOME": str(home / "airflow"),
             "AIRFLOW_API_PORT": str(st.airflow_port),
@@ -342,11 +349,17 @@ class Stack:
         from mbats.db.migrate import upgrade_all
 
         upgrade_all()
-        for name in ("airflow", "superset"):
+        for name in ("airflow", "superset", "mlflow_auth"):
             db.ensure_database(name)
+        auth_db = self.database_url().replace("postgresql://", "postgresql+psycopg2://", 1) + "/mlflow_auth"
+        ini = self.state / "mlflow_basic_auth.ini"
+        ini.write_text("[mlflow]\ndefault_permission = READ\n"
+                       f"database_uri = {auth_db}\n"
+                       "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+        ini.chmod(0o600)
         pw = self.stack.superset_db_password.get_secret_value() if self.stack.superset_db_password else None
         apply_views(password=pw)
-        echo("postgres: secmaster, risk, mlflow migrated; airflow and superset databases present; views applied")
+        echo("postgres: secmaster, risk, mlflow migrated; airflow, superset, mlflow_auth databases present; views applied")
 
     def _airflow_migrate(self, prog: Program, echo) -> None:
         log = self.logs / "airflow-migrate.log"

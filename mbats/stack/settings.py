@@ -46,8 +46,12 @@ class StackSettings(BaseSettings):
     superset_admin_password: SecretStr | None = _secret("SUPERSET_ADMIN_PASSWORD", "Superset UI admin")
     superset_secret_key: SecretStr | None = _secret("SUPERSET_SECRET_KEY", "Superset session/encryption key")
     superset_db_password: SecretStr | None = _secret("MBATS_SUPERSET_DB_PASSWORD", "read-only dashboards role")
+    mlflow_admin_user: str = Field("admin", validation_alias=AliasChoices("MLFLOW_ADMIN_USER"))
+    mlflow_admin_password: SecretStr | None = _secret("MLFLOW_ADMIN_PASSWORD", "MLflow basic-auth admin")
+    mlflow_secret_key: SecretStr | None = _secret("MLFLOW_SECRET_KEY", "MLflow basic-auth app's Flask secret")
 
     def missing_secrets(self) -> list[str]:
         names = {"airflow_admin_password": "AIRFLOW_ADMIN_PASSWORD", "superset_admin_password": "SUPERSET_ADMIN_PASSWORD",
-                 "superset_secret_key": "SUPERSET_SECRET_KEY"}
+                 "superset_secret_key": "SUPERSET_SECRET_KEY", "mlflow_admin_password": "MLFLOW_ADMIN_PASSWORD",
+                 "mlflow_secret_key": "MLFLOW_SECRET_KEY"}
         return [env for field, env in names.items() if not getattr(self, field)]
