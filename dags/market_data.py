@@ -102,6 +102,6 @@ market_data_minute = build(
     "Hourly: the last hour's **M1** candles of every configured instrument (one mapped task each), "
     "then a gaps report.", "M1")
 market_data_daily = build(
-    "market_data_daily", ["H1", "D"], "30 0 * * *",
+    "market_data_daily", ["H1", "D"], "0 0 * * *",
     "Daily: the previous day's **H1** and **D** candles of every configured instrument "
     "(one mapped task each), then a gaps report.", "H1")

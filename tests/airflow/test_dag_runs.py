@@ -91,6 +91,26 @@ def test_market_data_minute_loads_each_instrument_idempotently_and_survives_a_ba
     assert _bar_counts(SIM_SYMBOLS) == expected
 
 
+def test_market_data_daily_loads_the_days_hourly_and_daily_candles(dagbag, airflow_db, oanda_sim):
+    dr = dagbag.dags["market_data_daily"].test(logical_date=datetime(2024, 5, 8, 0, 0, tzinfo=timezone.utc),
+                                              run_conf={"instruments": ["GBP_CHF"]})
+    assert str(dr.state) == "success", _states(dr)
+    start, end = pd.Timestamp(dr.data_interval_start), pd.Timestamp(dr.data_interval_end)
+    assert end - start == pd.Timedelta(days=1)
+    assert _bar_counts(["GBP_CHF"], "H1")["GBP_CHF"] == 24  # a full trading day of hours
+    # daily candles open at 17:00 New York; the downloader also keeps the candle that contains
+    # `start` (it asks OANDA from `start` with includeFirst), so the day before's comes along
+    from mbats.db import connect
+    from mbats.secmaster import read_bars
+
+    conn = connect("secmaster")
+    try:
+        daily = read_bars(conn, "GBP_CHF", "D")
+    finally:
+        conn.close()
+    assert [t.isoformat() for t in daily.index] == ["2024-05-06T21:00:00+00:00", "2024-05-07T21:00:00+00:00"]
+
+
 # --- backtest sweep over the sample data -------------------------------------------------------
 def test_backtest_sweep_maps_configurations_and_ranks_them(dagbag, airflow_db, samples_loaded):
     from mbats.db import connect
