@@ -1,6 +1,6 @@
 # The stack: `make env` writes .env with fresh secrets (for docker compose and the local stack);
 # `make stack-up` / `stack-down` / `stack-status` run it as local processes without Docker.
-.PHONY: env stack-up stack-down stack-status
+.PHONY: env stack-up stack-down stack-status test-stack
 
 env: venv ## write .env from .env.example with fresh random secrets (FORCE=1 replaces an existing .env)
 	$(VENV)/bin/python -m mbats.stack.envfile $(if $(FORCE),--force)
@@ -13,3 +13,6 @@ stack-down: ## stop what stack-up started
 
 stack-status: ## processes and health of the local stack
 	$(VENV)/bin/python -m mbats.stack status
+
+test-stack: venv venv-airflow venv-superset ## the stack tests: compose/Dockerfile checks and the end-to-end run on the local stack
+	$(VENV)/bin/python -m pytest tests/stack -v --durations=10

@@ -135,7 +135,7 @@ class Stack:
 
     # --- the programs ------------------------------------------------------------------------
     def programs(self) -> list[Program]:
-        from mbats.orchestration.marketdata import configured_instruments
+        from mbats.orchestration.marketdata import DEFAULT_INSTRUMENTS, configured_instruments
 
         st, home = self.stack, self.state
         base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "SUPERSET", "MLFLOW"))}
@@ -184,7 +184,7 @@ class Stack:
             "PYTHONWARNINGS": "ignore"}
         sim_env = base | client | {"MBATS_BIN_DIR": main_bin, "OANDA_SIM_HOST": "127.0.0.1",
                                    "OANDA_SIM_PORT": str(self.sim_port),
-                                   "OANDA_SIM_INSTRUMENTS": " ".join(configured_instruments())}
+                                   "OANDA_SIM_INSTRUMENTS": " ".join(sorted(set(DEFAULT_INSTRUMENTS) | set(configured_instruments())))}
         urls = self.urls()
         af = str(SERVICES / "airflow" / "start.sh")
         return [

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "superset"))
 from stack_steps import ROOT, mbats_cli, run_dag, window  # noqa: E402
 
 PYTHON = ROOT / ".cache" / "venv" / "bin" / "python"
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # the stack starts in the first test
 SWEEP_ID = f"e2e-{uuid.uuid4().hex[:8]}"
 START, END = window(40)
 
@@ -75,7 +75,10 @@ def stack(tmp_path_factory):
         "MBATS_HOME": str(home), "MBATS_STACK_DIR": str(state / "stack"),
         "MBATS_STACK_S3_INTERNAL_PORT_BASE": str(base),
         "MBATS_OANDA_SIM_URL": f"http://127.0.0.1:{ports['sim']}",
-        "MBATS_STRATEGIES_DIR": str(ROOT / "strategies")}
+        "MBATS_STRATEGIES_DIR": str(ROOT / "strategies"),
+        # unpausing market_data_daily also runs its latest scheduled interval: let that one fetch
+        # another instrument, so EUR_USD's 40 days come from the run the test triggers
+        "MBATS_MARKETDATA_INSTRUMENTS": "GBP_USD"}
     t0 = time.time()
     up = stack_cmd(env, state, "up")
     up_seconds = time.time() - t0
