@@ -188,6 +188,57 @@ def test_train_and_register_a_model(stack):
         r = httpx.get(f"{stack['urls']['mlflow']}/api/2.0/mlflow/registered-models/search", auth=bad, timeout=20)
         assert r.status_code == 401
     stack["model_name"] = result["model_name"]
+    second = mbats_cli(stack, "ml", "train", "EUR_USD", "-g", "H1", "--start", START[:10], "--end", END[:10],
+                       "--folds", "2", "--model", "dummy", "--json")
+    assert int(json.loads(second.stdout[second.stdout.find("{"):])["version"]) == int(result["version"]) + 1
+
+
+def test_mlflow_serving_serves_the_champion_and_follows_a_new_promotion(stack, tmp_path):
+    """services/mlflow-serving (the compose service's start script) against the stack's MLflow."""
+    from mlflow import MlflowClient
+
+    name = stack.get("model_name") or "mbats-fx-direction"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MBATS_")} | stack["env"] | {
+        "PYTHON": str(PYTHON), "PATH": f"{PYTHON.parent}:{os.environ.get('PATH', '')}",
+        "MLFLOW_SERVING_HOST": "127.0.0.1", "MLFLOW_SERVING_PORT": str(port), "MLFLOW_SERVING_POLL_SECONDS": "2",
+        "MLFLOW_SERVING_STATE": str(tmp_path / "state")}
+    os.environ["MLFLOW_TRACKING_USERNAME"] = "admin"
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = stack["mlflow_password"]
+    client = MlflowClient(tracking_uri=stack["urls"]["mlflow"])
+    log = (tmp_path / "serving.log").open("w")
+    proc = subprocess.Popen([str(ROOT / "services" / "mlflow-serving" / "start.sh")], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    check = [str(PYTHON), str(ROOT / "services" / "mlflow-serving" / "serve_champion.py"), "--check"]
+    try:
+        from stack_steps import wait
+
+        wait("the serving state file", lambda: (tmp_path / "state").exists(), 60, 1)
+        assert (tmp_path / "state").read_text() == "waiting"
+        assert subprocess.run(check, env=env).returncode == 0  # healthy while no champion exists
+        versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
+        assert versions, "no registered version to promote"
+        client.set_registered_model_alias(name, "champion", str(versions[0]))
+        wait("the champion to be served", lambda: (tmp_path / "state").read_text() == f"serving {versions[0]}", 240)
+        assert subprocess.run(check, env=env).returncode == 0
+        import mlflow
+
+        mlflow.set_tracking_uri(stack["urls"]["mlflow"])
+        schema = mlflow.models.get_model_info(f"models:/{name}/{versions[0]}").signature.inputs
+        cols = schema.input_names()
+        r = httpx.post(f"http://127.0.0.1:{port}/invocations", timeout=30,
+                       json={"dataframe_split": {"columns": cols, "data": [[0.0] * len(cols)]}})
+        assert r.status_code == 200 and len(r.json()["predictions"]) == 1, r.text
+        if len(versions) > 1:  # a newer promotion is picked up without a restart
+            client.set_registered_model_alias(name, "champion", str(versions[-1]))
+            wait("the new champion", lambda: (tmp_path / "state").read_text() == f"serving {versions[-1]}", 240)
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_USERNAME")
+        os.environ.pop("MLFLOW_TRACKING_PASSWORD")
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=60)
+        log.close()
+    assert proc.returncode == 0, (tmp_path / "serving.log").read_text()[-3000:]
 
 
 def test_superset_backtest_dashboard_shows_the_runs(stack, artifacts_dir):
