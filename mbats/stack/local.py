@@ -97,6 +97,7 @@ class Stack:
             return self.settings.s3_access_key, self.settings.s3_secret_key.get_secret_value()
         path = self.state / "s3_credentials.json"
         if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"access_key": "mbats" + secrets.token_hex(6),
                                         "secret_key": secrets.token_urlsafe(24)}))
             path.chmod(0o600)
@@ -131,7 +132,7 @@ class Stack:
                 "MBATS_S3_ACCESS_KEY": access, "MBATS_S3_SECRET_KEY": secret,
                 "MBATS_S3_REGION": self.settings.s3_region, "MBATS_OANDA_SIM_URL": urls["oanda-sim"],
                 "MLFLOW_TRACKING_USERNAME": self.stack.mlflow_admin_user,
-                "MLFLOW_TRACKING_PASSWORD": self.stack.mlflow_admin_password.get_secret_value()}
+                "MLFLOW_TRACKING_PASSWORD": _reveal(self.stack.mlflow_admin_password)}
 
     # --- the programs ------------------------------------------------------------------------
     def programs(self) -> list[Program]:
@@ -162,12 +163,12 @@ class Stack:
             # the basic-auth app, as in docker-compose.yml: the UI and the API ask for a user
             "MLFLOW_EXTRA_ARGS": "--app-name basic-auth", "MLFLOW_AUTH_CONFIG_PATH": str(home / "mlflow_basic_auth.ini"),
             "MLFLOW_AUTH_ADMIN_USERNAME": st.mlflow_admin_user,
-            "MLFLOW_AUTH_ADMIN_PASSWORD": st.mlflow_admin_password.get_secret_value(),
-            "MLFLOW_FLASK_SERVER_SECRET_KEY": st.mlflow_secret_key.get_secret_value()}
+            "MLFLOW_AUTH_ADMIN_PASSWORD": _reveal(st.mlflow_admin_password),
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": _reveal(st.mlflow_secret_key)}
         airflow_env = base | client | {
             "PATH": f"{af_bin}:{path}", "AIRFLOW_HOME": str(home / "airflow"),
             "AIRFLOW_API_PORT": str(st.airflow_port),
-            "AIRFLOW_ADMIN_PASSWORD": st.airflow_admin_password.get_secret_value(),
+            "AIRFLOW_ADMIN_PASSWORD": _reveal(st.airflow_admin_password),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db.replace("postgresql://", "postgresql+psycopg2://", 1) + "/airflow",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(st.airflow_log_port),
@@ -175,9 +176,9 @@ class Stack:
             "MBATS_STRATEGIES_DIR": str(self.settings.strategies_dir)}
         superset_env = base | {
             "SUPERSET_BIN_DIR": ss_bin, "PATH": f"{ss_bin}:{path}",
-            "SUPERSET_SECRET_KEY": st.superset_secret_key.get_secret_value(),
+            "SUPERSET_SECRET_KEY": _reveal(st.superset_secret_key),
             "SUPERSET_DATABASE_URI": f"{db}/superset", "SUPERSET_ADMIN_USER": st.superset_admin_user,
-            "SUPERSET_ADMIN_PASSWORD": st.superset_admin_password.get_secret_value(),
+            "SUPERSET_ADMIN_PASSWORD": _reveal(st.superset_admin_password),
             "MBATS_SUPERSET_DATA_URL": self.superset_data_url(), "MBATS_RISK_DB": self.settings.risk_db,
             "MBATS_SECMASTER_DB": self.settings.secmaster_db,
             "SUPERSET_HOST": "127.0.0.1", "SUPERSET_PORT": str(st.superset_port), "SUPERSET_WORKERS": "1",
@@ -430,6 +431,11 @@ class Stack:
             echo("postgres left running (it was running before stack-up)")
         if self.state_file.exists():
             self.state_file.unlink()
+
+
+def _reveal(secret) -> str:
+    """A secret's value, or "" when unset (`up` refuses to start without them; `status` needs none)."""
+    return secret.get_secret_value() if secret else ""
 
 
 def _escape(value: str) -> str:
