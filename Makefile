@@ -11,10 +11,10 @@ export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 .PHONY: help venv lock demo test test-fast bench clean db-stop lint
 
 # Extra environments (Airflow, Superset, …) each add a fragment in mk/: their venv target is
-# appended to EXTRA_VENVS and their test command to EXTRA_TESTS.
+# appended to EXTRA_VENVS and the make target that runs their tests to EXTRA_TEST_TARGETS.
 # Their test folders are added to MAIN_TEST_IGNORE so the main venv does not collect them.
 EXTRA_VENVS :=
-EXTRA_TESTS :=
+EXTRA_TEST_TARGETS :=
 MAIN_TEST_IGNORE :=
 -include mk/*.mk
 
@@ -41,9 +41,15 @@ lock: $(UV) ## re-resolve requirements/lock.txt from pyproject.toml
 demo: venv ## run the main job on embedded defaults (no configuration needed)
 	$(VENV)/bin/mbats demo
 
+# Every suite runs even when an earlier one fails; the exit status says whether all passed. The
+# suite gets a temp root of its own: another pytest run would prune the shared /tmp/pytest-of-$USER
+# (with this run's embedded PostgreSQL inside), and the server's user must be able to enter it.
 test: venv $(EXTRA_VENVS) ## install what the tests need and run them all
-	$(VENV)/bin/python -m pytest tests -v --durations=15 $(MAIN_TEST_IGNORE)
-	$(foreach t,$(EXTRA_TESTS),$(t) &&) true
+	@status=0; root=$$(mktemp -d /tmp/mbats-tests.XXXXXX); chmod 755 $$root; \
+	PYTEST_DEBUG_TEMPROOT=$$root $(VENV)/bin/python -m pytest tests -v --durations=15 $(MAIN_TEST_IGNORE) || status=1; \
+	rm -rf $$root; \
+	for target in $(EXTRA_TEST_TARGETS); do $(MAKE) --no-print-directory $$target || status=1; done; \
+	exit $$status
 
 test-fast: venv ## the tests that need no extra servers
 	$(VENV)/bin/python -m pytest tests -m "not slow" $(MAIN_TEST_IGNORE)

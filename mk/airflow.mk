@@ -26,6 +26,5 @@ test-airflow: venv venv-airflow ## run the Airflow tests (DagBag, dag.test, a re
 	tests/airflow/run.sh
 
 EXTRA_VENVS += venv-airflow
-# One word: the top Makefile's $(foreach t,$(EXTRA_TESTS),...) splits the list on spaces.
-EXTRA_TESTS += tests/airflow/run.sh
+EXTRA_TEST_TARGETS += test-airflow
 MAIN_TEST_IGNORE += --ignore=tests/airflow
