@@ -1,0 +1,95 @@
+"""The local stack's plan without starting it: which programs, from which start scripts, on which
+ports, with what supervisord configuration (fast; the end-to-end run is test_local_stack.py)."""
+
+from __future__ import annotations
+
+import configparser
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TAKEN = {5432, 6379, 5672, 8080}
+
+
+@pytest.fixture
+def stack(tmp_path, monkeypatch):
+    from mbats.config import reset_settings_cache
+    from mbats.stack.local import Stack
+
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    for name in ("AIRFLOW_ADMIN_PASSWORD", "SUPERSET_ADMIN_PASSWORD", "SUPERSET_SECRET_KEY",
+                 "MLFLOW_ADMIN_PASSWORD", "MLFLOW_SECRET_KEY", "MBATS_SUPERSET_DB_PASSWORD"):
+        monkeypatch.setenv(name, f"{name.lower()}-value%x")
+    monkeypatch.setenv("MBATS_STACK_DIR", str(tmp_path / "stack"))
+    monkeypatch.delenv("MBATS_OANDA_TOKEN", raising=False)
+    reset_settings_cache()
+    yield Stack.load()
+    reset_settings_cache()
+
+
+def test_programs_use_the_service_start_scripts_and_their_own_venvs(stack):
+    programs = {p.name: p for p in stack.programs()}
+    assert set(programs) == {"s3", "mlflow", "airflow-api-server", "airflow-scheduler", "airflow-dag-processor",
+                             "superset", "oanda-sim"}
+    assert programs["mlflow"].command[-1] == str(ROOT / "services" / "mlflow" / "start.sh")
+    assert programs["superset"].command == [str(ROOT / "services" / "superset" / "start.sh"), "all"]
+    assert programs["oanda-sim"].command == [str(ROOT / "services" / "oanda-sim" / "start.sh")]
+    for name in ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor"):
+        assert programs[name].command == [str(ROOT / "services" / "airflow" / "start.sh"), name.split("-", 1)[1]]
+        assert programs[name].env["PATH"].startswith(str(ROOT / ".cache" / "venv-airflow" / "bin"))
+        assert programs[name].env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert programs["superset"].env["SUPERSET_BIN_DIR"] == str(ROOT / ".cache" / "venv-superset" / "bin")
+    assert programs["s3"].command[:2] == [str(ROOT / ".cache" / "venv" / "bin" / "weed"), "mini"]
+    # without an OANDA token everything talks to the simulator, with one shared token
+    assert programs["airflow-scheduler"].env["MBATS_OANDA_ENVIRONMENT"] == "sim"
+    assert programs["airflow-scheduler"].env["MBATS_OANDA_TOKEN"] == programs["oanda-sim"].env["MBATS_OANDA_TOKEN"]
+    assert "basic-auth" in programs["mlflow"].env["MLFLOW_EXTRA_ARGS"]
+
+
+def test_ports_come_from_the_settings_and_avoid_the_usual_defaults(stack, monkeypatch):
+    from mbats.stack.local import Stack
+
+    ports = set()
+    for prog in stack.programs():
+        for arg in prog.command:
+            m = re.fullmatch(r"-[\w.]*[pP]ort[\w.]*=(\d+)", arg)
+            if m and int(m.group(1)):  # 0 switches a listener off
+                ports.add(int(m.group(1)))
+    ports |= {stack.stack.mlflow_port, stack.stack.airflow_port, stack.stack.superset_port, stack.sim_port,
+              stack.stack.supervisor_port, stack.stack.airflow_log_port, stack.settings.embedded_pg_port}
+    assert not ports & TAKEN and len(ports) >= 18
+    monkeypatch.setenv("MBATS_STACK_AIRFLOW_PORT", "28123")
+    again = {p.name: p for p in Stack.load().programs()}
+    assert again["airflow-api-server"].health == "http://127.0.0.1:28123/api/v2/monitor/health"
+    assert again["airflow-api-server"].env["AIRFLOW_API_PORT"] == "28123"
+
+
+def test_supervisord_conf_has_one_log_per_service_and_stops_process_groups(stack):
+    stack.logs.mkdir(parents=True, exist_ok=True)
+    stack.write_conf(stack.programs())
+    assert stack.conf.stat().st_mode & 0o077 == 0  # it holds the passwords
+    conf = configparser.RawConfigParser()
+    conf.read(stack.conf)
+    programs = [s for s in conf.sections() if s.startswith("program:")]
+    assert len(programs) == 7
+    for section in programs:
+        assert conf[section]["stdout_logfile"] == str(stack.logs / f"{section.split(':')[1]}.log")
+        assert conf[section]["stopasgroup"] == conf[section]["killasgroup"] == "true"
+    assert conf["inet_http_server"]["port"] == f"127.0.0.1:{stack.stack.supervisor_port}"
+    # %-signs in secrets are escaped for supervisord's expansion
+    assert "airflow_admin_password-value%%x" in conf["program:airflow-scheduler"]["environment"]
+    password = conf["supervisorctl"]["password"]
+    stack.write_conf(stack.programs())  # rewriting keeps the control password of a running supervisord
+    conf.read(stack.conf)
+    assert conf["supervisorctl"]["password"] == password
+
+
+def test_up_refuses_without_the_secrets(stack, monkeypatch):
+    from mbats.errors import ConfigError
+    from mbats.stack.local import Stack
+
+    monkeypatch.delenv("SUPERSET_SECRET_KEY")
+    with pytest.raises(ConfigError, match="SUPERSET_SECRET_KEY.*make env"):
+        Stack.load().up(echo=lambda *_: None)
