@@ -120,19 +120,25 @@ def download_candles(
     progress: bool = True,
     page_size: int = MAX_COUNT,
 ) -> DownloadResult:
-    """Fetch complete candles after the last stored bar (or from ``start``) up to ``end`` / now."""
+    """Fetch complete candles up to ``end`` / now, resuming after the last bar stored in the window.
+
+    Without ``start`` this is incremental from the last stored bar; with ``start`` it fills the
+    window ``[start, end)`` however much later data is already stored.
+    """
     check_granularity(granularity)
     price = check_price(price)
     page_size = max(1, min(page_size, MAX_COUNT))
     started = time.monotonic()
     requests_before = client.requests_made
     instrument_id = _instrument_id(conn, symbol, client)
-    last_stored = last_bar_time(conn, instrument_id, granularity)
-    conn.commit()  # do not hold a transaction open while waiting on the network
-
     end_ts = _utc(end) if end is not None else None
     start_ts = _utc(start) if start is not None else None
-    if last_stored is not None and (start_ts is None or start_ts <= _utc(last_stored)):
+    # Resume after the last bar stored inside the requested window, so re-running an older
+    # window (a backfill) still fetches it even when later bars are already stored.
+    last_stored = last_bar_time(conn, instrument_id, granularity, start_ts, end_ts)
+    conn.commit()  # do not hold a transaction open while waiting on the network
+
+    if last_stored is not None:
         cursor, include_first = _utc(last_stored), False  # resume right after the last stored bar
     else:
         cursor = start_ts if start_ts is not None else pd.Timestamp.now(tz="UTC") - DEFAULT_HISTORY

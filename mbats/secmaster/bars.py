@@ -132,7 +132,12 @@ def coverage(conn) -> list[dict]:
         return [dict(zip(names, r)) for r in cur.fetchall()]
 
 
-def last_bar_time(conn, instrument_id: int, granularity: str) -> datetime | None:
+def last_bar_time(conn, instrument_id: int, granularity: str, start: datetime | None = None,
+                  end: datetime | None = None) -> datetime | None:
+    """Open time of the last stored bar, optionally only among bars in ``[start, end)``."""
     with conn.cursor() as cur:
-        cur.execute("SELECT max(ts) FROM bars WHERE instrument_id = %s AND granularity = %s", (instrument_id, granularity))
+        cur.execute(
+            "SELECT max(ts) FROM bars WHERE instrument_id = %s AND granularity = %s AND ts >= %s AND ts < %s",
+            (instrument_id, granularity, start or datetime(1900, 1, 1), end or datetime(2200, 1, 1)),
+        )
         return cur.fetchone()[0]

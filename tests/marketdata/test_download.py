@@ -58,6 +58,22 @@ def test_download_pages_then_rerun_adds_nothing(oanda_env, clean_symbols, sim_ba
     assert len(_stored(conn)) == len(expected)
 
 
+def test_an_older_window_is_backfilled_even_when_later_bars_are_stored(oanda_env, clean_symbols, sim_bars):
+    conn = clean_symbols
+    client = make_client()
+    expected = sim_bars[SYMBOL]
+    late_start = expected.index[6_000]
+    download_candles(client, conn, SYMBOL, "M1", start=late_start, progress=False)
+    assert _stored(conn).index[0] == late_start
+    window_end = expected.index[3_000]
+    backfill = download_candles(client, conn, SYMBOL, "M1", start=DATA_START, end=window_end, progress=False)
+    assert backfill.bars_added == 3_000
+    again = download_candles(client, conn, SYMBOL, "M1", start=DATA_START, end=window_end, progress=False)
+    assert again.bars_added == 0  # the window is complete: resume after its last stored bar
+    stored = _stored(conn)
+    assert len(stored) == 3_000 + len(expected) - 6_000 and stored.index.is_unique
+
+
 def test_incremental_download_follows_the_replay_clock(oanda_env, clean_symbols, sim_bars):
     """Only complete candles are stored; later runs pick up exactly where the last stopped."""
     conn, sim = clean_symbols, oanda_env.sim
