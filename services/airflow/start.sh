@@ -4,6 +4,7 @@
 # `worker` serves the default queue (downloads, housekeeping); `strategy-runner` serves the
 # strategy queue (MBATS_STRATEGY_QUEUE, default strategy_runner: backtests, sweep configs, live
 # sessions). `all` migrates and runs api-server, scheduler and dag-processor together (local use).
+# In Docker every component runs from the one mbats image (services/mbats/Dockerfile).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=env.sh
