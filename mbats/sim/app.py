@@ -281,16 +281,10 @@ def create_app(sim: Simulator) -> FastAPI:
             return fn()
 
     def order_list(request: Request, pending_only: bool) -> Response:
-        q = request.query_params
-        state = "PENDING" if pending_only else q.get("state", "PENDING").upper()
-        instrument = q.get("instrument")
-        ids = set(_list_param(q, "ids"))
-        count = _int_param(q, "count", 50)
         with sim.lock:
             acct = sim.account
-            chosen = [o for o in reversed(list(acct.orders.values()))
-                      if (state == "ALL" or o.state == state) and (not instrument or o.instrument == instrument)
-                      and (not ids or o.id in ids)][:count]
+            chosen = _newest_matching(acct.orders.values(), request.query_params,
+                                      "PENDING" if pending_only else None, default_state="PENDING")
             return _json({"orders": [o.to_json(acct.digits(o.instrument)) for o in chosen],
                           "lastTransactionID": acct.last_transaction_id})
 
@@ -319,17 +313,11 @@ def create_app(sim: Simulator) -> FastAPI:
 
     # --- trades and positions ---------------------------------------------------------------
     def trade_list(request: Request, open_only: bool) -> Response:
-        q = request.query_params
-        state = "OPEN" if open_only else q.get("state", "OPEN").upper()
-        instrument = q.get("instrument")
-        ids = set(_list_param(q, "ids"))
-        count = _int_param(q, "count", 50)
         with sim.lock:
             sim.sync()
             acct = sim.account
-            chosen = [t for t in reversed(list(acct.trades.values()))
-                      if (state == "ALL" or t.state == state) and (not instrument or t.instrument == instrument)
-                      and (not ids or t.id in ids)][:count]
+            chosen = _newest_matching(acct.trades.values(), request.query_params, "OPEN" if open_only else None,
+                                      default_state="OPEN")
             return _json({"trades": [acct.trade_json(t) for t in chosen], "lastTransactionID": acct.last_transaction_id})
 
     @app.get("/v3/accounts/{account_id}/trades", dependencies=v3)
@@ -506,6 +494,17 @@ def _int_param(q, name: str, default):
         return int(q[name])
     except ValueError:
         raise OandaError(400, f"Invalid value specified for '{name}'") from None
+
+
+def _newest_matching(items, query, state: str | None, default_state: str) -> list:
+    """Orders or trades filtered like OANDA's list endpoints: state, instrument, ids; newest first."""
+    state = state or query.get("state", default_state).upper()
+    instrument = query.get("instrument")
+    ids = set(_list_param(query, "ids"))
+    count = _int_param(query, "count", 50)
+    return [x for x in reversed(list(items))
+            if (state == "ALL" or x.state == state) and (not instrument or x.instrument == instrument)
+            and (not ids or x.id in ids)][:count]
 
 
 def _list_param(q, name: str) -> list[str]:
