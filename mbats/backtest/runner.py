@@ -8,7 +8,6 @@ an HTML report and an MLflow run.
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -223,7 +222,3 @@ def run_backtest(spec: BacktestSpec, *, track: bool = True, bars: dict[str, pd.D
         return result
     finally:
         conn.close()
-
-
-def describe_params(params: dict[str, object]) -> str:
-    return json.dumps(params, sort_keys=True, default=str)

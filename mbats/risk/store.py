@@ -164,15 +164,6 @@ def read_frame(conn, query: str, params: tuple) -> pd.DataFrame:
         return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])
 
 
-def load_trades(conn, run_id: int) -> pd.DataFrame:
-    return read_frame(conn, "SELECT * FROM trades WHERE run_id = %s ORDER BY entry_ts, trade_ref", (run_id,))
-
-
-def load_equity(conn, run_id: int) -> pd.DataFrame:
-    frame = read_frame(conn, "SELECT ts, cash, value, drawdown_pct FROM equity WHERE run_id = %s ORDER BY ts", (run_id,))
-    return frame.set_index("ts")
-
-
 def to_jsonable(value):
     """JSON-friendly values for `--json` output."""
     if isinstance(value, datetime):

@@ -68,13 +68,3 @@ def get_instrument_id(conn, symbol: str) -> int:
             "or list known ones with `mbats data list`"
         )
     return row[0]
-
-
-def list_instruments(conn) -> list[dict]:
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT symbol, instrument_type, base_currency, quote_currency, pip_size, vendor, source, is_synthetic "
-            "FROM instruments ORDER BY symbol"
-        )
-        names = [d.name for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
