@@ -50,24 +50,23 @@ def pg_server(mbats_home: Path):
     reset_settings_cache()
 
 
-@pytest.fixture
-def secmaster_conn():
+def _connection(database: str):
     from mbats.db import connect
 
-    conn = connect("secmaster")
+    conn = connect(database)
     yield conn
     conn.rollback()
     conn.close()
+
+
+@pytest.fixture
+def secmaster_conn():
+    yield from _connection("secmaster")
 
 
 @pytest.fixture
 def risk_conn():
-    from mbats.db import connect
-
-    conn = connect("risk")
-    yield conn
-    conn.rollback()
-    conn.close()
+    yield from _connection("risk")
 
 
 @pytest.fixture
