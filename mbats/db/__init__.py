@@ -32,8 +32,18 @@ def server_url() -> str:
     return ensure_running(settings.home / "pgdata", settings.embedded_pg_port)
 
 
+def database_name(name: str) -> str:
+    """The configured name of a platform database: "risk" → MBATS_RISK_DB, and so on.
+
+    Callers use the logical names; only Settings knows the real ones, so migrations and writers
+    always meet in the same database. Any other name (e.g. "postgres") is used as given."""
+    settings = get_settings()
+    logical = {"secmaster": settings.secmaster_db, "risk": settings.risk_db, "mlflow": settings.mlflow_db}
+    return logical.get(name, name)
+
+
 def database_url(name: str, driver: str = "postgresql+psycopg2") -> str:
-    url = make_url(server_url()).set(drivername=driver, database=name)
+    url = make_url(server_url()).set(drivername=driver, database=database_name(name))
     return url.render_as_string(hide_password=False)
 
 
@@ -50,7 +60,7 @@ def connect(name: str) -> "psycopg2.extensions.connection":
     except psycopg2.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer"
         raise ServiceUnavailableError(
-            f"cannot connect to PostgreSQL database '{name}' at {_describe(url)} ({first}); "
+            f"cannot connect to PostgreSQL database '{database_name(name)}' at {_describe(url)} ({first}); "
             "check MBATS_DATABASE_URL or run `mbats db upgrade`"
         ) from None
 
