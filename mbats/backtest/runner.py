@@ -26,6 +26,7 @@ from mbats.config import PROJECT_ROOT
 from mbats.errors import MbatsError, NotFoundError
 from mbats.risk.metrics import compute_metrics, drawdown
 from mbats.secmaster.granularity import check_granularity
+from mbats.secmaster.instruments import pip_size
 
 
 @dataclass
@@ -42,6 +43,13 @@ class BacktestSpec:
     sizer: str = "fixed:units=10000"
     run_type: str = "backtest"
     sweep_id: str | None = None
+
+    def __post_init__(self) -> None:
+        # Every way in (CLI, DAG conf, library) gets the same ranges: negative costs, zero cash or a
+        # percent sizer of 500 never start a run. Strategy parameters are checked by coerce_params.
+        from mbats.specs import BacktestRequest, check
+
+        check(BacktestRequest, {f: getattr(self, f) for f in BacktestRequest.model_fields})
 
 
 @dataclass
@@ -100,8 +108,7 @@ def code_version() -> str:
     return f"mbats {mbats.__version__}{suffix}"
 
 
-def _pip_size(symbol: str) -> float:
-    return 0.01 if symbol.endswith("JPY") else 0.0001
+_pip_size = pip_size  # the secmaster's rule; kept under the old name for research imports
 
 
 def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: type[bt.Strategy] | None = None) -> Simulation:

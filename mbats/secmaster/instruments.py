@@ -9,6 +9,15 @@ from psycopg2.extras import execute_values
 from mbats.errors import MbatsError, NotFoundError
 
 
+# Quote currencies whose pip is the second decimal (OANDA's pipLocation -2); every other pair's is the fourth.
+TWO_DECIMAL_PIP_QUOTES = frozenset({"JPY", "HUF", "THB"})
+
+
+def pip_size(symbol: str) -> float:
+    """The pip of an FX pair from its symbol (``USD_JPY`` → 0.01): the one rule every engine uses."""
+    return 0.01 if symbol.upper().rsplit("_", 1)[-1] in TWO_DECIMAL_PIP_QUOTES else 0.0001
+
+
 @dataclass(frozen=True)
 class Instrument:
     symbol: str
@@ -29,7 +38,7 @@ class Instrument:
         if len(parts) != 2 or not all(len(p) == 3 and p.isalpha() for p in parts):
             raise MbatsError(f"'{symbol}' is not an FX symbol like EUR_USD")
         base, quote = parts
-        pip = 0.01 if quote in ("JPY", "HUF", "THB") else 0.0001
+        pip = pip_size(symbol)
         extra.setdefault("display_name", f"{base}/{quote}")
         extra.setdefault("display_precision", 3 if pip == 0.01 else 5)
         return cls(symbol=f"{base}_{quote}", base_currency=base, quote_currency=quote, pip_size=pip,
