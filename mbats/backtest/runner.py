@@ -7,7 +7,6 @@ an HTML report and an MLflow run.
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -89,10 +88,13 @@ TRADE_COLUMNS = ["trade_ref", "instrument", "direction", "size", "entry_ts", "en
 
 
 def trades_fingerprint(trades: pd.DataFrame) -> str:
-    """A hash of the trade list (instrument, times, prices, sizes, P&L) to prove runs identical."""
-    cols = ["instrument", "direction", "size", "entry_ts", "entry_price", "exit_ts", "exit_price", "pnl_net"]
-    payload = trades[cols].astype(str).to_csv(index=False) if len(trades) else ""
-    return hashlib.sha256(payload.encode()).hexdigest()
+    """A hash of the trade list (instrument, times, prices, sizes, P&L) to prove runs identical.
+
+    Numeric columns in the layout of :mod:`mbats.research.fingerprint`, shared by every engine.
+    """
+    from mbats.research.fingerprint import trades_fingerprint as fingerprint
+
+    return fingerprint(trades)
 
 
 @lru_cache(maxsize=1)
