@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     # --- strategies ------------------------------------------------------------------------
     strategies_dir: Path = Field(PROJECT_ROOT / "strategies", description="Folder of strategy modules")
 
+    # --- research sweeps -------------------------------------------------------------------
+    compiled_core: bool = Field(
+        True, description="Score sweeps with the numba-compiled core (false: the pure-numpy fallback, same results)"
+    )
+
     # --- OANDA -----------------------------------------------------------------------------
     oanda_environment: Literal["practice", "live", "sim"] = "practice"
     oanda_token: SecretStr | None = None

@@ -1,0 +1,492 @@
+"""The sweep scoring core: a whole grid of a signal strategy scored on numpy columns.
+
+One call scores every configuration of a grid over one instrument's bars:
+
+* each distinct indicator is computed once per grid (an SMA per distinct period, exact like
+  backtrader's ``math.fsum`` window) and shared by every configuration;
+* signals become target positions, filled at the next bar's open with half the spread and the
+  commission per fill, reversals and exits as :class:`~mbats.backtest.signals.SignalStrategy`
+  trades them;
+* equity is followed bar by bar for drawdowns, exposure and the daily values the return ratios
+  need; the ranking metrics come out as ``compute_metrics`` would compute them;
+* trades stay columnar (numpy arrays, one slice per configuration); the fingerprint hashes those
+  arrays directly (:mod:`mbats.research.fingerprint`) and rows are built only on request
+  (:meth:`GridScores.trades_frame`).
+
+Two engines give the same results bit for bit: ``numba`` (compiled kernels in
+:mod:`mbats.research.kernels`, configurations spread over threads with ``prange``) and
+``numpy`` (the fallback, one configuration at a time, used when numba is missing or
+``MBATS_COMPILED_CORE=false``). Compiled code is cached under ``.cache/numba`` (``NUMBA_CACHE_DIR``
+when not set), so only the first run on a machine pays the compile.
+
+How a strategy gets the compiled signals: a :class:`SignalStrategy` declares them with a class
+attribute, e.g. ``compiled_signals = SmaCross(fast="fast", slow="slow", allow_short="allow_short")``
+naming the parameters that feed the kernel. A signal strategy without that attribute still gets the
+compiled fills and metrics, but its pandas ``signals()`` runs once per configuration (slower, and
+said in the sweep's notes). A grid the core cannot model (several instruments, a sizer other than
+``fixed``) is scored per configuration by :func:`~mbats.research.vectorised.vector_simulate`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import empyrical as ep
+import numpy as np
+import pandas as pd
+
+from mbats.backtest.runner import TRADE_COLUMNS, BacktestSpec, _pip_size
+from mbats.backtest.signals import has_signals
+from mbats.backtest.strategies import strategy_name
+from mbats.config import PROJECT_ROOT, get_settings
+from mbats.errors import MbatsError
+from mbats.research.fingerprint import NAT, fingerprint_arrays
+from mbats.research.indicators import _exact_window_sums, crossover, hold_targets
+
+log = logging.getLogger(__name__)
+
+NUMBA_CACHE_DIR = PROJECT_ROOT / ".cache" / "numba"   # git-ignored (.cache/)
+CHUNK = 128                                           # configurations whose targets are held at once
+_NS_PER_DAY = 86_400 * 1_000_000_000
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class SmaCross:
+    """Compiled signals: SMA(close, ``fast``) crossing SMA(close, ``slow``), held as the target.
+
+    Long after an up-cross, short (or flat when ``allow_short`` is false) after a down-cross; the
+    crossover compares with the last non-zero difference, like ``bt.ind.CrossOver``. The fields
+    name the strategy parameters that hold each value.
+    """
+
+    fast: str = "fast"
+    slow: str = "slow"
+    allow_short: str = "allow_short"
+
+
+# --- engine ---------------------------------------------------------------------------------------
+
+def _kernels():
+    """The numba kernels, or None (numba missing or switched off)."""
+    if not get_settings().compiled_core:
+        return None
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(NUMBA_CACHE_DIR))  # read by numba at import
+    try:
+        from mbats.research import kernels
+    except ImportError:
+        return None
+    return kernels
+
+
+def engine_name() -> str:
+    """``numba`` when the compiled kernels are available and enabled, else ``numpy``."""
+    return "numba" if _kernels() is not None else "numpy"
+
+
+def _ready_stamp() -> Path:
+    import numba
+
+    source = Path(__file__).with_name("kernels.py").read_bytes()
+    digest = hashlib.sha256(source + numba.__version__.encode()).hexdigest()[:16]
+    return Path(os.environ.get("NUMBA_CACHE_DIR", NUMBA_CACHE_DIR)) / f"mbats-kernels-{digest}.ready"
+
+
+def _set_threads(threads: int) -> None:
+    import numba
+
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+
+
+# --- what the core can model ----------------------------------------------------------------------
+
+def unsupported(cls: type, specs: list[BacktestSpec]) -> str | None:
+    """Why the core cannot score this grid (None: it can)."""
+    from mbats.research.vectorised import fixed_units
+
+    if not has_signals(cls):
+        return f"strategy {strategy_name(cls)} declares no vectorised signals"
+    base = specs[0]
+    if len(base.instruments) != 1:
+        return f"the scoring core models one instrument per grid, not {len(base.instruments)}"
+    try:
+        fixed_units(base.sizer)
+    except MbatsError as exc:
+        return str(exc)
+    return None
+
+
+@dataclass
+class _Market:
+    """One instrument's columns, shared by every configuration of the grid."""
+
+    symbol: str
+    index: pd.DatetimeIndex
+    opens: np.ndarray
+    highs: np.ndarray
+    lows: np.ndarray
+    closes: np.ndarray
+    times_ns: np.ndarray      # for drawdown durations
+    times_us: np.ndarray      # trade timestamps as backtrader records them
+    day_last: np.ndarray      # index of each UTC day's last bar (the daily equity the ratios use)
+
+    @classmethod
+    def of(cls, symbol: str, frame: pd.DataFrame) -> _Market:
+        index = pd.DatetimeIndex(frame.index)
+        times_ns = index.as_unit("ns").asi8
+        days = times_ns // _NS_PER_DAY
+        day_last = np.flatnonzero(np.append(days[1:] != days[:-1], True)) if len(days) else np.empty(0, np.int64)
+        col = lambda name: frame[name].to_numpy(np.float64, copy=True)  # noqa: E731 - writable: one kernel signature
+        return cls(symbol, index, col("open"), col("high"), col("low"), col("close"), times_ns,
+                   index.as_unit("us").asi8, day_last.astype(np.int64))
+
+
+# --- results --------------------------------------------------------------------------------------
+
+@dataclass
+class ColumnarTrades:
+    """Trades of many configurations as columns; configuration c owns rows offsets[c]:offsets[c+1].
+
+    Per configuration the rows are in entry order, closed trades first and at most one open trade
+    (exit_bar -1, NaN exit/P&L) last.
+    """
+
+    offsets: np.ndarray
+    entry_bar: np.ndarray
+    exit_bar: np.ndarray
+    side: np.ndarray
+    entry_price: np.ndarray
+    exit_price: np.ndarray
+    pnl: np.ndarray
+    pnl_net: np.ndarray
+    commission: np.ndarray
+
+    @classmethod
+    def empty(cls, counts: np.ndarray) -> ColumnarTrades:
+        offsets = np.zeros(len(counts) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        total = int(offsets[-1])
+        f = lambda: np.empty(total, np.float64)  # noqa: E731
+        return cls(offsets, np.empty(total, np.int64), np.empty(total, np.int64), np.empty(total, np.int8),
+                   f(), f(), f(), f(), f())
+
+    def rows(self, c: int) -> slice:
+        return slice(int(self.offsets[c]), int(self.offsets[c + 1]))
+
+
+@dataclass
+class GridScores:
+    """Metrics, trade counts and fingerprints of every configuration (in the grid's order)."""
+
+    engine: str
+    params: list[dict[str, object]]
+    metrics: list[dict[str, float | None]]
+    trades: list[int]                      # closed trades
+    fingerprints: list[str]
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+    _columns: dict[int, tuple[_Market, int, ColumnarTrades, int]] = field(default_factory=dict, repr=False)
+
+    def trades_frame(self, config: int) -> pd.DataFrame:
+        """Rows of one configuration's trades (kept=True only), in the backtest's trade columns."""
+        if config not in self._columns:
+            raise MbatsError(f"configuration {config}: trades were not kept (score_grid(keep=...))")
+        market, units, columns, c = self._columns[config]
+        return _trades_frame(market, units, columns, c)
+
+
+# --- the numpy engine (fallback): one configuration at a time, same operations as the kernels ----
+
+def _sma_matrix_numpy(closes: np.ndarray, periods: np.ndarray) -> np.ndarray:
+    return np.stack([_exact_window_sums(closes, int(p)) / int(p) for p in periods]) if len(periods) else \
+        np.empty((0, len(closes)))
+
+
+def _simulate_numpy(m: _Market, target: np.ndarray, units: int, half_spread: float, rate: float, cash0: float,
+                    columns: ColumnarTrades, c: int, daily: np.ndarray, stats: np.ndarray) -> None:
+    n = len(m.opens)
+    pos = np.concatenate(([0], target[:-1])).astype(np.int64)
+    changes = np.flatnonzero(pos[1:] != pos[:-1]) + 1
+    old, new = pos[changes - 1], pos[changes]
+    price = m.opens[changes]
+    comm = units * (half_spread + price * rate)
+    flow = np.where(old != 0, -(-old * units) * price - comm, 0.0) + np.where(new != 0, -(new * units) * price - comm, 0.0)
+    cash_flow = np.zeros(n)
+    np.add.at(cash_flow, changes, flow)
+    value = (cash0 + np.cumsum(cash_flow)) + (0.0 + (pos * units) * m.closes)
+
+    entries = np.flatnonzero(new != 0)
+    rows = columns.rows(c)
+    closed = entries[entries + 1 < len(changes)]
+    k = len(closed)
+    e_bar = changes[entries]
+    side = new[entries]
+    size = side * units
+    out = lambda name: getattr(columns, name)[rows]  # noqa: E731
+    out("entry_bar")[:] = e_bar
+    out("side")[:] = side
+    out("entry_price")[:] = (size * m.opens[e_bar]) / size
+    for name in ("exit_price", "pnl", "pnl_net", "commission"):
+        out(name)[:] = np.nan
+    out("exit_bar")[:] = -1
+    if k:
+        x_bar = changes[closed + 1]
+        entry = out("entry_price")[:k]
+        pnl = (-(-size[:k])) * (m.opens[x_bar] - entry) * 1.0
+        commission = (0.0 + comm[closed]) + comm[closed + 1]
+        out("exit_bar")[:k] = x_bar
+        out("exit_price")[:k] = entry + side[:k].astype(np.float64) * pnl / units
+        out("pnl")[:k] = pnl
+        out("commission")[:k] = commission
+        out("pnl_net")[:k] = pnl - commission
+
+    peak = np.maximum.accumulate(value)
+    peaks = np.flatnonzero(value >= peak)
+    ends = np.append(peaks[1:], n - 1)
+    underwater = ends - peaks > (np.arange(len(peaks)) < len(peaks) - 1)
+    longest = (m.times_ns[ends[underwater]] - m.times_ns[peaks[underwater]]).max() if underwater.any() else -1
+    daily[:] = value[m.day_last]
+    stats[:] = (value[0], value[-1], (100.0 * (value / peak - 1.0)).min(), float(longest),
+                float(np.count_nonzero(pos)), float(k))
+
+
+def _count_numpy(targets: np.ndarray, counts: np.ndarray) -> None:
+    for c, target in enumerate(targets):
+        pos = np.concatenate(([0], target[:-1]))
+        changes = np.flatnonzero(pos[1:] != pos[:-1]) + 1
+        counts[c] = np.count_nonzero(pos[changes])
+
+
+# --- metrics, shared by both engines --------------------------------------------------------------
+
+def _finite(x) -> float | None:
+    return float(x) if x is not None and np.isfinite(x) else None
+
+
+def _grid_metrics(stats: np.ndarray, daily: np.ndarray, columns: ColumnarTrades, bars: int) -> list[dict]:
+    """``compute_metrics`` for every configuration at once (return ratios vectorised over columns)."""
+    returns = (daily[:, 1:] / daily[:, :-1] - 1.0).T          # days-1 x configurations, like pct_change
+    ratios: dict[str, np.ndarray] = {}
+    if returns.shape[0] >= 2:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            annual = 100.0 * ep.annual_return(returns)
+            max_dd = ep.max_drawdown(returns)
+            calmar = np.where(max_dd < 0, (annual / 100.0) / np.abs(max_dd), np.nan)
+            cutoff = int((returns.shape[0] - 1) * 0.05)
+            ratios = {
+                "annual_return_pct": annual,
+                "annual_volatility_pct": 100.0 * ep.annual_volatility(returns),
+                "sharpe": ep.sharpe_ratio(returns),
+                "sortino": ep.sortino_ratio(returns),
+                "calmar": np.where(np.isinf(calmar), np.nan, calmar),
+                "var_95_1d_pct": -100.0 * np.percentile(returns, 5.0, axis=0),
+                "cvar_95_1d_pct": -100.0 * np.partition(returns, cutoff, axis=0)[:cutoff + 1].mean(axis=0),
+            }
+    out = []
+    for c in range(stats.shape[0]):
+        start, end, dd_min, longest, in_market, closed = stats[c]
+        m: dict[str, float | None] = {"total_return_pct": 100.0 * (end / start - 1.0), "final_value": float(end)}
+        for key in ("annual_return_pct", "annual_volatility_pct", "sharpe", "sortino", "calmar", "var_95_1d_pct",
+                    "cvar_95_1d_pct"):
+            m[key] = _finite(ratios[key][c]) if ratios else None
+        m["max_drawdown_pct"] = float(-dd_min)
+        m["max_drawdown_days"] = float(longest) / 1e9 / 86400.0 if longest >= 0 else 0.0
+        pnl = columns.pnl_net[columns.rows(c)][:int(closed)]
+        m["trades"] = float(len(pnl))
+        if len(pnl):
+            wins, losses = pnl[pnl > 0], pnl[pnl < 0]
+            m["win_rate_pct"] = 100.0 * len(wins) / len(pnl)
+            m["profit_factor"] = _finite(wins.sum() / -losses.sum()) if len(losses) else None
+            m["expectancy"] = float(pnl.mean())
+            std = pnl.std(ddof=1) if len(pnl) > 1 else 0.0
+            m["sqn"] = float(math.sqrt(len(pnl)) * pnl.mean() / std) if std > 0 else None
+        else:
+            m.update(win_rate_pct=None, profit_factor=None, expectancy=None, sqn=None)
+        m["exposure_pct"] = 100.0 * in_market / bars if bars else 0.0
+        out.append(m)
+    return out
+
+
+def _fingerprint(market: _Market, units: int, columns: ColumnarTrades, c: int) -> str:
+    rows = columns.rows(c)
+    x_bar = columns.exit_bar[rows]
+    n = len(x_bar)
+    return fingerprint_arrays([market.symbol], np.zeros(n, np.int32), columns.side[rows], np.full(n, float(units)),
+                              market.times_us[columns.entry_bar[rows]], columns.entry_price[rows],
+                              np.where(x_bar >= 0, market.times_us[x_bar], NAT), columns.exit_price[rows],
+                              columns.pnl_net[rows])
+
+
+def _trades_frame(m: _Market, units: int, columns: ColumnarTrades, c: int) -> pd.DataFrame:
+    """Rows with the values :func:`~mbats.research.vectorised.vector_simulate` gives."""
+    rows = columns.rows(c)
+    e_bar, x_bar, side = columns.entry_bar[rows], columns.exit_bar[rows], columns.side[rows].astype(np.int64)
+    entry, exit_price = columns.entry_price[rows], columns.exit_price[rows]
+    is_open = x_bar < 0
+    stamps = m.index.as_unit("us")
+    sign = side.astype(np.float64)
+    closed = ~is_open
+    best = np.full(len(e_bar), np.nan)
+    worst = np.full(len(e_bar), np.nan)
+    if closed.any():
+        bounds = np.ravel(np.column_stack((e_bar[closed], x_bar[closed])))
+        seg_high = np.maximum.reduceat(m.highs, bounds)[::2]
+        seg_low = np.minimum.reduceat(m.lows, bounds)[::2]
+        s, en = side[closed], entry[closed]
+        best[closed] = np.where(s > 0, np.maximum(en, seg_high), np.minimum(en, seg_low))
+        worst[closed] = np.where(s > 0, np.minimum(en, seg_low), np.maximum(en, seg_high))
+    up, down = (best - entry) * sign, (worst - entry) * sign
+    frame = pd.DataFrame({
+        "trade_ref": [str(i + 1) for i in range(len(e_bar))],
+        "instrument": m.symbol,
+        "direction": np.where(side > 0, "long", "short"),
+        "size": np.full(len(e_bar), units),
+        "entry_ts": stamps[e_bar],
+        "entry_price": entry,
+        "exit_ts": pd.DatetimeIndex(np.where(is_open, stamps[0], stamps[np.maximum(x_bar, 0)])).where(~is_open),
+        "exit_price": exit_price,
+        "pnl": columns.pnl[rows],
+        "pnl_net": columns.pnl_net[rows],
+        "commission": columns.commission[rows],
+        "return_pct": 100.0 * sign * (exit_price / entry - 1.0),
+        "mfe_pct": np.where(closed, 100.0 * np.where(up >= 0.0, up, 0.0) / entry, np.nan),
+        "mae_pct": np.where(closed, 100.0 * np.where(down <= 0.0, down, 0.0) / entry, np.nan),
+        "bars_held": np.where(closed, (x_bar - e_bar).astype(np.float64), np.nan),
+        "is_open": is_open,
+    })
+    return frame[TRADE_COLUMNS]
+
+
+# --- the grid -------------------------------------------------------------------------------------
+
+def _periods_and_targets(cls: type, decl: SmaCross | None, params: list[dict]):
+    if decl is None:
+        return None
+    fast = np.array([int(p[decl.fast]) for p in params], np.int64)
+    slow = np.array([int(p[decl.slow]) for p in params], np.int64)
+    if (fast < 1).any() or (slow < 1).any():
+        raise MbatsError(f"{decl.fast} and {decl.slow} must be periods of 1 bar or more")
+    periods = np.unique(np.concatenate((fast, slow)))
+    allow_short = np.array([bool(p[decl.allow_short]) for p in params])
+    return periods, np.searchsorted(periods, fast), np.searchsorted(periods, slow), allow_short
+
+
+def _exact_ints(closes: np.ndarray, longest: int) -> tuple[np.ndarray, float] | None:
+    """Prices as integers on one binary scale (exact), or None when a window sum could overflow int64."""
+    if not np.isfinite(closes).all():
+        raise MbatsError("prices must be finite")
+    mant, expo = np.frexp(closes)
+    lowest = int(expo.min())
+    shift = (expo - lowest).astype(np.int64)
+    bits = 53 + int(shift.max()) + int(np.ceil(np.log2(max(longest, 1)))) + 1
+    if bits > 62 or lowest - 53 < -1000:
+        return None
+    return (mant * 2.0**53).astype(np.int64) << shift, 2.0 ** (lowest - 53)
+
+
+def score_grid(cls: type, specs: list[BacktestSpec], bars: dict[str, pd.DataFrame], threads: int = 1,
+               keep: set[int] | None = None, progress: Progress | None = None) -> GridScores:
+    """Score every spec (one grid: same instrument, costs and sizer; params vary) in this process.
+
+    ``threads``: numba threads (configurations in parallel). ``keep``: configurations whose
+    columnar trades are kept for :meth:`GridScores.trades_frame`. Raises :class:`MbatsError` for a
+    grid the core cannot model (see :func:`unsupported`).
+    """
+    started = time.perf_counter()
+    why = unsupported(cls, specs)
+    if why:
+        raise MbatsError(why)
+    from mbats.research.vectorised import fixed_units
+
+    base = specs[0]
+    symbol = base.instruments[0]
+    market = _Market.of(symbol, bars[symbol])
+    units = fixed_units(base.sizer)
+    half_spread = base.spread_pips * _pip_size(symbol) / 2.0
+    defaults = {k: getattr(cls.params, k) for k in cls.params._getkeys()}
+    params = [defaults | dict(s.params) for s in specs]
+    notes: list[str] = []
+    kernels = _kernels()
+    engine = "numba" if kernels is not None else "numpy"
+    if kernels is None:
+        notes.append("numba unavailable or MBATS_COMPILED_CORE=false: scored by the numpy engine")
+    else:
+        _set_threads(threads)
+        stamp = _ready_stamp()
+        if not stamp.exists():
+            message = f"compiling the scoring core (first run only; cached in {stamp.parent})"
+            log.warning(message)
+            notes.append(message)
+            if progress:
+                progress(message, 0, 1)
+
+    decl = getattr(cls, "compiled_signals", None)
+    plan = _periods_and_targets(cls, decl if isinstance(decl, SmaCross) else None, params)
+    if plan is None:
+        notes.append(f"{strategy_name(cls)} declares no compiled_signals: its pandas signals() runs once per "
+                     "configuration; fills and metrics are compiled")
+    n, total = len(market.opens), len(specs)
+    smas = None
+    if plan is not None:
+        periods = plan[0]
+        exact = _exact_ints(market.closes, int(periods.max())) if kernels is not None else None
+        if exact is not None:
+            smas = np.empty((len(periods), n))
+            kernels.sma_matrix(exact[0], periods, exact[1], smas)
+        else:
+            smas = _sma_matrix_numpy(market.closes, periods)
+
+    keep = keep or set()
+    scores = GridScores(engine, [dict(s.params) for s in specs], [], [], [], 0.0, notes)
+    for lo in range(0, total, CHUNK):
+        hi = min(lo + CHUNK, total)
+        targets = np.zeros((hi - lo, n), np.int8)
+        if plan is not None:
+            _, fast_idx, slow_idx, allow_short = plan
+            if kernels is not None:
+                kernels.sma_cross_grid(smas, fast_idx[lo:hi], slow_idx[lo:hi], allow_short[lo:hi], targets)
+            else:
+                for c in range(lo, hi):
+                    cross = crossover(pd.Series(smas[fast_idx[c]]), pd.Series(smas[slow_idx[c]]))
+                    targets[c - lo] = hold_targets(cross, bool(allow_short[c])).to_numpy()
+        else:
+            for c in range(lo, hi):
+                targets[c - lo] = np.asarray(cls.signals(bars[symbol], **params[c]), dtype=np.int8)
+        counts = np.zeros(hi - lo, np.int64)
+        (kernels.count_trades if kernels is not None else _count_numpy)(targets, counts)
+        columns = ColumnarTrades.empty(counts)
+        daily = np.empty((hi - lo, len(market.day_last)))
+        stats = np.empty((hi - lo, 6))
+        if kernels is not None:
+            kernels.simulate_grid(market.opens, market.closes, targets, units, half_spread, base.commission,
+                                  float(base.cash), market.day_last, market.times_ns, columns.offsets,
+                                  columns.entry_bar, columns.exit_bar, columns.side, columns.entry_price,
+                                  columns.exit_price, columns.pnl, columns.pnl_net, columns.commission, daily, stats)
+        else:
+            for c in range(hi - lo):
+                _simulate_numpy(market, targets[c], units, half_spread, base.commission, float(base.cash), columns,
+                                c, daily[c], stats[c])
+        del targets
+        scores.metrics.extend(_grid_metrics(stats, daily, columns, n))
+        scores.trades.extend(int(s) for s in stats[:, 5])
+        scores.fingerprints.extend(_fingerprint(market, units, columns, c) for c in range(hi - lo))
+        for c in range(lo, hi):
+            if c in keep:
+                scores._columns[c] = (market, units, columns, c - lo)
+        if progress:
+            progress("vectorised", hi, total)
+    if kernels is not None and not _ready_stamp().exists():  # compiled and cached: later runs load it
+        _ready_stamp().parent.mkdir(parents=True, exist_ok=True)
+        _ready_stamp().touch()
+        if progress:
+            progress(message, 1, 1)
+    scores.seconds = time.perf_counter() - started
+    return scores

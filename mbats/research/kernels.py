@@ -1,0 +1,172 @@
+"""numba kernels of the compiled sweep core (imported only when numba is installed and enabled).
+
+Every kernel repeats, operation for operation, the numpy expressions of
+:mod:`mbats.research.core` (the fallback) and :mod:`mbats.research.vectorised`, which are themselves
+bit-identical to backtrader: same float operations in the same order, so prices, P&L and equity
+agree to the last bit. Loops run over bars; ``prange`` spreads configurations over threads, which
+all read the same price columns (no copies per worker).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import prange
+
+_OPTS = dict(cache=True, nogil=True)
+
+
+@numba.njit(**_OPTS)
+def exact_sma(ints: np.ndarray, period: int, scale: float, out: np.ndarray) -> None:
+    """SMA from prices as exact integers: the window sum is exact, one rounding like ``math.fsum``.
+
+    Stronger than a compensated (Neumaier/Kahan) running sum, whose result can still differ from
+    fsum's correctly rounded one in the last bit; that bit decides crossings where the averages tie.
+    """
+    s = 0
+    for i in range(len(ints)):
+        s += ints[i]
+        if i >= period:
+            s -= ints[i - period]
+        out[i] = (float(s) * scale) / period if i >= period - 1 else np.nan
+
+
+@numba.njit(parallel=True, **_OPTS)
+def sma_matrix(ints: np.ndarray, periods: np.ndarray, scale: float, out: np.ndarray) -> None:
+    for j in prange(len(periods)):
+        exact_sma(ints, periods[j], scale, out[j])
+
+
+@numba.njit(**_OPTS)
+def sma_cross_targets(fast: np.ndarray, slow: np.ndarray, allow_short: bool, out: np.ndarray) -> None:
+    """bt.ind.CrossOver (against the last non-zero difference) held as a target, like hold_targets."""
+    last = np.nan
+    seeded = False
+    state = 0
+    for i in range(len(out)):
+        diff = fast[i] - slow[i]
+        if not math.isnan(diff):
+            if seeded:
+                if last < 0.0 and diff > 0.0:
+                    state = 1
+                elif last > 0.0 and diff < 0.0:
+                    state = -1
+                if diff != 0.0:
+                    last = diff
+            else:  # backtrader seeds with the first difference, even 0
+                last = diff
+                seeded = True
+        out[i] = 0 if (state < 0 and not allow_short) else state
+
+
+@numba.njit(parallel=True, **_OPTS)
+def sma_cross_grid(smas: np.ndarray, fast_idx: np.ndarray, slow_idx: np.ndarray, allow_short: np.ndarray,
+                   out: np.ndarray) -> None:
+    for c in prange(len(fast_idx)):
+        sma_cross_targets(smas[fast_idx[c]], smas[slow_idx[c]], allow_short[c], out[c])
+
+
+@numba.njit(parallel=True, **_OPTS)
+def count_trades(targets: np.ndarray, counts: np.ndarray) -> None:
+    """Trades (closed and the one left open) of each configuration: entries into a position."""
+    for c in prange(targets.shape[0]):
+        row = targets[c]
+        prev = 0
+        k = 0
+        for i in range(1, targets.shape[1]):
+            pos = row[i - 1]
+            if pos != prev:
+                if pos != 0:
+                    k += 1
+                prev = pos
+        counts[c] = k
+
+
+@numba.njit(**_OPTS)
+def simulate_one(opens, closes, target, units, half_spread, rate, cash0, day_last, times, first,
+                 e_bar, x_bar, side, entry_px, exit_px, pnl, pnl_net, comm_out, daily, stats) -> None:
+    """One configuration: fills at the next open, trades from ``first`` on, equity stats, daily values."""
+    n = len(opens)
+    flows = 0.0           # np.cumsum of the per-bar cash flows
+    peak = -np.inf
+    dd_min = np.inf
+    last_peak = -1
+    longest = -1          # ns; -1: never under water
+    in_market = 0
+    prev = 0
+    k = first
+    closed = 0
+    open_k = -1
+    open_comm = 0.0
+    d = 0
+    value = cash0
+    start_value = cash0
+    for i in range(n):
+        pos = target[i - 1] if i > 0 else 0
+        flow = 0.0
+        if pos != prev:
+            price = opens[i]
+            comm = units * (half_spread + price * rate)
+            a = (-(-prev * units)) * price - comm if prev != 0 else 0.0
+            b = (-(pos * units)) * price - comm if pos != 0 else 0.0
+            flow = 0.0 + (a + b)
+            if prev != 0:      # close the open trade at this open
+                size = prev * units
+                entry = entry_px[open_k]
+                p = (-(-size)) * (price - entry) * 1.0
+                commission = (0.0 + open_comm) + comm
+                x_bar[open_k] = i
+                exit_px[open_k] = entry + float(prev) * p / units
+                pnl[open_k] = p
+                comm_out[open_k] = commission
+                pnl_net[open_k] = p - commission
+                closed += 1
+            if pos != 0:       # open a new one
+                size = pos * units
+                e_bar[k] = i
+                x_bar[k] = -1
+                side[k] = pos
+                entry_px[k] = (size * price) / size
+                exit_px[k] = np.nan
+                pnl[k] = np.nan
+                pnl_net[k] = np.nan
+                comm_out[k] = np.nan
+                open_comm = comm
+                open_k = k
+                k += 1
+            prev = pos
+        flows += flow
+        value = (cash0 + flows) + (0.0 + (pos * units) * closes[i])
+        if i == 0:
+            start_value = value
+        if pos != 0:
+            in_market += 1
+        if value >= peak:      # a peak: close the stretch under water since the last one
+            if last_peak >= 0 and i - last_peak > 1:
+                longest = max(longest, times[i] - times[last_peak])
+            last_peak = i
+            peak = value
+        dd = 100.0 * (value / peak - 1.0)
+        if dd < dd_min:
+            dd_min = dd
+        if d < len(day_last) and day_last[d] == i:
+            daily[d] = value
+            d += 1
+    if n > 0 and n - 1 - last_peak > 0:
+        longest = max(longest, times[n - 1] - times[last_peak])
+    stats[0] = start_value
+    stats[1] = value
+    stats[2] = dd_min
+    stats[3] = float(longest)
+    stats[4] = float(in_market)
+    stats[5] = float(closed)
+
+
+@numba.njit(parallel=True, **_OPTS)
+def simulate_grid(opens, closes, targets, units, half_spread, rate, cash0, day_last, times, offsets,
+                  e_bar, x_bar, side, entry_px, exit_px, pnl, pnl_net, comm, daily, stats) -> None:
+    for c in prange(targets.shape[0]):
+        simulate_one(opens, closes, targets[c], units, half_spread, rate, cash0, day_last, times, offsets[c],
+                     e_bar, x_bar, side, entry_px, exit_px, pnl, pnl_net, comm, daily[c], stats[c])
