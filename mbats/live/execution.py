@@ -11,6 +11,16 @@ take-profit orders. Cash is the account balance, value its NAV; positions start 
 Client order ids are deterministic (run, bar time, instrument, n-th order on that bar), and
 before sending an order the broker asks OANDA for that id: a runner killed between submit and
 acknowledgement re-decides the same order on restart and adopts it instead of sending it twice.
+An order POST is never retried blindly either: when it fails (timeout, 5xx, a lost answer) the
+client order id is looked up — in the order list and in the transaction history, since OANDA
+only refuses a duplicate client id while the first order is still pending — and only an order
+OANDA never saw is sent again (:meth:`OandaClient.send_once`).
+
+Order types: market, limit and stop entries; brackets whose stop may be a trailing stop
+(``stopexec=bt.Order.StopTrail, stopargs={"trailamount": distance}`` → ``trailingStopLossOnFill``);
+``valid=`` on a limit/stop → OANDA GTD (``gtdTime``). What OANDA cannot do is refused with a
+clear reason, never dropped silently: ``oco=`` (OANDA has no OCO between entries), a day-only
+``valid``, stand-alone trailing or stop-limit entries.
 """
 
 from __future__ import annotations
@@ -31,7 +41,16 @@ from mbats.marketdata.client import OandaClient
 
 log = logging.getLogger(__name__)
 _TYPES = {bt.Order.Market: "MARKET", bt.Order.Limit: "LIMIT", bt.Order.Stop: "STOP"}
-_ORDER_TYPE_NAMES = {bt.Order.Market: "market", bt.Order.Limit: "limit", bt.Order.Stop: "stop"}
+_ENTRY_TYPES = ("LIMIT", "STOP", "MARKET_IF_TOUCHED")
+
+
+class _Refused(Exception):
+    """An order OANDA cannot carry out as asked: rejected back to the strategy with this reason."""
+
+_ORDER_TYPE_NAMES = {bt.Order.Market: "market", bt.Order.Limit: "limit", bt.Order.Stop: "stop",
+                     bt.Order.StopTrail: "stop_trail"}
+_CHILD_KINDS = {"STOP_LOSS_ORDER": bt.Order.Stop, "TAKE_PROFIT_ORDER": bt.Order.Limit,
+                "TRAILING_STOP_LOSS_ORDER": bt.Order.StopTrail}
 
 
 def _price(x: float, instrument: str) -> str:
@@ -62,6 +81,9 @@ class OandaBroker(bt.broker.BrokerBase):
         self._seen_bars = -1
         self._inherited: list = []
         self.stopped_by_kill_switch = False
+        # every pending entry order of the account (ours, earlier sessions', manual): OANDA id → (instrument, units)
+        self.pending_entries: dict[str, tuple[str, float]] = {}
+        self.on_bar = None  # callback run once per new bar before the strategy (kill switch, drift check)
         self.addcommissioninfo(FxCosts())
 
     # --- account state ----------------------------------------------------------------------
@@ -84,7 +106,17 @@ class OandaBroker(bt.broker.BrokerBase):
                 if units:
                     self.positions[p["instrument"]] = bt.Position(units, float(p[side]["averagePrice"]))
                     self.trade_ids[p["instrument"]] = p[side]["tradeIDs"][0]
+        self.pending_entries = {o["id"]: (o["instrument"], float(o["units"])) for o in acct.get("orders", [])
+                                if o.get("type") in _ENTRY_TYPES and o.get("state", "PENDING") == "PENDING"}
         return acct
+
+    def pending_units(self) -> dict[str, tuple[float, float]]:
+        """Instrument → (units pending to buy, units pending to sell ≤ 0) over every pending entry order."""
+        out: dict[str, tuple[float, float]] = {}
+        for instrument, units in self.pending_entries.values():
+            buy, sell = out.get(instrument, (0.0, 0.0))
+            out[instrument] = (buy + max(units, 0.0), sell + min(units, 0.0))
+        return out
 
     def refresh(self) -> None:
         body = self.client.request(accounts_ep.AccountSummary(self.account))
@@ -133,24 +165,31 @@ class OandaBroker(bt.broker.BrokerBase):
         if delivered != self._seen_bars:  # once per new bar, not on every idle loop
             self._seen_bars = delivered
             self.poll_changes()
+            if self.on_bar is not None:  # runs before the strategy sees the bar (cerebro calls brokers first)
+                self.on_bar()
         self.notifs.append(None)  # notification boundary, as backtrader's brokers do
 
     # --- orders -------------------------------------------------------------------------------
     def buy(self, owner, data, size, price=None, plimit=None, exectype=None, valid=None, tradeid=0, oco=None,
             trailamount=None, trailpercent=None, parent=None, transmit=True, **kwargs):
         return self._order(bt.BuyOrder, owner, data, size, price, plimit, exectype, valid, tradeid, parent,
-                           transmit, kwargs)
+                           transmit, kwargs, oco, trailamount, trailpercent)
 
     def sell(self, owner, data, size, price=None, plimit=None, exectype=None, valid=None, tradeid=0, oco=None,
              trailamount=None, trailpercent=None, parent=None, transmit=True, **kwargs):
         return self._order(bt.SellOrder, owner, data, size, price, plimit, exectype, valid, tradeid, parent,
-                           transmit, kwargs)
+                           transmit, kwargs, oco, trailamount, trailpercent)
 
-    def _order(self, cls, owner, data, size, price, plimit, exectype, valid, tradeid, parent, transmit, kwargs):
+    def _order(self, cls, owner, data, size, price, plimit, exectype, valid, tradeid, parent, transmit, kwargs,
+               oco=None, trailamount=None, trailpercent=None):
         order = cls(owner=owner, data=data, size=size, price=price, pricelimit=plimit, exectype=exectype,
-                    valid=valid, tradeid=tradeid, parent=parent, transmit=transmit)
+                    valid=valid, tradeid=tradeid, parent=parent, transmit=transmit, oco=oco,
+                    trailamount=trailamount, trailpercent=trailpercent)
         order.addinfo(**kwargs)
         order.addcomminfo(self.getcommissioninfo(data))
+        if oco is not None:  # refused, not ignored: OANDA cannot cancel one entry when another fills
+            order.addinfo(refused="oco= (one-cancels-other) is not supported live: OANDA has no OCO between "
+                                  "entry orders; use a bracket (buy_bracket/sell_bracket) instead")
         if not transmit:
             self.pending_children[(parent or order).ref].append(order)
             return order
@@ -188,9 +227,16 @@ class OandaBroker(bt.broker.BrokerBase):
         if not getattr(data, "bar_is_live", True):  # warm-up bar: the strategy only sees history
             self._reject(order, kids, "warm-up bar: orders are sent from the first live bar on", record=False)
             return
+        try:
+            body = self._order_body(order, kids, instrument, units, client_id)
+        except _Refused as exc:
+            log.error("order %s refused: %s", client_id, exc)
+            self._reject(order, kids, str(exc))
+            return
         risk = self.p.risk
         if risk is not None:
-            breach = risk.check_order(instrument, units, self.positions, self._mid, client_id)
+            breach = risk.check_order(instrument, units, self.positions, self._mid, client_id,
+                                      pending=self.pending_units())
             if breach is not None:
                 self._reject(order, kids, breach)
                 return
@@ -206,35 +252,78 @@ class OandaBroker(bt.broker.BrokerBase):
             self._adopt(order, kids, existing)
             self.poll()
             return
-        body = {"type": _TYPES.get(order.exectype), "instrument": instrument, "units": str(units),
-                "clientExtensions": {"id": client_id, "tag": self.p.id_prefix}}
-        if body["type"] is None:
-            self._reject(order, kids, f"order type {order.getordername()} is not supported live")
-            return
-        if order.exectype == bt.Order.Market:
-            body["timeInForce"] = "FOK"
-        else:
-            body["price"] = _price(order.price, instrument)
-            body["timeInForce"] = "GTC"
-        for kid in kids:
-            key = "stopLossOnFill" if kid.exectype == bt.Order.Stop else "takeProfitOnFill"
-            body[key] = {"price": _price(kid.price, instrument), "timeInForce": "GTC",
-                         "clientExtensions": {"id": kid.info.client_id}}
         if risk is not None:
             risk.note_submitted()
+        seen = self.last_txn
         try:
-            self.client.request(orders_ep.OrderCreate(self.account, data={"order": body}))
+            _, found = self.client.send_once(orders_ep.OrderCreate(self.account, data={"order": body}),
+                                             lambda: self._find_client_order(client_id, since=seen))
         except MbatsError as exc:
             log.error("order %s rejected: %s", client_id, exc)
             self._reject(order, kids, str(exc))
             return
-        self.poll()
+        if found is not None and int(found["id"]) <= int(self.last_txn):
+            self._adopt(order, kids, found)  # already applied (cannot happen mid-session, kept for safety)
+        self.poll()  # the order's own transactions accept and fill it, whether the answer arrived or not
 
-    def _find_client_order(self, client_id: str) -> dict | None:
+    def _order_body(self, order: bt.Order, kids: list[bt.Order], instrument: str, units: int,
+                    client_id: str) -> dict:
+        """The OANDA order request, or :class:`_Refused` naming what cannot be done live."""
+        if "refused" in order.info:
+            raise _Refused(order.info.refused)
+        kind = _TYPES.get(order.exectype)
+        if kind is None:
+            raise _Refused(f"{order.getordername()} entry orders are not supported live (OANDA has market, limit "
+                           "and stop entries; trailing stops only as a bracket's stop loss)")
+        body = {"type": kind, "instrument": instrument, "units": str(units),
+                "clientExtensions": {"id": client_id, "tag": self.p.id_prefix}}
+        if order.exectype == bt.Order.Market:
+            body["timeInForce"] = "FOK"  # fills at once or not at all: a validity has nothing to limit
+        else:
+            body["price"] = _price(order.price, instrument)
+            body.update(self._time_in_force(order))
+        for kid in kids:
+            ext = {"clientExtensions": {"id": kid.info.client_id}}
+            if kid.exectype == bt.Order.StopTrail:
+                if not kid.trailamount:
+                    raise _Refused("a trailing stop needs stopargs={'trailamount': distance} (price units); "
+                                   "trailpercent is not supported by OANDA")
+                body["trailingStopLossOnFill"] = {"distance": _price(kid.trailamount, instrument),
+                                                  "timeInForce": "GTC", **ext}
+            elif kid.exectype == bt.Order.Stop:
+                body["stopLossOnFill"] = {"price": _price(kid.price, instrument), "timeInForce": "GTC", **ext}
+            elif kid.exectype == bt.Order.Limit:
+                body["takeProfitOnFill"] = {"price": _price(kid.price, instrument), "timeInForce": "GTC", **ext}
+            else:
+                raise _Refused(f"a bracket child of type {kid.getordername()} is not supported live")
+        return body
+
+    @staticmethod
+    def _time_in_force(order: bt.Order) -> dict:
+        if order.valid is None:
+            return {"timeInForce": "GTC"}
+        until = pd.Timestamp(bt.num2date(order.valid), tz="UTC")
+        return {"timeInForce": "GTD", "gtdTime": until.isoformat().replace("+00:00", "Z")}
+
+    def _find_client_order(self, client_id: str, since: str | None = None) -> dict | None:
+        """OANDA's record of the order with ``client_id``: by id, else in the transactions since ``since``."""
         try:
             return self.client.request(orders_ep.OrderDetails(self.account, f"@{client_id}"))["order"]
         except NotFoundError:
+            pass
+        if since is None:
             return None
+        body = self.client.request(transactions_ep.TransactionsSinceID(self.account, params={"id": since}))
+        for txn in body.get("transactions", []):
+            ext = (txn.get("clientExtensions") or {}).get("id") or txn.get("clientOrderID")
+            if ext == client_id and txn.get("type", "").endswith(("_ORDER", "_ORDER_REJECT")):
+                if txn["type"].endswith("_REJECT"):
+                    return {"id": txn["id"], "state": "REJECTED"}
+                try:
+                    return self.client.request(orders_ep.OrderDetails(self.account, txn["id"]))["order"]
+                except NotFoundError:
+                    return {"id": txn["id"], "state": "UNKNOWN"}
+        return None
 
     def _adopt(self, order: bt.Order, kids: list[bt.Order], existing: dict) -> None:
         self.by_oanda[existing["id"]] = order
@@ -293,6 +382,10 @@ class OandaBroker(bt.broker.BrokerBase):
         if "accountBalance" in txn:
             self.cash = float(txn["accountBalance"])
         kind = txn.get("type", "")
+        if kind in ("LIMIT_ORDER", "STOP_ORDER", "MARKET_IF_TOUCHED_ORDER"):
+            self.pending_entries[txn["id"]] = (txn["instrument"], float(txn["units"]))
+        elif kind in ("ORDER_FILL", "ORDER_CANCEL"):
+            self.pending_entries.pop(txn.get("orderID", ""), None)
         if kind in ("MARKET_ORDER", "LIMIT_ORDER", "STOP_ORDER") and txn.get("reason") == "CLIENT_ORDER":
             order = self.by_client.get((txn.get("clientExtensions") or {}).get("id", ""))
             if order is not None:
@@ -303,8 +396,8 @@ class OandaBroker(bt.broker.BrokerBase):
                     for kid in self.children.get(order.ref, []):
                         kid.accept(self)
                         self.notify(kid)
-        elif kind in ("STOP_LOSS_ORDER", "TAKE_PROFIT_ORDER") and txn.get("reason") == "ON_FILL":
-            want = bt.Order.Stop if kind == "STOP_LOSS_ORDER" else bt.Order.Limit
+        elif kind in _CHILD_KINDS and txn.get("reason") == "ON_FILL":
+            want = _CHILD_KINDS[kind]
             for kid in self.trade_children.get(txn.get("tradeID", ""), []):
                 if kid.exectype == want:
                     self.by_oanda[txn["id"]] = kid
@@ -313,7 +406,15 @@ class OandaBroker(bt.broker.BrokerBase):
         elif kind == "ORDER_CANCEL":
             order = self.by_oanda.get(txn.get("orderID", ""))
             if order is not None and order.alive():
-                order.cancel()
+                reason = txn.get("reason", "")
+                if reason == "TIME_IN_FORCE_EXPIRED":
+                    order.expire()
+                elif reason in ("CLIENT_REQUEST", "LINKED_TRADE_CLOSED"):
+                    order.cancel()
+                else:  # INSUFFICIENT_MARGIN, BOUNDS_VIOLATION, …: OANDA refused to fill it
+                    log.error("OANDA cancelled order %s: %s", txn.get("orderID"), reason)
+                    order.addinfo(reject_reason=reason)
+                    order.reject(self)
                 self.notify(order)
                 self._record_order(order)
                 for kid in self.children.get(order.ref, []):  # an entry that never filled takes its bracket

@@ -55,27 +55,42 @@ class RiskManager:
 
     # --- pre-trade ----------------------------------------------------------------------------
     def check_order(self, instrument: str, units: int, positions: dict, mid_of: Callable[[str], float | None],
-                    client_id: str = "") -> str | None:
-        """None if the order may go out, else the reason it is blocked (already recorded)."""
+                    client_id: str = "", pending: dict[str, tuple[float, float]] | None = None) -> str | None:
+        """None if the order may go out, else the reason it is blocked (already recorded).
+
+        Limits hold for the worst case: the position if every pending entry order (``pending``:
+        instrument → (units to buy, units to sell)) and this one filled, on the heavier side.
+        """
         lim = self.limits
         if self.tripped:
             return self._breach("kill_switch", instrument, f"order {client_id} after the kill switch tripped",
                                 "blocked")
-        after = (positions[instrument].size if instrument in positions else 0.0) + units
+        pending = pending or {}
+
+        def worst(name: str) -> float:
+            held = positions[name].size if name in positions else 0.0
+            buy, sell = pending.get(name, (0.0, 0.0))
+            if name == instrument:
+                buy, sell = buy + max(units, 0), sell + min(units, 0)
+            return max(held + buy, held + sell, key=abs)
+
+        after = worst(instrument)
+        waiting = sum(abs(x) for x in pending.get(instrument, (0.0, 0.0)))
+        note = f" with {waiting:,.0f} units in pending orders" if waiting else ""
         if lim.max_units is not None and abs(after) > lim.max_units:
             return self._breach("max_units", instrument,
-                                f"order {client_id} {units:+d} would hold {after:+.0f} units (limit {lim.max_units:g})",
-                                "blocked")
+                                f"order {client_id} {units:+d} could hold {after:+.0f} units{note} "
+                                f"(limit {lim.max_units:g})", "blocked")
         if lim.max_gross_exposure is not None:
             gross = 0.0
-            for name in set(positions) | {instrument}:
-                size = after if name == instrument else positions[name].size
+            for name in set(positions) | set(pending) | {instrument}:
+                size = worst(name)
                 if size:
                     mid = mid_of(name)
                     gross += _notional(name, size, mid if mid is not None else 0.0, self.home)
             if gross > lim.max_gross_exposure:
                 return self._breach("max_gross_exposure", instrument,
-                                    f"order {client_id} {units:+d} would make gross exposure {gross:,.0f} {self.home} "
+                                    f"order {client_id} {units:+d} could make gross exposure {gross:,.0f} {self.home}{note} "
                                     f"(limit {lim.max_gross_exposure:,.0f})", "blocked")
         if lim.max_orders_per_minute is not None:
             now = self.clock()

@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import requests
@@ -124,6 +125,45 @@ class OandaClient:
                 f"OANDA ({self.environment}, {self.base_url}) did not answer after {self.attempts} tries: "
                 f"{_describe(exc)}; check the network or MBATS_OANDA_ENVIRONMENT / MBATS_OANDA_SIM_URL"
             ) from None
+
+    def send_once(self, endpoint: APIRequest, lookup: Callable[[], dict | None]) -> tuple[dict | None, dict | None]:
+        """Send a request that must take effect at most once (an order POST); → (answer, found).
+
+        A failed POST is ambiguous: OANDA may have processed it and only the answer was lost. So
+        it is never resent blindly: after each transient failure ``lookup()`` asks OANDA whether
+        it happened (by client order id, in the order list and the transaction history); if it
+        did, its record comes back as ``found`` and nothing is resent. A timeout or a dropped
+        connection may still be in flight at OANDA, so there the lookup is repeated after a pause
+        before the resend. Non-transient errors (4xx) raise at once.
+        """
+        last: BaseException | None = None
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return self._send(endpoint), None
+            except (V20Error, requests.RequestException) as exc:
+                if not _is_transient(exc):
+                    if isinstance(exc, V20Error):
+                        raise self._translate(exc, endpoint) from None
+                    raise
+                last = exc
+            with self._lock:
+                self.retries += 1
+            log.warning("OANDA %s failed (%s) on try %d: checking whether OANDA processed it before any resend",
+                        endpoint, _describe(last), attempt)
+            pauses = [min(self.max_wait, 0.2 * 2 ** (attempt - 1))]
+            if not isinstance(last, V20Error):  # no answer at all: the request may still be running there
+                pauses.append(min(self.max_wait, 1.0 + 0.5 * attempt))
+            for pause in pauses:
+                time.sleep(pause)
+                found = lookup()
+                if found is not None:
+                    log.warning("OANDA had processed %s (answer lost): not sending it again", endpoint)
+                    return None, found
+        if isinstance(last, V20Error):
+            raise self._translate(last, endpoint) from None
+        raise ServiceUnavailableError(
+            f"OANDA ({self.environment}, {self.base_url}) did not answer after {self.attempts} tries: "
+            f"{_describe(last)}; check the network or MBATS_OANDA_ENVIRONMENT / MBATS_OANDA_SIM_URL")
 
     def _translate(self, exc: V20Error, endpoint: APIRequest) -> MbatsError:
         message = _error_message(exc)

@@ -44,13 +44,17 @@ Account
     trailing stop moves after each bar. Trades filled inside a bar are checked from the next bar.
     P&L converts to the home currency at the current mid of the quote/home pair (it must be
     replayed for crosses). Unrealized P&L values longs at bid, shorts at ask; margin = |units| ×
-    mid × margin rate. **Financing, commissions, dividends and guaranteed stops are not
+    mid × margin rate. An order whose fill would push the margin used past the NAV is cancelled
+    with reason ``INSUFFICIENT_MARGIN`` (market orders at once, pending ones when triggered), as
+    OANDA does; a second *pending* order with a client id already pending is refused
+    (``CLIENT_ORDER_ID_ALREADY_EXISTS``). **Financing, commissions, dividends and guaranteed stops are not
     simulated (always 0).** The transactions stream is not implemented.
 
 Faults (tests)
     :class:`mbats.sim.faults.Fault` via ``Simulator.faults.add(...)`` or ``POST /admin/faults``:
     the next N matching requests answer 429/5xx, are delayed, carry a malformed candle, or a
-    pricing stream is cut after K messages. ``GET /admin/stats`` counts requests.
+    pricing stream is cut after K messages, or (``lost_answer``) an order/close request is processed
+    and its answer replaced by an error, as when the acknowledgement is lost on the way back. ``GET /admin/stats`` counts requests.
 
 Running it
     :func:`start_simulator` / :class:`SimServer` (background thread, ``port=0`` for a free port,

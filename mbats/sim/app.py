@@ -273,12 +273,21 @@ def create_app(sim: Simulator) -> FastAPI:
             body = await request.json()
         except ValueError:
             raise OandaError(400, "Invalid JSON in the request body") from None
-        return await asyncio.to_thread(_locked, lambda: _json(sim.account.create_order(body), 201))
+        return await asyncio.to_thread(_processed, request, lambda: _json(sim.account.create_order(body), 201))
 
     def _locked(fn):
         with sim.lock:
             sim.sync()
             return fn()
+
+    def _processed(request: Request, fn):
+        """Run a request that changes the account; a ``lost_answer`` fault then drops its answer."""
+        out = _locked(fn)
+        fault = sim.faults.take("lost_answer", request.url.path)
+        if fault:
+            sim.stats["answers_lost"] += 1
+            raise OandaError(fault.status, fault.message or _status_text(fault.status))
+        return out
 
     def order_list(request: Request, pending_only: bool) -> Response:
         with sim.lock:
@@ -307,9 +316,9 @@ def create_app(sim: Simulator) -> FastAPI:
                           "lastTransactionID": sim.account.last_transaction_id})
 
     @app.put("/v3/accounts/{account_id}/orders/{specifier}/cancel", dependencies=v3)
-    def order_cancel(account_id: str, specifier: str):
+    def order_cancel(account_id: str, specifier: str, request: Request):
         account(account_id)
-        return _locked(lambda: _json(sim.account.cancel_order(specifier)))
+        return _processed(request, lambda: _json(sim.account.cancel_order(specifier)))
 
     # --- trades and positions ---------------------------------------------------------------
     def trade_list(request: Request, open_only: bool) -> Response:
@@ -343,7 +352,7 @@ def create_app(sim: Simulator) -> FastAPI:
         account(account_id)
         body = await _optional_json(request)
         units = body.get("units", "ALL")
-        return await asyncio.to_thread(_locked, lambda: _json(sim.account.close_trade(specifier, units)))
+        return await asyncio.to_thread(_processed, request, lambda: _json(sim.account.close_trade(specifier, units)))
 
     @app.get("/v3/accounts/{account_id}/positions", dependencies=v3)
     def positions(account_id: str):
@@ -374,7 +383,8 @@ def create_app(sim: Simulator) -> FastAPI:
     async def position_close(account_id: str, instrument: str, request: Request):
         account(account_id)
         body = await _optional_json(request)
-        return await asyncio.to_thread(_locked, lambda: _json(sim.account.close_position(instrument, body)))
+        return await asyncio.to_thread(_processed, request,
+                                       lambda: _json(sim.account.close_position(instrument, body)))
 
     # --- transactions ---------------------------------------------------------------------
     @app.get("/v3/accounts/{account_id}/transactions/sinceid", dependencies=v3)

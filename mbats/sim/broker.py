@@ -273,7 +273,28 @@ class Account:
         for key, dep in order.on_fill.items():
             if "price" not in dep and "distance" not in dep:
                 raise OrderError(400, "INVALID_REQUEST", f"{key} needs a price or a distance")
+        cid = (order.client_extensions or {}).get("id")
+        if cid and any(o.state == "PENDING" and (o.client_extensions or {}).get("id") == cid
+                       for o in self.orders.values()):
+            # OANDA's client ids are unique among *pending* orders only: a filled one can be reused
+            raise OrderError(400, "CLIENT_ORDER_ID_ALREADY_EXISTS", f"A pending order with client id {cid} exists")
         return self._submit(order, reason="CLIENT_ORDER")
+
+    def margin_ok(self, order: Order) -> bool:
+        """Would filling ``order`` keep the margin used within the NAV? (closing units free margin)"""
+        if order.position_fill == "REDUCE_ONLY":
+            return True
+        opposite = sum(abs(t.current_units) for t in self.open_trades(order.instrument)
+                       if t.current_units * order.units < 0)
+        opened = max(0.0, abs(order.units) - opposite)
+        if opened == 0:
+            return True
+        mid, _ = self.market.mid(order.instrument)
+        per_unit = self.to_home(order.instrument, mid) * self.margin_rate
+        trades = self.open_trades()
+        used = sum(self.margin(t) for t in trades) - min(abs(order.units), opposite) * per_unit
+        nav = self.balance + sum(self.unrealized(t) for t in trades)
+        return used + opened * per_unit <= nav
 
     def _submit(self, order: Order, reason: str, extra: dict | None = None) -> dict:
         d = self.digits(order.instrument)
@@ -288,12 +309,17 @@ class Account:
         if order.type == "MARKET":
             if order.price_bound is not None and (market_price - order.price_bound) * order.units > 0:
                 response.update(self._cancel(order, "BOUNDS_VIOLATION", create["id"]))
+            elif not self.margin_ok(order):  # OANDA: created, then cancelled for want of margin
+                response.update(self._cancel(order, "INSUFFICIENT_MARGIN", create["id"]))
             else:
                 response.update(self._fill(order, market_price, self.market.now, "MARKET_ORDER", create["id"]))
         elif (order.type == "LIMIT" and (market_price - order.price) * order.units <= 0) or \
                 (order.type == "STOP" and (market_price - order.price) * order.units >= 0):
             # marketable on arrival: fills now at the market price, as OANDA does
-            response.update(self._fill(order, market_price, self.market.now, f"{order.type}_ORDER", create["id"]))
+            if not self.margin_ok(order):
+                response.update(self._cancel(order, "INSUFFICIENT_MARGIN", create["id"]))
+            else:
+                response.update(self._fill(order, market_price, self.market.now, f"{order.type}_ORDER", create["id"]))
         response["relatedTransactionIDs"] = [t["id"] for t in self.transactions if t["batchID"] == create["id"]]
         response["lastTransactionID"] = self.last_transaction_id
         return response
@@ -513,7 +539,9 @@ class Account:
         else:
             hit = h >= p if buy else low <= p
             price = max(p, o) if buy else min(p, o)
-        if hit:
+        if hit and not self.margin_ok(order):
+            self._cancel(order, "INSUFFICIENT_MARGIN")
+        elif hit:
             self._fill(order, price, t_end, f"{order.type}_ORDER", self._next_id())
 
     def _check_exits(self, trade: Trade, bid, ask, t_end: int) -> None:

@@ -6,7 +6,10 @@ Each fault matches ``/v3`` requests whose path contains ``path`` (all of them wh
 - ``status``: answer with HTTP ``status`` (429, 500, 503, …) and an OANDA-style ``errorMessage``;
 - ``delay``: sleep ``seconds`` before answering (timeouts, slow links);
 - ``malformed``: corrupt one candle of a candles response (``variant``: missing / nan / inverted);
-- ``drop_stream``: cut a pricing stream after ``messages`` lines without closing it cleanly.
+- ``drop_stream``: cut a pricing stream after ``messages`` lines without closing it cleanly;
+- ``lost_answer``: a request that changes the account (order create/cancel, trade/position close)
+  is processed in full, then answered with HTTP ``status`` as if the answer had been lost on the
+  way back — the case that doubles orders in a client that resends blindly.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-FaultKind = Literal["status", "delay", "malformed", "drop_stream"]
+FaultKind = Literal["status", "delay", "malformed", "drop_stream", "lost_answer"]
 
 
 @dataclass

@@ -13,7 +13,7 @@ from oandapyV20.endpoints.orders import OrderCreate
 from mbats.live.cli import main
 from mbats.marketdata.client import OandaClient
 
-_send = OandaClient.request
+_send = OandaClient._send  # the one place every request goes out
 
 
 def _send_then_die(self, endpoint):
@@ -23,7 +23,7 @@ def _send_then_die(self, endpoint):
     return answer
 
 
-OandaClient.request = _send_then_die
+OandaClient._send = _send_then_die
 
 if __name__ == "__main__":
     main()

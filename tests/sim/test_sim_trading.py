@@ -268,3 +268,49 @@ def test_admin_endpoints_over_http(make_sim):
     r = requests.get(f"{server.url}/v3/accounts", headers=auth)
     assert r.status_code == 503 and "errorMessage" in r.json()
     assert requests.get(f"{server.url}/v3/accounts", headers=auth).status_code == 200
+
+
+def test_lost_answer_fault_processes_the_order_then_answers_an_error(make_sim):
+    from oandapyV20.exceptions import V20Error
+
+    server, api = make_sim("10:02")
+    server.sim.faults.add(Fault(kind="lost_answer", path="/orders", status=504))
+    with pytest.raises(V20Error) as err:
+        place(api, instrument="EUR_USD", units="1000", clientExtensions={"id": "lost-1"})
+    assert err.value.code == 504
+    # OANDA did it all the same: the order is filled and findable by its client id and in the history
+    found = api.request(orders.OrderDetails(ACC, "@lost-1"))["order"]
+    assert found["state"] == "FILLED"
+    txns = api.request(transactions.TransactionsSinceID(ACC, params={"id": 2}))["transactions"]
+    assert [t["type"] for t in txns] == ["MARKET_ORDER", "ORDER_FILL"]
+    assert server.sim.stats["answers_lost"] == 1
+    assert place(api, instrument="EUR_USD", units="1000")["orderFillTransaction"]  # next answer arrives
+
+
+def test_margin_is_checked_as_oanda_does(make_sim):
+    server, api = make_sim("10:02", balance=1_000.0, margin_rate=0.02)  # 1,000 USD buys ≤ ~45,000 EUR_USD
+    r = place(api, instrument="EUR_USD", units="1000000000")
+    assert r["orderCancelTransaction"]["reason"] == "INSUFFICIENT_MARGIN" and "orderFillTransaction" not in r
+    assert place(api, instrument="EUR_USD", units="40000")["orderFillTransaction"]["units"] == "40000"
+    r = place(api, instrument="EUR_USD", units="10000")  # 50,000 × 1.1 × 2 % = 1,100 > NAV
+    assert r["orderCancelTransaction"]["reason"] == "INSUFFICIENT_MARGIN"
+    assert place(api, instrument="EUR_USD", units="-75000")["orderFillTransaction"]  # reverses: 35,000 short ok
+    # a pending order that would overdraw the margin is cancelled when it triggers
+    r = place(api, type="LIMIT", instrument="EUR_USD", units="-30000", price="1.10100")
+    assert "orderFillTransaction" not in r and "orderCancelTransaction" not in r
+    server.sim.advance(1)  # bar 10:02 reaches 1.1020: the limit triggers
+    cancels = [t for t in server.sim.account.transactions if t["type"] == "ORDER_CANCEL"]
+    assert cancels[-1]["reason"] == "INSUFFICIENT_MARGIN" and cancels[-1]["orderID"] == r["orderCreateTransaction"]["id"]
+    assert float(summary(api)["marginUsed"]) <= float(summary(api)["NAV"])
+
+
+def test_a_pending_client_id_cannot_be_used_twice_but_a_filled_one_can(make_sim):
+    from oandapyV20.exceptions import V20Error
+
+    server, api = make_sim("10:02")
+    place(api, type="LIMIT", instrument="EUR_USD", units="1000", price="1.05000", clientExtensions={"id": "c1"})
+    with pytest.raises(V20Error) as err:
+        place(api, type="LIMIT", instrument="EUR_USD", units="1000", price="1.05000", clientExtensions={"id": "c1"})
+    assert err.value.code == 400 and "CLIENT_ORDER_ID_ALREADY_EXISTS" in err.value.msg
+    place(api, instrument="EUR_USD", units="1000", clientExtensions={"id": "m1"})
+    assert place(api, instrument="EUR_USD", units="1000", clientExtensions={"id": "m1"})["orderFillTransaction"]

@@ -1,0 +1,49 @@
+"""Exactly-once orders under the simulator's faults: an order POST whose answer is lost (after OANDA
+filled it), or that times out while OANDA is still working on it, is looked up, never resent blindly."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from mbats.live.config import LiveConfig, RiskLimits
+from mbats.live.session import run
+from mbats.sim import Fault
+from tests.live.conftest import client_orders_at_sim, fills_at_sim, net_units, sim_settings
+
+
+def _rows(conn, query: str, *args) -> list[tuple]:
+    with conn.cursor() as cur:
+        cur.execute(query, args)
+        return cur.fetchall()
+
+
+@pytest.mark.parametrize("fault, settings_update", [
+    (Fault(kind="lost_answer", path="/orders", status=503), {}),  # filled, then the answer lost
+    (Fault(kind="lost_answer", path="/orders", status=504, after=1, count=2), {}),  # second and third order
+    (Fault(kind="delay", path="/orders", seconds=1.5), {"oanda_timeout_seconds": 1.0}),  # times out, fills later
+], ids=["lost-503", "lost-504-twice", "timeout-then-fill"])
+def test_an_order_whose_answer_is_lost_fills_exactly_once(sim, risk_conn, fault, settings_update):
+    server = sim()
+    server.sim.faults.add(fault)
+    settings = sim_settings(server).model_copy(update={"oanda_retry_attempts": 4, **settings_update})
+    cfg = LiveConfig("live_probe", ["EUR_USD"], params={"every": "2"}, granularity="M10", max_bars=7, warmup=3,
+                     sim_step=True)
+    result = run(cfg, risk=RiskLimits(), settings=settings)
+    assert result.status == "finished"
+    assert server.sim.faults.pending() == []  # the fault fired
+    sent = client_orders_at_sim(server)
+    assert len(sent) >= 3
+    assert [cid for cid, n in Counter(sent).items() if n > 1] == []  # no client order id twice at OANDA
+    fills = fills_at_sim(server)
+    assert len(fills) == len(sent)  # one fill per order decided
+    assert net_units(server) == 1000 * len(sent)
+    db_fills = {r[0] for r in _rows(risk_conn, "SELECT fill_id FROM fills WHERE run_id = %s", result.run_id)}
+    assert db_fills == {int(t["id"]) for t in fills}
+    completed = _rows(risk_conn, "SELECT client_order_id FROM orders WHERE run_id = %s AND status = 'completed'",
+                      result.run_id)
+    assert sorted(r[0] for r in completed) == sorted(sent)
+    last_size, = _rows(risk_conn, "SELECT size FROM positions WHERE run_id = %s ORDER BY ts DESC LIMIT 1",
+                       result.run_id)[0]
+    assert last_size == net_units(server)
