@@ -8,6 +8,14 @@ subclass of :class:`MbatsError`; the CLI prints its message on one line and exit
 class MbatsError(Exception):
     """An expected failure with a message that says what to fix."""
 
+    exit_code = 1
+
+
+class UsageError(MbatsError):
+    """A command-line option, parameter or request field is out of range or malformed (exit code 2)."""
+
+    exit_code = 2
+
 
 class ConfigError(MbatsError):
     """A setting is missing or wrong."""

@@ -25,6 +25,7 @@ class MlSignal(bt.Strategy):
         allow_short=True,
         window=300,             # bars of history per live prediction (EWM features settle to ~1e-9 by then)
     )
+    param_bounds = {"threshold": (0.0, 1.0), "window": (1, 100_000)}
 
     @classmethod
     def model_ref(cls, params: dict) -> registry.Resolved:

@@ -19,6 +19,8 @@ class RsiAtr(bt.Strategy):
         target_atr=3.0,     # take-profit distance in ATRs
         allow_short=True,
     )
+    param_bounds = {"rsi_period": (2, 10_000), "oversold": (0.0, 100.0), "overbought": (0.0, 100.0),
+                    "atr_period": (1, 10_000), "stop_atr": (0.0, 100.0), "target_atr": (0.0, 100.0)}
 
     def __init__(self):
         self.rsi = {d: bt.ind.RSI(d.close, period=self.p.rsi_period) for d in self.datas}

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from mbats.backtest.signals import SignalStrategy
-from mbats.research.indicators import crossover, hold_targets, sma
+from mbats.research.indicators import SmaCross, crossover, hold_targets, sma
 
 
 class SmaCrossover(SignalStrategy):
@@ -19,6 +19,9 @@ class SmaCrossover(SignalStrategy):
         slow=30,            # bars in the slow average
         allow_short=True,   # reverse into a short on a downward cross (else just go flat)
     )
+    # sweeps score these signals in the compiled core (mbats.research.core), SMAs once per grid
+    compiled_signals = SmaCross(fast="fast", slow="slow", allow_short="allow_short")
+    param_bounds = {"fast": (1, 100_000), "slow": (1, 100_000)}  # checked before any run starts
 
     @classmethod
     def signals(cls, bars: pd.DataFrame, fast: int = 10, slow: int = 30, allow_short: bool = True) -> pd.Series:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import backtrader as bt
 
-from mbats.errors import MbatsError
+from mbats.errors import UsageError
+
+MAX_UNITS = 1_000_000_000  # a fixed stake above this is a typo, not a position
 
 
 class FxCosts(bt.CommInfoBase):
@@ -34,19 +38,25 @@ def parse_sizer(spec: str) -> tuple[type[bt.Sizer], dict]:
     for part in filter(None, args.split(",")):
         key, sep, value = part.partition("=")
         if not sep:
-            raise MbatsError(f"sizer '{spec}': expected key=value after ':'")
+            raise UsageError(f"--sizer '{spec}': expected key=value after ':'")
         try:
             kwargs[key.strip()] = float(value)
         except ValueError:
-            raise MbatsError(f"sizer '{spec}': {key} must be a number") from None
+            raise UsageError(f"--sizer '{spec}': {key} must be a number") from None
     if name == "fixed":
-        return bt.sizers.FixedSize, {"stake": int(kwargs.pop("units", 10_000))} | _no_extra(spec, kwargs)
+        units = kwargs.pop("units", 10_000)
+        if not (math.isfinite(units) and units.is_integer() and 1 <= units <= MAX_UNITS):
+            raise UsageError(f"--sizer '{spec}': units must be a whole number from 1 to {MAX_UNITS:,}")
+        return bt.sizers.FixedSize, {"stake": int(units)} | _no_extra(spec, kwargs)
     if name == "percent":
-        return bt.sizers.PercentSizerInt, {"percents": kwargs.pop("percent", 10.0)} | _no_extra(spec, kwargs)
-    raise MbatsError(f"unknown sizer '{name}'; use fixed:units=N or percent:percent=P")
+        percent = kwargs.pop("percent", 10.0)
+        if not (math.isfinite(percent) and 0 < percent <= 100):
+            raise UsageError(f"--sizer '{spec}': percent must be above 0 and at most 100")
+        return bt.sizers.PercentSizerInt, {"percents": percent} | _no_extra(spec, kwargs)
+    raise UsageError(f"--sizer: unknown sizer '{name}'; use fixed:units=N or percent:percent=P")
 
 
 def _no_extra(spec: str, leftover: dict) -> dict:
     if leftover:
-        raise MbatsError(f"sizer '{spec}': unknown option(s) {', '.join(leftover)}")
+        raise UsageError(f"--sizer '{spec}': unknown option(s) {', '.join(leftover)}")
     return {}

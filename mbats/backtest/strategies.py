@@ -17,7 +17,7 @@ from pathlib import Path
 import backtrader as bt
 
 from mbats.config import get_settings
-from mbats.errors import MbatsError, NotFoundError
+from mbats.errors import MbatsError, NotFoundError, UsageError
 
 _TRUE = {"true", "1", "yes", "y", "on"}
 _FALSE = {"false", "0", "no", "n", "off"}
@@ -78,6 +78,8 @@ def declared_params(cls: type[bt.Strategy]) -> dict[str, object]:
 def coerce_value(name: str, raw: object, default: object) -> object:
     """Convert ``raw`` to the type of the declared default ("False" is False, not truthy)."""
     if not isinstance(raw, str):
+        if isinstance(default, int) and not isinstance(default, bool) and isinstance(raw, float) and raw.is_integer():
+            return int(raw)  # JSON conf and grids may carry 10.0 for an integer period
         return raw
     text = raw.strip()
     if isinstance(default, bool):
@@ -85,17 +87,17 @@ def coerce_value(name: str, raw: object, default: object) -> object:
             return True
         if text.lower() in _FALSE:
             return False
-        raise MbatsError(f"parameter {name}: '{raw}' is not a boolean (use true/false)")
+        raise UsageError(f"parameter {name}: '{raw}' is not a boolean (use true/false)")
     if isinstance(default, int):
         try:
             return int(text)
         except ValueError:
-            raise MbatsError(f"parameter {name}: '{raw}' is not an integer") from None
+            raise UsageError(f"parameter {name}: '{raw}' is not an integer") from None
     if isinstance(default, float):
         try:
             return float(text)
         except ValueError:
-            raise MbatsError(f"parameter {name}: '{raw}' is not a number") from None
+            raise UsageError(f"parameter {name}: '{raw}' is not a number") from None
     return text
 
 
@@ -104,11 +106,53 @@ def coerce_params(cls: type[bt.Strategy], raw: dict[str, object]) -> dict[str, o
     declared = declared_params(cls)
     unknown = sorted(set(raw) - set(declared))
     if unknown:
-        raise MbatsError(
+        raise UsageError(
             f"strategy {strategy_name(cls)} has no parameter(s) {', '.join(unknown)}; "
             f"its parameters: {', '.join(f'{k}={v!r}' for k, v in declared.items())}"
         )
-    return {k: coerce_value(k, v, declared[k]) for k, v in raw.items()}
+    values = {k: coerce_value(k, v, declared[k]) for k, v in raw.items()}
+    for k, v in values.items():
+        check_bounds(cls, k, v, declared[k])
+    return values
+
+
+# Without declared bounds a number must be finite, keep the sign of its default (periods and
+# thresholds are never negative) and stay below a size no FX strategy needs; a strategy narrows
+# this with a class attribute ``param_bounds = {"name": (low, high)}`` (inclusive).
+MAX_PARAM = 1_000_000
+
+
+def param_bounds(cls: type[bt.Strategy], name: str, default: object) -> tuple[float, float] | None:
+    declared = getattr(cls, "param_bounds", {}) or {}
+    if name in declared:
+        return declared[name]
+    if isinstance(default, bool) or not isinstance(default, (int, float)):
+        return None
+    if isinstance(default, int):
+        return (1 if default >= 1 else 0 if default >= 0 else -MAX_PARAM), MAX_PARAM
+    return (0.0 if default >= 0 else -float(MAX_PARAM)), float(MAX_PARAM)
+
+
+def check_bounds(cls: type[bt.Strategy], name: str, value: object, default: object) -> None:
+    """A parameter value outside its sane range is a usage error naming the range."""
+    import math
+
+    from mbats.errors import UsageError
+
+    if isinstance(default, bool) and not isinstance(value, bool):
+        raise UsageError(f"parameter {name}: {value!r} is not a boolean (use true/false)")
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UsageError(f"parameter {name}: {value!r} is not a number")
+        if isinstance(default, int) and isinstance(value, float):
+            if not value.is_integer():
+                raise UsageError(f"parameter {name}: {value!r} is not an integer")
+        if not math.isfinite(value):
+            raise UsageError(f"parameter {name}: {value!r} is not a finite number")
+    bounds = param_bounds(cls, name, default)
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        raise UsageError(f"parameter {name}={value!r} is out of range: allowed {bounds[0]:g} to {bounds[1]:g} "
+                         f"for strategy {strategy_name(cls)}")
 
 
 def parse_param_options(options: list[str]) -> dict[str, str]:
@@ -117,6 +161,6 @@ def parse_param_options(options: list[str]) -> dict[str, str]:
     for option in options:
         key, sep, value = option.partition("=")
         if not sep or not key.strip():
-            raise MbatsError(f"--param '{option}': expected name=value")
+            raise UsageError(f"--param '{option}': expected name=value")
         params[key.strip()] = value
     return params

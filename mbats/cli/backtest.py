@@ -8,6 +8,20 @@ from mbats.cli.options import parse_when
 from mbats.cli.output import console, print_json, table
 
 
+def backtest_values(strategy: str, instruments: list[str], granularity: str, start: str | None, end: str | None,
+                    param: list[str], cash: float, commission: float, spread: float, sizer: str) -> dict:
+    """The options of a backtest (or a sweep's base) checked against their ranges, named as options."""
+    from mbats.backtest.strategies import parse_param_options
+    from mbats.specs import BACKTEST_OPTIONS, BacktestRequest, check, check_strategy_params
+
+    values = dict(strategy=strategy, instruments=list(instruments), granularity=granularity,
+                  start=parse_when(start, "--from"), end=parse_when(end, "--to"), params=parse_param_options(param),
+                  cash=cash, commission=commission, spread_pips=spread, sizer=sizer)
+    check(BacktestRequest, values, BACKTEST_OPTIONS)
+    check_strategy_params(strategy, values["params"])
+    return values
+
+
 def backtest(
     strategy: str = typer.Argument(..., help="strategy name, e.g. sma_crossover or rsi_atr"),
     instruments: list[str] = typer.Option(..., "--instrument", "-i", help="instrument, repeat for several"),
@@ -27,11 +41,9 @@ def backtest(
     Example: mbats backtest sma_crossover -i EUR_USD -g H1 -p fast=10 -p slow=40 --spread 1.2
     """
     from mbats.backtest.runner import BacktestSpec, run_backtest
-    from mbats.backtest.strategies import parse_param_options
 
-    spec = BacktestSpec(strategy=strategy, instruments=list(instruments), granularity=granularity,
-                        start=parse_when(start, "--from"), end=parse_when(end, "--to"), params=parse_param_options(param),
-                        cash=cash, commission=commission, spread_pips=spread, sizer=sizer)
+    spec = BacktestSpec(**backtest_values(strategy, instruments, granularity, start, end, param, cash, commission,
+                                          spread, sizer))
     result = run_backtest(spec, track=not no_mlflow)
     summary = {"run_id": result.run_id, "strategy": result.strategy, "params": result.params,
                "instruments": result.instruments, "granularity": result.granularity, "bars": result.bars,

@@ -10,7 +10,7 @@ import typer
 from mbats.cli import backtest, data, db, runs
 from mbats.errors import MbatsError
 from mbats.dashboards.cli import dashboards_app
-from mbats.live.cli import live_command
+from mbats.live.commands import live_app
 from mbats.marketdata.cli import download_command, gaps_command, sim_app
 from mbats.ml.cli import ml_app
 from mbats.research.cli import sweep_command
@@ -31,7 +31,7 @@ app.command("runs")(runs.runs)
 app.command("report")(runs.report)
 app.command("demo")(runs.demo)
 app.command("sweep")(sweep_command)
-app.command("live")(live_command)
+app.add_typer(live_app, name="live")
 
 data.app.command("download")(download_command)
 data.app.command("gaps")(gaps_command)
@@ -41,9 +41,13 @@ app.add_typer(dashboards_app, name="dashboards")
 
 
 def _fail(message: str, code: int = 1) -> None:
+    from rich.markup import escape
+
     from mbats.cli.output import err_console
 
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # The message quotes user input: escape it so "[red]" or ":b:" is printed, not rendered.
+    text = " ".join(str(message).split()) or "failed"
+    err_console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True, emoji=False)
     sys.exit(code)
 
 
@@ -52,27 +56,41 @@ def _settings_message(exc) -> str:
     return "invalid setting " + "; ".join(problems) + " (check the environment or .env)"
 
 
-def run() -> None:
+def _usage_message(exc) -> str:
+    """click's usage error as one line, with where to look for the right usage."""
+    message = exc.format_message().rstrip(".")
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    return f"{message}{where}"
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Run the CLI: 0 on success, 1 for expected failures, 2 for usage errors, 130 for Ctrl-C."""
     import psycopg2
     from pydantic import ValidationError
+    from typer._click import exceptions as typer_click  # typer ships its own copy of click
 
     try:
-        app(standalone_mode=False)
+        code = app(args=argv, prog_name="mbats", standalone_mode=False)
     except MbatsError as exc:
-        _fail(str(exc))
-    except click.exceptions.Exit as exc:
+        _fail(str(exc), exc.exit_code)
+    except (click.exceptions.Exit, typer.Exit) as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        _fail("aborted", 130)
-    except KeyboardInterrupt:
+    except (click.UsageError, typer_click.UsageError) as exc:
+        _fail(_usage_message(exc), 2)
+    except (click.ClickException, typer_click.ClickException) as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except (click.exceptions.Abort, typer.Abort, KeyboardInterrupt):
         _fail("interrupted", 130)
     except ValidationError as exc:
         _fail(_settings_message(exc))
     except psycopg2.Error as exc:
         _fail(f"database error: {str(exc).strip().splitlines()[0]}")
+    # Outside standalone mode typer returns (not raises) the exit code of typer.Exit and of Ctrl-C.
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        if code == 130:
+            _fail("interrupted", 130)
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from mbats.errors import MbatsError
+from mbats.errors import UsageError
 
 
 def parse_when(value: str | None, option: str) -> datetime | None:
@@ -13,8 +13,13 @@ def parse_when(value: str | None, option: str) -> datetime | None:
         return None
     import pandas as pd
 
+    from mbats.specs import EARLIEST
+
     try:
         ts = pd.Timestamp(value)
-    except ValueError:
-        raise MbatsError(f"{option} '{value}' is not a date/time such as 2024-01-31 or 2024-01-31T12:00Z") from None
-    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    except (ValueError, TypeError, OverflowError, pd.errors.OutOfBoundsDatetime):
+        raise UsageError(f"{option} '{value}' is not a date/time such as 2024-01-31 or 2024-01-31T12:00Z") from None
+    if ts is pd.NaT or not EARLIEST <= ts.to_pydatetime() <= EARLIEST.replace(year=2100):
+        raise UsageError(f"{option} '{value}' is outside the plausible range 1971-01-01 to 2100-01-01")
+    return ts.to_pydatetime()

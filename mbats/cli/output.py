@@ -6,9 +6,11 @@ from collections.abc import Iterable, Sequence
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-console = Console()
-err_console = Console(stderr=True)
+# emoji=False: ":b:" in a user's grid or parameter is printed as typed, not as an emoji.
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 
 def print_json(value) -> None:
@@ -30,9 +32,9 @@ def fmt(value, digits: int = 2) -> str:
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence], right: Sequence[str] = ()) -> None:
-    t = Table(title=title, title_justify="left", header_style="bold")
+    t = Table(title=Text(title), title_justify="left", header_style="bold")
     for col in columns:
         t.add_column(col, justify="right" if col in right else "left")
     for row in rows:
-        t.add_row(*(fmt(v) for v in row))
+        t.add_row(*(Text(fmt(v)) for v in row))  # Text: cell values are data, never rich markup
     console.print(t)

@@ -15,8 +15,11 @@ def runs(
 ) -> None:
     """List runs in the risk database with their key metrics."""
     from mbats.db import connect
+    from mbats.errors import UsageError
     from mbats.risk.store import list_runs
 
+    if not 1 <= limit <= 100_000:
+        raise UsageError(f"--limit: must be from 1 to 100000 (got {limit})")
     conn = connect("risk")
     try:
         rows = list_runs(conn, limit=limit, strategy=strategy, sweep_id=sweep)
@@ -42,8 +45,11 @@ def report(
 ) -> None:
     """Show one run: its settings, metrics and where its HTML report is."""
     from mbats.db import connect
+    from mbats.errors import UsageError
     from mbats.risk.store import get_run
 
+    if not 1 <= run_id <= 2**63 - 1:
+        raise UsageError(f"RUN_ID: must be a positive run id from `mbats runs` (got {run_id})")
     conn = connect("risk")
     try:
         run = get_run(conn, run_id)

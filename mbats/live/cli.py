@@ -59,7 +59,14 @@ def live_command(
     from mbats.config import get_settings
     from mbats.live.config import LiveConfig, RiskLimits
     from mbats.live.session import run
+    from mbats.specs import LIVE_OPTIONS, LiveOptions, check, check_strategy_params
 
+    # Ranges first (one usage error naming the option), before settings, the broker or the risk DB.
+    check(LiveOptions, dict(mode=mode, warmup=warmup, units=units, bars=bars, max_units=max_units, max_gross=max_gross,
+                            max_orders=max_orders, max_loss=max_loss, webhook=webhook, instruments=list(instruments),
+                            granularity=granularity), LIVE_OPTIONS)
+    check_strategy_params(strategy, parse_param_options(param))
+    parse_when(until, "--until")
     settings = get_settings()
     base = RiskLimits.from_settings(settings)
     risk = RiskLimits(
@@ -79,7 +86,11 @@ def live_command(
     summary = {"run_id": result.run_id, "status": result.status, "mode": mode, "resumed": result.resumed,
                "live_bars": result.live_bars, "breaches": [b.rule for b in result.breaches],
                "reconciliation": result.reconciliation.to_json()}
+    if result.status != "finished":
+        summary["stop_reason"] = result.stop_reason
     print(json.dumps(summary, indent=None if as_json else 2, default=str))
+    if result.exit_code:  # stopped by the kill switch (3) or a signal (128 + n): not a clean finish
+        raise typer.Exit(result.exit_code)
 
 
 def main() -> None:
@@ -90,13 +101,23 @@ def main() -> None:
     logging.getLogger("oandapyV20").setLevel(logging.CRITICAL)  # it logs expected 404s (client-id lookups)
     app = typer.Typer(add_completion=False)
     app.command()(live_command)
+    from typer._click import exceptions as typer_click
+
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except MbatsError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(exc.exit_code)
+    except typer_click.UsageError as exc:
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
     except (typer.Exit, SystemExit) as exc:
         sys.exit(getattr(exc, "exit_code", getattr(exc, "code", 0)) or 0)
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        sys.exit(code)  # typer returns the code of typer.Exit and of Ctrl-C (130) outside standalone mode
 
 
 if __name__ == "__main__":

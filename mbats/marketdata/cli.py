@@ -23,18 +23,34 @@ from rich.table import Table
 from mbats.config import get_settings
 from mbats.errors import MbatsError
 
-console = Console(stderr=False)
+console = Console(stderr=False, emoji=False)
 DEFAULT_GRANULARITY = "M1"
 
 
 def _utc(value: Optional[str], name: str) -> Optional[pd.Timestamp]:
-    if value is None:
-        return None
-    try:
-        ts = pd.Timestamp(value)
-    except ValueError:
-        raise MbatsError(f"{name} '{value}' is not a date/time; use e.g. 2024-01-01 or 2024-01-01T12:00Z") from None
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    from mbats.cli.options import parse_when
+
+    when = parse_when(value, name)  # a usage error (exit 2) for bad or implausible dates
+    return None if when is None else pd.Timestamp(when)
+
+
+def _check_download(instrument: list[str], granularity: list[str], price: str, start, end) -> None:
+    """Every download option checked before the first request: instruments, granularities, prices, dates."""
+    from mbats.errors import UsageError
+    from mbats.secmaster.granularity import GRANULARITIES
+    from mbats.specs import DownloadRange, check, check_symbol
+
+    for symbol in instrument:
+        try:
+            check_symbol(symbol)
+        except ValueError as exc:
+            raise UsageError(f"--instrument: {exc}") from None
+    for gran in granularity:
+        if gran not in GRANULARITIES:
+            raise UsageError(f"--granularity: unknown granularity '{gran}'; use one of {', '.join(GRANULARITIES)}")
+    if not price or set(price) - set("MBA") or len(set(price)) != len(price):
+        raise UsageError(f"--price: '{price}' must be letters from M (mid), B (bid), A (ask), each once, e.g. MBA")
+    check(DownloadRange, {"start": start, "end": end}, {"start": "--start", "end": "--end"})
 
 
 def _fmt(ts) -> str:
@@ -68,8 +84,9 @@ def download_command(
     from mbats.marketdata.client import make_client
     from mbats.marketdata.download import download_candles, download_instruments
 
-    client = make_client()
     start_ts, end_ts = _utc(start, "--start"), _utc(end, "--end")
+    _check_download(instrument or [], granularity, price, start_ts, end_ts)
+    client = make_client()
     conn = connect("secmaster")
     results, instrument_count = [], None
     try:
@@ -114,6 +131,13 @@ def gaps_command(
     from mbats.db import connect
     from mbats.marketdata.gaps import gap_report
 
+    from mbats.specs import RangeSpec, check
+
+    if min_missing < 1 or limit < 0:
+        from mbats.errors import UsageError
+
+        raise UsageError(f"--min-missing must be at least 1 (got {min_missing}) and --limit at least 0 (got {limit})")
+    check(RangeSpec, {"start": _utc(start, "--start"), "end": _utc(end, "--end")}, {"start": "--start", "end": "--end"})
     conn = connect("secmaster")
     try:
         report = gap_report(conn, instrument.upper(), granularity, _utc(start, "--start"), _utc(end, "--end"),
@@ -180,8 +204,17 @@ def serve_command(
     from mbats.sim import DEFAULT_ACCOUNT, DEFAULT_TOKEN, SimConfig, SimServer, Simulator, parse_speed
     from mbats.sim.data import csv_bars, secmaster_bars, synthetic_bars
 
+    from mbats.errors import UsageError
+    from mbats.specs import finite
+
     settings = get_settings()
     parse_speed(speed)  # fail before loading data
+    finite(spread, "--spread", 0, 500)
+    finite(balance, "--balance", 0.01, 1e12)
+    if port is not None and not 1 <= port <= 65535:
+        raise UsageError(f"--port: must be from 1 to 65535 (got {port})")
+    if source not in ("synthetic", "secmaster", "csv"):
+        raise UsageError(f"--source: '{source}' is not synthetic, secmaster or csv")
     symbols = [s.upper() for s in instrument]
     start_ts, end_ts = _utc(start, "--start"), _utc(end, "--end")
     if source == "synthetic":

@@ -35,8 +35,20 @@ def train_command(
 ) -> None:
     """Train, validate walk-forward, log to MLflow and register a new version as @challenger."""
     from mbats.backtest.strategies import parse_param_options
+    from mbats.errors import UsageError
     from mbats.ml.train import TrainSpec, train
+    from mbats.specs import RangeSpec, check, check_symbol
 
+    for symbol in instruments:
+        try:
+            check_symbol(symbol)
+        except ValueError as exc:
+            raise UsageError(f"INSTRUMENTS: {exc}") from None
+    if not 2 <= folds <= 100:
+        raise UsageError(f"--folds: must be from 2 to 100 (got {folds})")
+    if not 1 <= horizon <= 10_000:
+        raise UsageError(f"--horizon: must be from 1 to 10000 bars (got {horizon})")
+    check(RangeSpec, {"start": start, "end": end}, {"start": "--start", "end": "--end"})
     spec = TrainSpec(instruments=[i.upper() for i in instruments], granularity=granularity, start=start, end=end,
                      model=model, params=parse_param_options(param), folds=folds, horizon=horizon, model_name=name)
     result = train(spec)
@@ -92,7 +104,9 @@ def promote_command(
 ) -> None:
     """Move @champion to @challenger if the challenger beats it out of sample; the reason is recorded."""
     from mbats.ml.registry import promote
+    from mbats.specs import finite
 
+    finite(min_improvement, "--min-improvement", -1e6, 1e6)
     result = promote(name, metric=metric, min_improvement=min_improvement, force=force)
     if as_json:
         _print_json(result.as_dict())
@@ -114,9 +128,12 @@ def serve_command(
     """Serve the model over REST (POST /invocations, GET /ping) until interrupted."""
     import os
 
+    from mbats.errors import UsageError
     from mbats.ml import registry
     from mbats.ml.serve import serve_command as argv, serve_env
 
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--port: must be from 1 to 65535 (got {port})")
     model = registry.model_name(name)
     uri = f"models:/{model}/{version}" if version else registry.resolve(model, alias).alias_uri
     typer.echo(f"serving {uri} on http://{host}:{port}/invocations", err=True)

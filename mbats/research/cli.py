@@ -39,16 +39,20 @@ def sweep_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mbats.backtest.runner import BacktestSpec
-    from mbats.backtest.strategies import parse_param_options
-    from mbats.cli.options import parse_when
     from mbats.cli.output import console, err_console, fmt, print_json, table
     from mbats.research.grid import parse_grid
     from mbats.research.sweep import SweepRequest, run_sweep
 
-    base = BacktestSpec(strategy=strategy, instruments=list(instruments), granularity=granularity,
-                        start=parse_when(start, "--from"), end=parse_when(end, "--to"), params=parse_param_options(param),
-                        cash=cash, commission=commission, spread_pips=spread, sizer=sizer)
-    request = SweepRequest(base, parse_grid(grid), top=top, rank_by=rank_by, tolerance_pct=tolerance,
+    from mbats.cli.backtest import backtest_values
+    from mbats.specs import SWEEP_OPTIONS, SweepOptions, check, check_grid
+
+    # Everything is checked before the first configuration runs: ranges, strategy params, every grid value.
+    values = backtest_values(strategy, instruments, granularity, start, end, param, cash, commission, spread, sizer)
+    check(SweepOptions, dict(top=top, rank_by=rank_by, tolerance=tolerance, workers=workers), SWEEP_OPTIONS)
+    parsed_grid = parse_grid(grid)
+    check_grid(strategy, parsed_grid, values["params"])
+    base = BacktestSpec(**values)
+    request = SweepRequest(base, parsed_grid, top=top, rank_by=rank_by, tolerance_pct=tolerance,
                            workers=workers or None, track=not no_mlflow)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console, transient=as_json) as progress:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import itertools
 import math
 
-from mbats.errors import MbatsError
+from mbats.errors import UsageError
 
 MAX_CONFIGS = 1000
 
 
-class GridError(MbatsError):
+class GridError(UsageError):
     """A --grid option could not be read."""
 
 
@@ -40,7 +40,11 @@ def parse_grid(options: list[str]) -> dict[str, list]:
             step = _number(parts[2], option) if len(parts) == 3 else 1
             if step <= 0 or stop < start:
                 raise GridError(f"--grid '{option}': needs start <= stop and a positive step")
+            if not all(math.isfinite(v) for v in (start, stop, step)):
+                raise GridError(f"--grid '{option}': start, stop and step must be finite numbers")
             count = int(math.floor((stop - start) / step + 1e-9)) + 1
+            if count > MAX_CONFIGS:  # refuse before building the list, not after
+                raise GridError(f"--grid '{option}': {count:,} values; the limit is {MAX_CONFIGS} configurations")
             integral = all(isinstance(v, int) for v in (start, stop, step))
             grid[name] = [start + i * step if integral else round(start + i * step, 10) for i in range(count)]
         else:
