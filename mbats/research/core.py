@@ -48,7 +48,7 @@ from mbats.backtest.strategies import strategy_name
 from mbats.config import PROJECT_ROOT, get_settings
 from mbats.errors import MbatsError
 from mbats.research.fingerprint import NAT, fingerprint_arrays
-from mbats.research.indicators import _exact_window_sums, crossover, hold_targets
+from mbats.research.indicators import SmaCross, _exact_window_sums, crossover, hold_targets
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +57,6 @@ CHUNK = 128                                           # configurations whose tar
 _NS_PER_DAY = 86_400 * 1_000_000_000
 
 Progress = Callable[[str, int, int], None]
-
-
-@dataclass(frozen=True)
-class SmaCross:
-    """Compiled signals: SMA(close, ``fast``) crossing SMA(close, ``slow``), held as the target.
-
-    Long after an up-cross, short (or flat when ``allow_short`` is false) after a down-cross; the
-    crossover compares with the last non-zero difference, like ``bt.ind.CrossOver``. The fields
-    name the strategy parameters that hold each value.
-    """
-
-    fast: str = "fast"
-    slow: str = "slow"
-    allow_short: str = "allow_short"
 
 
 # --- engine ---------------------------------------------------------------------------------------

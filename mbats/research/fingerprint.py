@@ -6,7 +6,8 @@ without formatting a single number as text. Layout ``mbats.trades.v1``::
 
     header  b"mbats.trades.v1;n=<rows>;instruments=<sorted unique names, comma separated>\\n"
     then each column as contiguous little-endian bytes, in this order (one value per trade,
-    trades in the trade list's order — by entry time, then instrument):
+    trades sorted by entry time, then instrument name — engines list simultaneous entries on
+    several instruments in different orders, and that order is not part of the trades):
     instrument   int32    index of the trade's instrument in the sorted name list
     direction    int8     +1 long, -1 short
     size         float64  units (positive)
@@ -69,6 +70,8 @@ def trades_fingerprint(trades: pd.DataFrame) -> str:
     exit_us = np.where(is_open, NAT, _micros(trades["exit_ts"]))
     exit_price = np.where(is_open, np.nan, pd.to_numeric(trades["exit_price"]).to_numpy(dtype=np.float64))
     pnl_net = np.where(is_open, np.nan, pd.to_numeric(trades["pnl_net"]).to_numpy(dtype=np.float64))
-    return fingerprint_arrays(names, codes, direction, pd.to_numeric(trades["size"]).to_numpy(np.float64),
-                              _micros(trades["entry_ts"]), trades["entry_price"].to_numpy(np.float64),
-                              exit_us, exit_price, pnl_net)
+    entry_us = _micros(trades["entry_ts"])
+    order = np.lexsort((codes, entry_us))  # stable: same-bar trades of one instrument keep their order
+    columns = (codes, direction, pd.to_numeric(trades["size"]).to_numpy(np.float64), entry_us,
+               trades["entry_price"].to_numpy(np.float64), exit_us, exit_price, pnl_net)
+    return fingerprint_arrays(names, *(np.asarray(c)[order] for c in columns))

@@ -9,6 +9,8 @@ once, which is what ``fsum`` does.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -76,3 +78,19 @@ def hold_targets(cross: pd.Series, allow_short: bool = True) -> pd.Series:
     if not allow_short:
         target = target.clip(lower=0.0)
     return target.astype(np.int8)
+
+
+@dataclass(frozen=True)
+class SmaCross:
+    """Declares compiled signals (``compiled_signals = SmaCross()`` on a SignalStrategy).
+
+    The signals are ``hold_targets(crossover(sma(close, fast), sma(close, slow)), allow_short)``;
+    sweeps then compute them in :mod:`mbats.research.kernels` (each distinct SMA once per grid)
+    instead of calling ``signals()`` per configuration. The fields name the strategy parameters
+    holding each value. Declaring it for signals that are not this rule would score the wrong
+    trades, which the sweep's backtrader re-runs would flag as disagreements.
+    """
+
+    fast: str = "fast"
+    slow: str = "slow"
+    allow_short: str = "allow_short"

@@ -1,6 +1,9 @@
 """Two-stage parameter sweeps: score every configuration vectorised, re-run the best in backtrader.
 
-Stage 1 runs :func:`vector_simulate` for the whole grid on a process pool (one process per core).
+Stage 1 scores the whole grid in this process with the compiled core (:mod:`mbats.research.core`:
+numba threads, one copy of the bars, each indicator once per grid); a grid the core cannot model
+(several instruments, a sizer other than ``fixed``) runs :func:`vector_simulate` per configuration
+on a process pool instead, and the result's ``notes`` say so.
 Stage 2 re-runs the top N through :func:`run_backtest` (``run_type="sweep"``, a shared
 ``sweep_id``), so the ranked results carry backtrader's exact fills, and compares each re-run
 with its vectorised score: they *agree* when the trade lists are identical (same fingerprint)
@@ -29,6 +32,7 @@ from mbats.backtest.runner import BacktestSpec, load_bars, run_backtest, simulat
 from mbats.backtest.signals import has_signals
 from mbats.backtest.strategies import coerce_params, find_strategy, strategy_name
 from mbats.errors import MbatsError
+from mbats.research.core import score_grid, unsupported
 from mbats.research.grid import expand_grid
 from mbats.research.vectorised import vector_simulate
 from mbats.risk.metrics import METRIC_DESCRIPTIONS, compute_metrics
@@ -82,6 +86,8 @@ class SweepResult:
     vector_seconds: float
     backtrader_seconds: float
     mlflow_run_id: str | None = None
+    engine: str = "processes"            # how stage 1 ran: numba / numpy (the core) or processes
+    notes: list[str] = field(default_factory=list)
 
     @property
     def rerun(self) -> list[ConfigScore]:
@@ -108,7 +114,8 @@ class SweepResult:
         return {"sweep_id": self.sweep_id, "strategy": self.strategy, "rank_by": self.rank_by,
                 "tolerance_pct": self.tolerance_pct, "workers": self.workers,
                 "vector_seconds": self.vector_seconds, "backtrader_seconds": self.backtrader_seconds,
-                "mlflow_run_id": self.mlflow_run_id, "configs": len(self.scores),
+                "mlflow_run_id": self.mlflow_run_id, "configs": len(self.scores), "engine": self.engine,
+                "notes": self.notes,
                 "disagreements": [s.config_id for s in self.disagreements],
                 "scores": [_score_dict(s) for s in self.scores]}
 
@@ -221,9 +228,19 @@ def run_sweep(req: SweepRequest, bars: dict[str, pd.DataFrame] | None = None,
     if req.record:
         _record_sweep_start(req, base, sweep_id, len(configs), workers)
 
+    engine, notes = "processes", []
     with _pool_for(workers, bars) as pool:
         started = time.perf_counter()
-        if has_signals(cls):
+        why = unsupported(cls, specs) if has_signals(cls) else None
+        if has_signals(cls) and why is None:
+            grid = score_grid(cls, specs, bars, threads=workers, progress=progress)
+            engine, notes = grid.engine, list(grid.notes)
+            scores = [ConfigScore(i, spec.params, grid.metrics[i], grid.trades[i], grid.fingerprints[i],
+                                  grid.seconds / len(specs)) for i, spec in enumerate(specs)]
+            top = req.top
+        elif has_signals(cls):
+            notes.append(f"the scoring core cannot model this grid ({why}): each configuration ran "
+                         "vector_simulate on the process pool")
             vector = _map(pool, _vector_task, [(spec, i) for i, spec in enumerate(specs)], "vectorised", progress)
             scores = [ConfigScore(r["config_id"], specs[r["config_id"]].params, r["metrics"], r["trades"],
                                   r["trades_sha256"], r["seconds"]) for r in vector]
@@ -255,7 +272,7 @@ def run_sweep(req: SweepRequest, bars: dict[str, pd.DataFrame] | None = None,
     for rank, s in enumerate(scores, 1):
         s.rank = rank
     result = SweepResult(sweep_id, strategy_name(cls), req.rank_by, req.tolerance_pct, scores, workers,
-                         vector_seconds, backtrader_seconds)
+                         vector_seconds, backtrader_seconds, engine=engine, notes=notes)
     if req.track and req.record:
         for s in result.rerun:
             s.mlflow_run_id = _log_child(specs[s.config_id], s, strategy_name(cls))
