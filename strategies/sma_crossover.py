@@ -21,8 +21,6 @@ class SmaCrossover(SignalStrategy):
     )
     # sweeps score these signals in the compiled core (mbats.research.core), SMAs once per grid
     compiled_signals = SmaCross(fast="fast", slow="slow", allow_short="allow_short")
-    # sweeps score these signals in the compiled core (mbats.research.core), SMAs once per grid
-    compiled_signals = SmaCross(fast="fast", slow="slow", allow_short="allow_short")
     param_bounds = {"fast": (1, 100_000), "slow": (1, 100_000)}  # checked before any run starts
 
     @classmethod
