@@ -84,6 +84,15 @@ class Settings(BaseSettings):
     )
     live_risk_webhook_url: str | None = Field(None, description="URL every risk breach is POSTed to (JSON)")
     live_heartbeat_timeout: float = Field(20.0, description="Reconnect the price stream after this many silent seconds")
+    live_on_signal: Literal["leave", "flatten"] = Field(
+        "leave", description="SIGTERM/SIGINT stop a live session: leave positions and pending orders, or flatten"
+    )
+    live_drift_check_bars: int = Field(
+        5, description="Compare the runner's positions with the broker's every N bars (0: off)"
+    )
+    live_drift_tolerance_units: float = Field(
+        0.0, description="A position difference above this many units stops trading (any difference is logged)"
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -462,6 +462,37 @@ class OandaBroker(bt.broker.BrokerBase):
         elif (txn.get("tradeOpened") or {}).get("tradeID") and txn.get("tradesClosed"):
             self.trade_ids[instrument] = txn["tradeOpened"]["tradeID"]  # reversed through flat
 
+    # --- continuous reconciliation --------------------------------------------------------------
+    def check_drift(self, tolerance: float = 0.0) -> str | None:
+        """Compare positions with the account's; a difference is a risk event and the broker's figure is
+        adopted. → a description when some difference exceeds ``tolerance`` units (trading should stop)."""
+        self.poll()
+        body = self.client.request(accounts_ep.AccountDetails(self.account))
+        if int(body["lastTransactionID"]) != int(self.last_txn):
+            return None  # something happened in between: compare on a later bar
+        broker: dict[str, tuple[float, float]] = {}
+        for p in body["account"].get("positions", []):
+            units = float(p["long"]["units"]) + float(p["short"]["units"])
+            side = p["long"] if float(p["long"]["units"]) else p["short"]
+            if units:
+                broker[p["instrument"]] = (units, float(side.get("averagePrice", 0) or 0))
+        worst, lines = 0.0, []
+        for name in sorted(set(broker) | {k for k, v in self.positions.items() if v.size}):
+            theirs = broker.get(name, (0.0, 0.0))
+            ours = self.positions[name].size
+            if theirs[0] != ours:
+                worst = max(worst, abs(theirs[0] - ours))
+                lines.append(f"{name}: runner {ours:+.0f}, broker {theirs[0]:+.0f}")
+                self.positions[name] = bt.Position(theirs[0], theirs[1])  # the broker wins
+        if not lines:
+            return None
+        text = "; ".join(lines)
+        stop = worst > tolerance
+        if self.p.risk is not None:
+            self.p.risk.event("position_drift", None, f"{text} (tolerance {tolerance:g} units)",
+                              "stop" if stop else "logged")
+        return text if stop else None
+
     # --- kill switch --------------------------------------------------------------------------
     def flatten(self) -> None:
         """Cancel every pending order and close every position of the account, then read the result."""

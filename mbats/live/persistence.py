@@ -8,6 +8,8 @@ that resumes the same run rewrites nothing twice.
 
 from __future__ import annotations
 
+import os
+import socket
 from datetime import datetime
 
 from psycopg2.extras import Json
@@ -63,7 +65,7 @@ class LiveStore:
                 "WHERE id = %s", (status, bars, data_from, data_to, self.run_id))
 
     def fail(self, error: str) -> None:
-        risk_store.mark_failed(self.conn, self.run_id, error)
+        risk_store.mark_failed(self.conn, self.run_id, error)  # falls back to a fresh connection
 
     # --- events -----------------------------------------------------------------------------
     def _upsert(self, table: str, cols: tuple[str, ...], key: tuple[str, ...], row: dict, update: bool = True) -> None:
@@ -128,3 +130,89 @@ class LiveStore:
             cur.execute("SELECT DISTINCT ON (instrument) instrument, size FROM positions WHERE run_id = %s "
                         "ORDER BY instrument, ts DESC", (self.run_id,))
             return {i: s for i, s in cur.fetchall() if s}
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def sweep_stale_runs(conn) -> list[tuple[int, str]]:
+    """Mark ``failed`` the running paper/live runs of this host whose process is gone (kill -9, OOM)."""
+    host = socket.gethostname()
+    with conn.cursor() as cur:
+        cur.execute("SELECT id, (broker -> 'process' ->> 'pid')::int FROM runs WHERE status = 'running' "
+                    "AND broker -> 'process' ->> 'host' = %s", (host,))
+        stale = [(run_id, pid) for run_id, pid in cur.fetchall() if pid is not None and pid != os.getpid()
+                 and not _process_alive(pid)]
+        out = []
+        for run_id, pid in stale:
+            why = f"the runner process (pid {pid} on {host}) is gone; marked by the stale-run sweep"
+            cur.execute("UPDATE runs SET status = 'failed', error = %s, finished_at = now(), "
+                        "duration_s = extract(epoch FROM now() - started_at) WHERE id = %s AND status = 'running'",
+                        (why, run_id))
+            out.append((run_id, why))
+    if not conn.autocommit:
+        conn.commit()
+    return out
+
+
+# --- the kill switch (one row per account, survives restarts) ----------------------------------
+def account_key(settings) -> str:
+    """The kill switch's account: environment and account id (a simulator is an account of its own)."""
+    key = f"{settings.oanda_environment}:{settings.oanda_account_id}"
+    return f"{key}@{settings.oanda_sim_url}" if settings.oanda_environment == "sim" else key
+
+
+class KillSwitchStore:
+    """The tripped flag and the day's NAV baseline of one account in ``live_kill_switch``."""
+
+    def __init__(self, conn, key: str) -> None:
+        self.conn, self.key = conn, key
+
+    def load(self) -> dict:
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT day, day_start_nav, tripped, tripped_at, reason FROM live_kill_switch "
+                        "WHERE account_key = %s", (self.key,))
+            row = cur.fetchone()
+        keys = ("day", "day_start_nav", "tripped", "tripped_at", "reason")
+        return dict(zip(keys, row)) if row else dict.fromkeys(keys) | {"tripped": False}
+
+    def save_baseline(self, day, nav: float) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute("INSERT INTO live_kill_switch (account_key, day, day_start_nav) VALUES (%s, %s, %s) "
+                        "ON CONFLICT (account_key) DO UPDATE SET day = EXCLUDED.day, "
+                        "day_start_nav = EXCLUDED.day_start_nav, updated_at = now()", (self.key, day, nav))
+
+    def trip(self, reason: str, run_id: int | None) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute("INSERT INTO live_kill_switch (account_key, tripped, tripped_at, tripped_run_id, reason) "
+                        "VALUES (%s, true, now(), %s, %s) ON CONFLICT (account_key) DO UPDATE SET tripped = true, "
+                        "tripped_at = now(), tripped_run_id = EXCLUDED.tripped_run_id, reason = EXCLUDED.reason, "
+                        "updated_at = now()", (self.key, run_id, reason))
+
+
+def reset_kill_switch(conn, key: str, who: str, note: str | None = None) -> dict | None:
+    """Clear a tripped kill switch; record who and when (row + a ``risk_events`` entry). → the old state."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT tripped, tripped_at, tripped_run_id, reason FROM live_kill_switch "
+                    "WHERE account_key = %s FOR UPDATE", (key,))
+        row = cur.fetchone()
+        if row is None or not row[0]:
+            conn.rollback()
+            return None
+        cur.execute("UPDATE live_kill_switch SET tripped = false, reset_at = now(), reset_by = %s, "
+                    "day = NULL, day_start_nav = NULL, updated_at = now() WHERE account_key = %s", (who, key))
+        detail = f"kill switch of {key} reset by {who} (tripped {row[1]:%Y-%m-%d %H:%M:%S %Z}: {row[3]})"
+        if note:
+            detail += f"; note: {note}"
+        cur.execute("INSERT INTO risk_events (run_id, rule, instrument, detail, action) "
+                    "VALUES (%s, 'kill_switch_reset', NULL, %s, 'reset')", (row[2], detail))
+    conn.commit()
+    return {"tripped_at": row[1], "run_id": row[2], "reason": row[3]}
+

@@ -1,4 +1,4 @@
-"""The analyzer that writes a live run to the risk database bar by bar and runs the daily-loss check."""
+"""The analyzer that writes a live run to the risk database bar by bar (account snapshot, trades)."""
 
 from __future__ import annotations
 
@@ -68,8 +68,4 @@ class LiveRecorder(bt.Analyzer):
                               "market_price": price, "unrealized_pnl": pos.size * (price - pos.price)})
         if self.p.store is not None:
             self.p.store.snapshot(ts.to_pydatetime(), broker.getcash(), broker.getvalue(), positions)
-        risk = self.p.risk
-        if risk is not None and risk.check_daily_loss(broker.getvalue(), ts.to_pydatetime()) is not None:
-            self.killed = True
-            if self.p.on_kill is not None:
-                self.p.on_kill()
+        # the daily-loss check is not here: it runs in the broker when the bar arrives, before the strategy

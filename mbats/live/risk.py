@@ -1,7 +1,11 @@
 """Pre-trade risk limits and the daily-loss kill switch.
 
 A breach blocks the order (the strategy gets it back Rejected); the daily-loss breach trips the
-kill switch: pending orders cancelled, positions closed, the session stopped. Every breach is
+kill switch: pending orders cancelled, positions closed, the session stopped. The tripped state
+and the day's NAV baseline are kept in the risk DB (``live_kill_switch``, via ``state``), so a
+restart the same day keeps the same baseline, and a tripped account stays stopped until
+``mbats live reset-kill-switch``. The loss check runs when a bar arrives, before the strategy
+sees it, so no order goes out on the bar that breached. Every breach is
 written to ``risk_events`` and POSTed as JSON to the configured webhook (a webhook that is down
 is logged, never allowed to stop risk handling).
 """
@@ -42,7 +46,8 @@ def _notional(instrument: str, units: float, mid: float, home: str) -> float:
 
 class RiskManager:
     def __init__(self, limits: RiskLimits, home_currency: str = "USD",
-                 record: Callable[[Breach], None] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 record: Callable[[Breach], None] | None = None, clock: Callable[[], float] = time.monotonic,
+                 state=None) -> None:
         self.limits, self.home = limits, home_currency
         self.record = record
         self.clock = clock
@@ -52,6 +57,12 @@ class RiskManager:
         self.tripped = False
         self.breaches: list[Breach] = []
         self.run_id: int | None = None
+        self.state = state  # a KillSwitchStore (persistence) or None
+        if state is not None:
+            saved = state.load()
+            self.tripped = bool(saved["tripped"])
+            if saved["day"] is not None and saved["day_start_nav"] is not None:
+                self.day, self.day_start_nav = saved["day"].isoformat(), float(saved["day_start_nav"])
 
     # --- pre-trade ----------------------------------------------------------------------------
     def check_order(self, instrument: str, units: int, positions: dict, mid_of: Callable[[str], float | None],
@@ -108,20 +119,28 @@ class RiskManager:
     # --- per bar ------------------------------------------------------------------------------
     def check_daily_loss(self, nav: float, bar_time: datetime) -> Breach | None:
         """Track the day's first NAV (UTC day of the bar); a loss beyond the limit trips the kill switch."""
-        day = bar_time.astimezone(timezone.utc).date().isoformat()
-        if day != self.day:
-            self.day, self.day_start_nav = day, nav
+        day = bar_time.astimezone(timezone.utc).date()
+        if day.isoformat() != self.day:
+            self.day, self.day_start_nav = day.isoformat(), nav
+            if self.state is not None:
+                self.state.save_baseline(day, nav)
         loss = (self.day_start_nav or nav) - nav
         lim = self.limits.max_daily_loss
         if lim is None or self.tripped or loss < lim:
             return None
         self.tripped = True
-        self._breach("max_daily_loss", None, f"NAV {nav:,.2f} is {loss:,.2f} below the day's start "
-                                             f"{self.day_start_nav:,.2f} (limit {lim:,.2f}): flattening and stopping",
-                     "kill_switch")
+        detail = (f"NAV {nav:,.2f} is {loss:,.2f} below the day's start {self.day_start_nav:,.2f} "
+                  f"(limit {lim:,.2f}): flattening and stopping")
+        if self.state is not None:  # first, so a crash right after still leaves the account stopped
+            self.state.trip(detail, self.run_id)
+        self._breach("max_daily_loss", None, detail, "kill_switch")
         return self.breaches[-1]
 
     # --- reporting ----------------------------------------------------------------------------
+    def event(self, rule: str, instrument: str | None, detail: str, action: str) -> str:
+        """Record and announce a risk event found elsewhere (e.g. position drift)."""
+        return self._breach(rule, instrument, detail, action)
+
     def _breach(self, rule: str, instrument: str | None, detail: str, action: str) -> str:
         breach = Breach(rule, instrument, detail, action, datetime.now(timezone.utc))
         self.breaches.append(breach)

@@ -5,12 +5,24 @@ the same ``session_key``, resumes) the run in the risk database, reconciles the 
 backfills warm-up bars, and runs backtrader on the live feed and broker until ``until`` /
 ``max_bars`` / the kill switch. It always returns: a scheduler retry of a session that died
 resumes through the reconciliation.
+
+Stopping: SIGTERM (``docker stop``, Celery) and SIGINT (Ctrl-C) end the session after the bar in
+hand; positions and pending orders are left alone or flattened per ``MBATS_LIVE_ON_SIGNAL``
+(``leave`` | ``flatten``); the run is marked ``stopped`` and :attr:`SessionResult.exit_code` is
+128 + the signal (130, 143). A tripped kill switch also ends ``stopped`` (exit code 3), and a
+start on an account whose kill switch is tripped is refused until it is reset. A runner that
+died without a word (kill -9, OOM) leaves its run ``running``: the next start sweeps such runs
+(their process is gone) to ``failed``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import signal
+import socket
+import threading
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -28,7 +40,7 @@ from mbats.errors import ConfigError, MbatsError
 from mbats.live.config import LiveConfig, RiskLimits, check_mode
 from mbats.live.data import PriceHub, make_live_feed
 from mbats.live.execution import OandaBroker
-from mbats.live.persistence import LiveStore
+from mbats.live.persistence import KillSwitchStore, LiveStore, account_key, sweep_stale_runs
 from mbats.live.reconcile import ReconcileReport, reconcile
 from mbats.live.recorder import LiveRecorder
 from mbats.live.risk import RiskManager
@@ -59,14 +71,65 @@ def live_strategy(cls: type[bt.Strategy]) -> type[bt.Strategy]:
     return type(cls.__name__, (cls,), {"start": start, "next": next, "__module__": cls.__module__})
 
 
+KILL_SWITCH_EXIT = 3
+
+
+class KillSwitchTripped(MbatsError):
+    """The account's kill switch is tripped: no session starts until it is reset."""
+
+    exit_code = KILL_SWITCH_EXIT
+
+
 @dataclass
 class SessionResult:
     run_id: int
-    status: str  # finished | stopped (kill switch)
+    status: str  # finished | stopped (kill switch, signal, drift)
     resumed: bool
     live_bars: int
     reconciliation: ReconcileReport
     breaches: list
+    signal: int | None = None  # the signal that stopped the session
+    stop_reason: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 for a session that ran its window; 128 + signal when stopped by one; 3 otherwise."""
+        if self.status == "finished":
+            return 0
+        return 128 + self.signal if self.signal else KILL_SWITCH_EXIT
+
+
+class _Stopper:
+    """SIGTERM / SIGINT → a graceful stop after the bar in hand (a second signal stops at once)."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._stop = None
+        self._old: dict = {}
+
+    def install(self) -> "_Stopper":
+        if threading.current_thread() is threading.main_thread():  # signals can only be caught there
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, _frame) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+        log.warning("%s received: stopping the session after the current bar", signal.Signals(signum).name)
+        if self._stop is not None:
+            self._stop()
+
+    def on_stop(self, fn) -> None:
+        self._stop = fn
+        if self.signal is not None:
+            fn()
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
 
 
 def _settings_for(settings: Settings, account: str | None) -> Settings:
@@ -121,6 +184,15 @@ def run(cfg: LiveConfig, risk: RiskLimits | None = None, settings: Settings | No
     from mbats.db import connect
 
     store = LiveStore(connect("risk"))
+    kill_state = KillSwitchStore(store.conn, account_key(settings))
+    saved = kill_state.load()
+    if saved["tripped"]:
+        store.conn.close()
+        raise KillSwitchTripped(
+            f"the kill switch of account {account} tripped at {saved['tripped_at']:%Y-%m-%d %H:%M:%S %Z} "
+            f"({saved['reason']}); trading stays stopped until `mbats live reset-kill-switch` is run")
+    for run_id, why in sweep_stale_runs(store.conn):
+        log.warning("run %s marked failed: %s", run_id, why)
     model_fields = cls.run_metadata(params) if hasattr(cls, "run_metadata") else {}
     if cfg.model_alias and not model_fields:
         model_fields = {"model_uri": cfg.model_alias}
@@ -129,20 +201,27 @@ def run(cfg: LiveConfig, risk: RiskLimits | None = None, settings: Settings | No
         instruments=cfg.instruments, granularity=cfg.granularity, cash=float(summary["NAV"]),
         broker={"environment": settings.oanda_environment, "units": cfg.units, "risk": vars(cfg.risk)},
         code_version=code_version(), account=account, **model_fields)
+    stopper = _Stopper().install()
     try:
-        return _trade(cfg, cls, params, client, settings, store, run_id, resumed, summary.get("currency", "USD"))
+        store.note(process={"pid": os.getpid(), "host": socket.gethostname()})
+        return _trade(cfg, cls, params, client, settings, store, run_id, resumed, summary.get("currency", "USD"),
+                      kill_state, stopper)
     except BaseException as exc:
-        store.fail(f"{type(exc).__name__}: {exc}")
+        store.fail(f"{type(exc).__name__}: {exc}")  # on a fresh connection if this one is gone
         raise
     finally:
-        store.conn.close()
+        stopper.restore()
+        try:
+            store.conn.close()
+        except Exception:  # noqa: BLE001 - a dead connection must not hide the session's own outcome
+            pass
 
 
 def _trade(cfg: LiveConfig, cls, params: dict, client, settings: Settings, store: LiveStore, run_id: int,
-           resumed: bool, currency: str) -> SessionResult:
+           resumed: bool, currency: str, kill_state: KillSwitchStore, stopper: _Stopper) -> SessionResult:
     prefix = "mb" + hashlib.sha1(f"{cfg.session_key or run_id}:{run_id}".encode()).hexdigest()[:10]
     report = reconcile(client, store, prefix)
-    risk = RiskManager(cfg.risk, currency, record=store.risk_event)
+    risk = RiskManager(cfg.risk, currency, record=store.risk_event, state=kill_state)
     risk.run_id = run_id
 
     stream_api = API(access_token=settings.oanda_token.get_secret_value(), environment=client.environment,
@@ -165,24 +244,57 @@ def _trade(cfg: LiveConfig, cls, params: dict, client, settings: Settings, store
     cerebro.addsizer(bt.sizers.FixedSize, stake=cfg.units)
     cerebro.addstrategy(live_strategy(cls), **params)
 
-    status = {"value": "finished"}
+    status = {"value": "finished", "reason": None}
+
+    def stop(reason: str) -> None:
+        status.update(value="stopped", reason=status["reason"] or reason)
+        hub.stopped.set()
+        cerebro.runstop()
 
     def kill() -> None:
         log.error("kill switch: flattening the account and stopping run %s", run_id)
         broker.flatten()
-        status["value"] = "stopped"
-        hub.stopped.set()
-        cerebro.runstop()
+        stop("kill switch")
 
-    cerebro.addanalyzer(LiveRecorder, _name="live", store=store, risk=risk, on_kill=kill)
+    bars_seen = {"n": 0}
+
+    def on_bar() -> None:
+        """Before the strategy sees a bar: the daily-loss check, then (every N bars) the drift check."""
+        live = [d for d in broker.datas.values() if len(d) and getattr(d, "bar_is_live", False)]
+        if not live or status["value"] != "finished":
+            return
+        ts = max(pd.Timestamp(bt.num2date(d.datetime[0]), tz="UTC") for d in live)
+        if risk.check_daily_loss(broker.getvalue(), ts.to_pydatetime()) is not None:
+            kill()
+            return
+        bars_seen["n"] += 1
+        every = settings.live_drift_check_bars
+        if every and bars_seen["n"] % every == 0:
+            drift = broker.check_drift(settings.live_drift_tolerance_units)
+            if drift is not None:
+                stop(f"position drift: {drift}")
+
+    broker.on_bar = on_bar
+    stopper.on_stop(lambda: stop("signal"))
+    cerebro.addanalyzer(LiveRecorder, _name="live", store=store)
     hub.start()
     try:
         strat = cerebro.run()[0]
     finally:
         hub.stop()
-    if hub.error is not None:
+    if hub.error is not None and stopper.signal is None:
         raise hub.error
     rec: LiveRecorder = strat.analyzers.live
-    store.note(live={"reconnects": hub.stats.reconnects, "resumed": resumed, "id_prefix": prefix})
+    notes = {"live": {"reconnects": hub.stats.reconnects, "resumed": resumed, "id_prefix": prefix}}
+    if stopper.signal is not None:
+        action = settings.live_on_signal
+        if action == "flatten":
+            log.warning("flattening the account on %s (MBATS_LIVE_ON_SIGNAL=flatten)", signal.Signals(stopper.signal).name)
+            broker.flatten()
+        notes["stop"] = {"signal": signal.Signals(stopper.signal).name, "positions": action}
+    if status["reason"]:
+        notes.setdefault("stop", {})["reason"] = status["reason"]
+    store.note(**notes)
     store.finish(status["value"], rec.live_bars, rec.first_ts, rec.last_ts)
-    return SessionResult(run_id, status["value"], resumed, rec.live_bars, report, risk.breaches)
+    return SessionResult(run_id, status["value"], resumed, rec.live_bars, report, risk.breaches,
+                         signal=stopper.signal, stop_reason=status["reason"])

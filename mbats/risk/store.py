@@ -8,6 +8,7 @@ transaction together with the status change.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
@@ -16,6 +17,8 @@ from psycopg2.extras import Json, execute_values
 
 from mbats.db.copy import copy_in
 from mbats.errors import NotFoundError
+
+log = logging.getLogger(__name__)
 
 EQUITY_FIELDS = (("run_id", "int8"), ("ts", "timestamptz"), ("cash", "float8"), ("value", "float8"),
                  ("drawdown_pct", "float8"))
@@ -37,14 +40,36 @@ def create_run(conn, **meta) -> int:
 
 
 def mark_failed(conn, run_id: int, error: str) -> None:
-    conn.rollback()
-    with conn.cursor() as cur:
-        cur.execute(
-            "UPDATE runs SET status = 'failed', error = %s, finished_at = now(), "
-            "duration_s = extract(epoch FROM now() - started_at) WHERE id = %s",
-            (error[:2000], run_id),
-        )
-    conn.commit()
+    """Record a run's failure; never raises, so the failure being recorded is the one the caller sees.
+
+    The run's own connection may be what failed (the database restarted, the network dropped), so
+    when it cannot be used a fresh connection records the failure; if the database is unreachable
+    too, that is logged and the run stays ``running`` for the stale-run sweep.
+    """
+    sql = ("UPDATE runs SET status = 'failed', error = %s, finished_at = now(), "
+           "duration_s = extract(epoch FROM now() - started_at) WHERE id = %s")
+    try:
+        conn.rollback()
+        with conn.cursor() as cur:
+            cur.execute(sql, (error[:2000], run_id))
+        conn.commit()
+        return
+    except Exception as exc:  # noqa: BLE001 - any failure here must not replace the real error
+        log.warning("run %s: its connection is unusable (%s); recording the failure on a new one",
+                    run_id, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    try:
+        from mbats.db import connect
+
+        fresh = connect("risk")
+        try:
+            with fresh.cursor() as cur:
+                cur.execute(sql, (error[:2000], run_id))
+            fresh.commit()
+        finally:
+            fresh.close()
+    except Exception as exc:  # noqa: BLE001
+        log.error("run %s failed (%s) and the risk DB could not record it: %s", run_id, error[:200],
+                  str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
 
 
 def _sql_value(value):

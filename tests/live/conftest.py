@@ -26,7 +26,8 @@ def live_strategies(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("live-strategies")
     for f in ["sma_crossover.py", "rsi_atr.py"]:
         shutil.copy(ROOT / "strategies" / f, folder / f)
-    shutil.copy(Path(__file__).parent / "strategies" / "live_probe.py", folder / "live_probe.py")
+    for f in ["live_probe.py", "db_drop.py"]:
+        shutil.copy(Path(__file__).parent / "strategies" / f, folder / f)
     return folder
 
 
