@@ -53,7 +53,7 @@ from mbats.research.indicators import SmaCross, _exact_window_sums, crossover, h
 log = logging.getLogger(__name__)
 
 NUMBA_CACHE_DIR = PROJECT_ROOT / ".cache" / "numba"   # git-ignored (.cache/)
-CHUNK = 128                                           # configurations whose targets are held at once
+CHUNK = 64                                            # configurations whose trades are held at once
 _NS_PER_DAY = 86_400 * 1_000_000_000
 
 Progress = Callable[[str, int, int], None]
@@ -434,33 +434,34 @@ def score_grid(cls: type, specs: list[BacktestSpec], bars: dict[str, pd.DataFram
     scores = GridScores(engine, [dict(s.params) for s in specs], [], [], [], 0.0, notes)
     for lo in range(0, total, CHUNK):
         hi = min(lo + CHUNK, total)
-        targets = np.zeros((hi - lo, n), np.int8)
-        if plan is not None:
-            _, fast_idx, slow_idx, allow_short = plan
-            if kernels is not None:
-                kernels.sma_cross_grid(smas, fast_idx[lo:hi], slow_idx[lo:hi], allow_short[lo:hi], targets)
-            else:
-                for c in range(lo, hi):
-                    cross = crossover(pd.Series(smas[fast_idx[c]]), pd.Series(smas[slow_idx[c]]))
-                    targets[c - lo] = hold_targets(cross, bool(allow_short[c])).to_numpy()
-        else:
-            for c in range(lo, hi):
-                targets[c - lo] = np.asarray(cls.signals(bars[symbol], **params[c]), dtype=np.int8)
         counts = np.zeros(hi - lo, np.int64)
-        (kernels.count_trades if kernels is not None else _count_numpy)(targets, counts)
+        targets = None
+        if plan is not None and kernels is not None:   # targets made on the fly, never stored
+            selected = (plan[1][lo:hi], plan[2][lo:hi], plan[3][lo:hi])
+            kernels.sma_count_grid(smas, *selected, counts)
+        else:
+            targets = np.zeros((hi - lo, n), np.int8)
+            for c in range(lo, hi):
+                if plan is not None:
+                    cross = crossover(pd.Series(smas[plan[1][c]]), pd.Series(smas[plan[2][c]]))
+                    targets[c - lo] = hold_targets(cross, bool(plan[3][c])).to_numpy()
+                else:
+                    targets[c - lo] = np.asarray(cls.signals(bars[symbol], **params[c]), dtype=np.int8)
+            (kernels.count_trades if kernels is not None else _count_numpy)(targets, counts)
         columns = ColumnarTrades.empty(counts)
         daily = np.empty((hi - lo, len(market.day_last)))
         stats = np.empty((hi - lo, 6))
-        if kernels is not None:
-            kernels.simulate_grid(market.opens, market.closes, targets, units, half_spread, base.commission,
-                                  float(base.cash), market.day_last, market.times_ns, columns.offsets,
-                                  columns.entry_bar, columns.exit_bar, columns.side, columns.entry_price,
-                                  columns.exit_price, columns.pnl, columns.pnl_net, columns.commission, daily, stats)
+        rules = (units, half_spread, base.commission, float(base.cash), market.day_last, market.times_ns,
+                 columns.offsets, columns.entry_bar, columns.exit_bar, columns.side, columns.entry_price,
+                 columns.exit_price, columns.pnl, columns.pnl_net, columns.commission, daily, stats)
+        if targets is None:
+            kernels.sma_simulate_grid(smas, *selected, market.opens, market.closes, *rules)
+        elif kernels is not None:
+            kernels.simulate_grid(market.opens, market.closes, targets, *rules)
         else:
             for c in range(hi - lo):
                 _simulate_numpy(market, targets[c], units, half_spread, base.commission, float(base.cash), columns,
                                 c, daily[c], stats[c])
-        del targets
         scores.metrics.extend(_grid_metrics(stats, daily, columns, n))
         scores.trades.extend(int(s) for s in stats[:, 5])
         scores.fingerprints.extend(_fingerprint(market, units, columns, c) for c in range(hi - lo))

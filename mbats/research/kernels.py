@@ -61,27 +61,34 @@ def sma_cross_targets(fast: np.ndarray, slow: np.ndarray, allow_short: bool, out
         out[i] = 0 if (state < 0 and not allow_short) else state
 
 
-@numba.njit(parallel=True, **_OPTS)
-def sma_cross_grid(smas: np.ndarray, fast_idx: np.ndarray, slow_idx: np.ndarray, allow_short: np.ndarray,
-                   out: np.ndarray) -> None:
-    for c in prange(len(fast_idx)):
-        sma_cross_targets(smas[fast_idx[c]], smas[slow_idx[c]], allow_short[c], out[c])
+@numba.njit(**_OPTS)
+def count_one(target: np.ndarray) -> int:
+    """Trades (closed and the one left open) of one target series: entries into a position."""
+    prev = 0
+    k = 0
+    for i in range(1, len(target)):
+        pos = target[i - 1]
+        if pos != prev:
+            if pos != 0:
+                k += 1
+            prev = pos
+    return k
 
 
 @numba.njit(parallel=True, **_OPTS)
 def count_trades(targets: np.ndarray, counts: np.ndarray) -> None:
-    """Trades (closed and the one left open) of each configuration: entries into a position."""
     for c in prange(targets.shape[0]):
-        row = targets[c]
-        prev = 0
-        k = 0
-        for i in range(1, targets.shape[1]):
-            pos = row[i - 1]
-            if pos != prev:
-                if pos != 0:
-                    k += 1
-                prev = pos
-        counts[c] = k
+        counts[c] = count_one(targets[c])
+
+
+@numba.njit(parallel=True, **_OPTS)
+def sma_count_grid(smas: np.ndarray, fast_idx: np.ndarray, slow_idx: np.ndarray, allow_short: np.ndarray,
+                   counts: np.ndarray) -> None:
+    """count_trades of SMA-crossover targets made on the fly (one bar-length buffer per configuration)."""
+    for c in prange(len(fast_idx)):
+        target = np.empty(smas.shape[1], np.int8)
+        sma_cross_targets(smas[fast_idx[c]], smas[slow_idx[c]], allow_short[c], target)
+        counts[c] = count_one(target)
 
 
 @numba.njit(**_OPTS)
@@ -169,4 +176,15 @@ def simulate_grid(opens, closes, targets, units, half_spread, rate, cash0, day_l
                   e_bar, x_bar, side, entry_px, exit_px, pnl, pnl_net, comm, daily, stats) -> None:
     for c in prange(targets.shape[0]):
         simulate_one(opens, closes, targets[c], units, half_spread, rate, cash0, day_last, times, offsets[c],
+                     e_bar, x_bar, side, entry_px, exit_px, pnl, pnl_net, comm, daily[c], stats[c])
+
+
+@numba.njit(parallel=True, **_OPTS)
+def sma_simulate_grid(smas, fast_idx, slow_idx, allow_short, opens, closes, units, half_spread, rate, cash0, day_last,
+                      times, offsets, e_bar, x_bar, side, entry_px, exit_px, pnl, pnl_net, comm, daily, stats) -> None:
+    """simulate_grid of SMA-crossover targets recomputed on the fly: no targets matrix in memory."""
+    for c in prange(len(fast_idx)):
+        target = np.empty(len(opens), np.int8)
+        sma_cross_targets(smas[fast_idx[c]], smas[slow_idx[c]], allow_short[c], target)
+        simulate_one(opens, closes, target, units, half_spread, rate, cash0, day_last, times, offsets[c],
                      e_bar, x_bar, side, entry_px, exit_px, pnl, pnl_net, comm, daily[c], stats[c])
