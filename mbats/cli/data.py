@@ -23,6 +23,36 @@ def _print_loads(results, as_json: bool) -> None:
           [list(r.values()) for r in rows], right=["rows", "inserted", "updated", "unchanged"])
 
 
+def _check_import_options(instrument: str, granularity: str, timezone: str | None, vendor: str,
+                          time_unit: str | None, files: list[Path]) -> None:
+    """Usage errors (exit 2) before any file is read or any connection made."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from mbats.errors import UsageError
+    from mbats.secmaster.granularity import GRANULARITIES
+    from mbats.secmaster.validate import EPOCH_UNITS
+    from mbats.specs import check_symbol
+
+    try:
+        check_symbol(instrument)
+    except ValueError as exc:
+        raise UsageError(f"--instrument: {exc}") from None
+    if granularity not in GRANULARITIES:
+        raise UsageError(f"--granularity: unknown granularity '{granularity}'; use one of {', '.join(GRANULARITIES)}")
+    if timezone is not None:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise UsageError(f"--timezone: '{timezone}' is not a time zone such as UTC or Europe/London") from None
+    if time_unit is not None and time_unit not in EPOCH_UNITS:
+        raise UsageError(f"--time-unit: '{time_unit}' is not one of {', '.join(EPOCH_UNITS)}")
+    if not vendor.strip() or len(vendor) > 100:
+        raise UsageError("--vendor: give a short name of where the data came from (1 to 100 characters)")
+    for path in files:
+        if not path.is_file():
+            raise UsageError(f"FILES: {path} does not exist or is not a file")
+
+
 @app.command("import")
 def import_(
     files: list[Path] = typer.Argument(..., help="CSV or Parquet files with time, open, high, low, close[, volume]"),
@@ -30,6 +60,8 @@ def import_(
     granularity: str = typer.Option(..., "--granularity", "-g", help="OANDA code: M1, M5, H1, D, …"),
     timezone: str = typer.Option(None, "--timezone", help="zone of naive timestamps, e.g. UTC; without it naive times are rejected"),
     vendor: str = typer.Option("file", help="where the data came from, recorded on the instrument"),
+    time_unit: str = typer.Option(None, "--time-unit",
+                                  help="numeric times are epoch s, ms, us or ns (default: told from their size)"),
     as_json: bool = typer.Option(False, "--json", help="print machine-readable results"),
 ) -> None:
     """Validate and load bar files. All files are checked first; any broken rule loads nothing.
@@ -39,9 +71,10 @@ def import_(
     from mbats.db import connect
     from mbats.secmaster.ingest import import_files
 
+    _check_import_options(instrument, granularity, timezone, vendor, time_unit, files)
     conn = connect("secmaster")
     try:
-        _print_loads(import_files(conn, files, instrument, granularity, vendor, timezone), as_json)
+        _print_loads(import_files(conn, files, instrument, granularity, vendor, timezone, time_unit), as_json)
     finally:
         conn.close()
 

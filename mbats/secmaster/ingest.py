@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mbats.errors import DataValidationError
 from mbats.secmaster.bars import BarWriteResult, write_bars
 from mbats.secmaster.granularity import check_granularity
 from mbats.secmaster.instruments import Instrument, upsert_instruments
@@ -25,13 +26,16 @@ class LoadResult:
 
 
 def load_frames(conn, instrument: Instrument, granularity: str, frames: list[tuple[str, pd.DataFrame]],
-                assume_timezone: str | None = None) -> list[LoadResult]:
+                assume_timezone: str | None = None, time_unit: str | None = None) -> list[LoadResult]:
     """Validate every frame first; only then upsert the instrument and all bars and commit once.
 
     A rule broken anywhere raises before anything is written, so a load is all or nothing.
     """
     check_granularity(granularity)
-    validated = [(source, validate_bars(frame, source, assume_timezone)) for source, frame in frames]
+    validated = [(source, validate_bars(frame, source, assume_timezone, time_unit=time_unit,
+                                        symbol=instrument.symbol)) for source, frame in frames]
+    for source, bars in validated:
+        check_against_stored(conn, instrument.symbol, bars, source)
     try:
         instrument_id = upsert_instruments(conn, [instrument])[instrument.symbol]
         results = []
@@ -47,8 +51,34 @@ def load_frames(conn, instrument: Instrument, granularity: str, frames: list[tup
 
 
 def import_files(conn, paths: list[Path], symbol: str, granularity: str, vendor: str = "file",
-                 assume_timezone: str | None = None) -> list[LoadResult]:
+                 assume_timezone: str | None = None, time_unit: str | None = None) -> list[LoadResult]:
     """`mbats data import`: CSV/Parquet files of one instrument and granularity."""
-    frames = [(str(p), read_bar_file(Path(p))) for p in paths]
     instrument = Instrument.fx(symbol, vendor=vendor, source=", ".join(Path(p).name for p in paths))
-    return load_frames(conn, instrument, granularity, frames, assume_timezone)
+    frames = [(str(p), read_bar_file(Path(p))) for p in paths]
+    return load_frames(conn, instrument, granularity, frames, assume_timezone, time_unit)
+
+
+SCALE_FACTOR = 3.0  # new bars whose median is 3x (or 1/3 of) the stored bars' are a different scale
+
+
+def check_against_stored(conn, symbol: str, bars: pd.DataFrame, source: str) -> None:
+    """New bars must be on the scale of the instrument's stored bars nearest in time (any granularity)."""
+    first = bars["ts"].iloc[0].to_pydatetime()
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            (SELECT b.close, b.ts FROM bars b JOIN instruments i ON i.id = b.instrument_id
+              WHERE i.symbol = %(s)s AND b.ts <= %(t)s ORDER BY b.ts DESC LIMIT 1)
+            UNION ALL
+            (SELECT b.close, b.ts FROM bars b JOIN instruments i ON i.id = b.instrument_id
+              WHERE i.symbol = %(s)s AND b.ts > %(t)s ORDER BY b.ts LIMIT 1)
+            """, {"s": symbol.upper(), "t": first})
+        stored = cur.fetchall()
+    if not stored:
+        return
+    reference, when = stored[0]
+    median = float(bars["close"].median())
+    if not 1 / SCALE_FACTOR <= median / reference <= SCALE_FACTOR:
+        raise DataValidationError(
+            f"{source}: prices around {median:g} but the stored {symbol.upper()} bars are around {reference:g} "
+            f"(at {when:%Y-%m-%d %H:%M}); wrong instrument or price scale? nothing was loaded")

@@ -105,7 +105,52 @@ CASES = [
     ("ml end before start", ["ml", "train", "EUR_USD", "--start", "2024-02-01", "--end", "2024-01-01"], 2, "must be after --start"),
     ("ml serve port 0", ["ml", "serve", "--port", "0"], 2, "--port: must be from 1 to 65535"),
     ("ml promote nan", ["ml", "promote", "--min-improvement", "nan"], 2, "--min-improvement: must be a finite number"),
+    # bar files ({dir} is a folder of files written by the `bar_files` fixture)
+    ("import missing file", ["data", "import", "{dir}/nope.csv", "-i", "EUR_USD", "-g", "H1"], 2, "does not exist"),
+    ("import bad timezone", ["data", "import", "{dir}/good.csv", "-i", "EUR_USD", "-g", "H1", "--timezone", "Mars/Base"],
+     2, "--timezone: 'Mars/Base' is not a time zone"),
+    ("import bad time unit", ["data", "import", "{dir}/epoch.csv", "-i", "EUR_USD", "-g", "H1", "--time-unit", "weeks"],
+     2, "--time-unit: 'weeks' is not one of s, ms, us, ns"),
+    ("import bad symbol", ["data", "import", "{dir}/good.csv", "-i", "EURUSD", "-g", "H1"], 2, "--instrument"),
+    ("import absurd price", ["data", "import", "{dir}/spike.csv", "-i", "GBP_CAD", "-g", "H1"], 1,
+     "row 9: open 1e+300 is outside the plausible price range"),
+    ("import misplaced decimal", ["data", "import", "{dir}/decimal.csv", "-i", "GBP_CAD", "-g", "H1"], 1,
+     "row 9: open 11000 is far from the neighbouring bars"),
+    ("import wrong scale", ["data", "import", "{dir}/good.csv", "-i", "USD_JPY", "-g", "H1"], 1,
+     "plausible USD_JPY price range 50 to 400"),
+    ("import future bars", ["data", "import", "{dir}/future.csv", "-i", "GBP_CAD", "-g", "H1"], 1, "time in the future"),
+    ("import epoch read as ns", ["data", "import", "{dir}/epoch.csv", "-i", "GBP_CAD", "-g", "H1", "--time-unit", "ns"],
+     1, "time before 1971-01-01"),
+    ("import half offsets", ["data", "import", "{dir}/half_offsets.csv", "-i", "GBP_CAD", "-g", "H1"], 1,
+     "row 2: time '2024-03-31T01:00:00' has no UTC offset"),
+    ("import naive times", ["data", "import", "{dir}/naive.csv", "-i", "GBP_CAD", "-g", "H1"], 1, "pass --timezone UTC"),
 ]
+
+
+@pytest.fixture(scope="module")
+def bar_files(tmp_path_factory):
+    import numpy as np
+    import pandas as pd
+
+    folder = tmp_path_factory.mktemp("bad-bars")
+    ts = pd.date_range("2024-03-04", periods=24, freq="1h", tz="UTC")
+    close = 1.1 + np.arange(24) * 1e-4
+
+    def frame(times, c=close):
+        return pd.DataFrame({"time": times, "open": c, "high": c + 2e-4, "low": c - 2e-4, "close": c, "volume": 1})
+
+    frame(ts.strftime("%Y-%m-%dT%H:%M:%SZ")).to_csv(folder / "good.csv", index=False)
+    frame(ts.strftime("%Y-%m-%dT%H:%M:%S")).to_csv(folder / "naive.csv", index=False)
+    for name, value in (("spike", 1e300), ("decimal", 11000.0)):
+        c = close.copy()
+        c[8] = value
+        frame(ts.strftime("%Y-%m-%dT%H:%M:%SZ"), c).to_csv(folder / f"{name}.csv", index=False)
+    frame((ts + pd.Timedelta(days=365 * 30)).strftime("%Y-%m-%dT%H:%M:%SZ")).to_csv(folder / "future.csv", index=False)
+    frame((ts - pd.Timestamp("1970-01-01", tz="UTC")) // pd.Timedelta(seconds=1)).to_csv(folder / "epoch.csv", index=False)
+    half = frame(ts.strftime("%Y-%m-%dT%H:%M:%S+00:00")).head(3)
+    half["time"] = ["2024-03-30T23:00:00+01:00", "2024-03-31T01:00:00", "2024-03-31T03:00:00+02:00"]
+    half.to_csv(folder / "half_offsets.csv", index=False)
+    return folder
 
 
 def _row_counts() -> dict[str, int]:
@@ -137,7 +182,8 @@ def _run_in_process(argv: list[str], capsys) -> tuple[int, str, str]:
 
 
 @pytest.mark.parametrize(("argv", "code", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_is_one_clear_line_and_changes_nothing(argv, code, message, capsys):
+def test_bad_input_is_one_clear_line_and_changes_nothing(argv, code, message, capsys, bar_files):
+    argv = [a.replace("{dir}", str(bar_files)) for a in argv]
     before = _row_counts()
     got, out, err = _run_in_process(argv, capsys)
     lines = [line for line in (out + err).splitlines() if line.strip()]
@@ -149,7 +195,7 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(argv, code, message, ca
 
 
 def test_there_are_enough_kinds_of_bad_input():
-    assert len(CASES) >= 60 and len({c[0] for c in CASES}) == len(CASES)
+    assert len(CASES) >= 80 and len({c[0] for c in CASES}) == len(CASES)
 
 
 MBATS = [sys.executable, "-m", "mbats.cli.main"]

@@ -87,3 +87,22 @@ def test_parquet_import_and_coverage(secmaster_conn, tmp_path):
 def test_unknown_instrument_is_a_clear_error(secmaster_conn):
     with pytest.raises(NotFoundError, match="unknown instrument 'XAU_EUR'"):
         read_bars(secmaster_conn, "XAU_EUR", "M1")
+
+
+def test_bars_on_another_scale_than_the_stored_ones_load_nothing(secmaster_conn):
+    inst = Instrument.fx("EUR_NOK", vendor="test")
+    load_frames(secmaster_conn, inst, "M1", [("real", bars_frame("2024-06-03", 60))])
+    wrong = bars_frame("2024-06-04", 60)
+    for col in ("open", "high", "low", "close"):
+        wrong[col] *= 100  # e.g. prices in pips, or another instrument's file
+    with pytest.raises(DataValidationError, match=r"prices around 1\d\d.* stored EUR_NOK bars are around 1\.\d+ \(at 2024-06-03"):
+        load_frames(secmaster_conn, inst, "H1", [("pips.csv", wrong)])
+    assert count_rows(secmaster_conn, "EUR_NOK", "H1") == 0 and count_rows(secmaster_conn, "EUR_NOK", "M1") == 60
+
+
+def test_epoch_seconds_file_lands_on_the_right_dates(secmaster_conn, tmp_path):
+    frame = bars_frame("2024-06-10", 30)
+    frame["ts"] = (frame["ts"] - pd.Timestamp("1970-01-01", tz="UTC")) // pd.Timedelta(seconds=1)
+    frame.to_csv(tmp_path / "epoch.csv", index=False)
+    [result] = import_files(secmaster_conn, [tmp_path / "epoch.csv"], "EUR_DKK", "M1")
+    assert result.first == pd.Timestamp("2024-06-10", tz="UTC") and result.rows == 30
