@@ -72,9 +72,11 @@ def sweep_command(
     table(f"sweep {result.sweep_id} · {result.strategy} ranked by {rank_by}", columns,
           frame.astype(object).where(frame.notna(), None).itertuples(index=False),
           right=[c for c in columns if c not in ("agrees",)])
-    console.print(f"{len(result.scores)} configurations scored vectorised in {result.vector_seconds:.1f} s; "
-                  f"top {len(result.rerun)} re-run in backtrader in {result.backtrader_seconds:.1f} s "
-                  f"on {result.workers} processes")
+    console.print(f"{len(result.scores)} configurations scored vectorised ({result.engine}) in "
+                  f"{result.vector_seconds:.2f} s; top {len(result.rerun)} re-run in backtrader in "
+                  f"{result.backtrader_seconds:.1f} s on {result.workers} processes")
+    for note in result.notes:
+        console.print(f"note: {note}", markup=False)
     if result.disagreements:
         for s in result.disagreements:
             console.print(f"[red]disagree[/red] config {s.config_id} {s.params}: {s.difference}")

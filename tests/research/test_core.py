@@ -204,3 +204,17 @@ def test_first_run_says_it_is_compiling_and_the_next_loads_the_cache(tmp_path):
     second = run()
     assert second.returncode == 0, second.stderr
     assert "compiling" not in second.stdout + second.stderr
+
+
+def test_sweep_command_says_which_engine_scored_the_grid(secmaster_conn):
+    from mbats.secmaster.ingest import load_frames
+    from mbats.secmaster.samples import eurusd_hourly
+
+    instrument, frame = eurusd_hourly()
+    load_frames(secmaster_conn, instrument, "H1", [("sample", frame)], assume_timezone="UTC")
+    proc = subprocess.run([sys.executable, "-m", "mbats.cli.main", "sweep", "sma_crossover", "-i", "EUR_USD",
+                           "-g", "H1", "--grid", "fast=5,10", "--grid", "slow=30", "--top", "1", "--spread", "1",
+                           "--no-mlflow"], capture_output=True, text=True, env=os.environ.copy(), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 configurations scored vectorised (numba)" in proc.stdout
+    assert "vectorised and backtrader agree on all re-runs" in proc.stdout
