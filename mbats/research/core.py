@@ -3,7 +3,8 @@
 One call scores every configuration of a grid over one instrument's bars:
 
 * each distinct indicator is computed once per grid (an SMA per distinct period, exact like
-  backtrader's ``math.fsum`` window) and shared by every configuration;
+  backtrader's ``math.fsum`` window) and shared by every configuration; a grid with more distinct
+  periods than fit in ``SMA_MATRIX_BYTES`` recomputes each configuration's two SMAs instead;
 * signals become target positions, filled at the next bar's open with half the spread and the
   commission per fill, reversals and exits as :class:`~mbats.backtest.signals.SignalStrategy`
   trades them;
@@ -35,6 +36,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +56,7 @@ log = logging.getLogger(__name__)
 
 NUMBA_CACHE_DIR = PROJECT_ROOT / ".cache" / "numba"   # git-ignored (.cache/)
 CHUNK = 64                                            # configurations whose trades are held at once
+SMA_MATRIX_BYTES = 256 << 20                          # above this, SMAs are recomputed per configuration
 _NS_PER_DAY = 86_400 * 1_000_000_000
 
 Progress = Callable[[str, int, int], None]
@@ -420,25 +423,31 @@ def score_grid(cls: type, specs: list[BacktestSpec], bars: dict[str, pd.DataFram
         notes.append(f"{strategy_name(cls)} declares no compiled_signals: its pandas signals() runs once per "
                      "configuration; fills and metrics are compiled")
     n, total = len(market.opens), len(specs)
-    smas = None
+    smas, exact = None, None
     if plan is not None:
         periods = plan[0]
         exact = _exact_ints(market.closes, int(periods.max())) if kernels is not None else None
-        if exact is not None:
+        if exact is not None and len(periods) * n * 8 > SMA_MATRIX_BYTES:
+            smas = np.empty((0, n))     # too many to hold: each configuration recomputes its two SMAs
+            notes.append(f"{len(periods)} distinct SMA periods exceed the {SMA_MATRIX_BYTES >> 20} MB SMA budget: "
+                         "each configuration recomputes its two (exact) SMAs")
+        elif exact is not None:
             smas = np.empty((len(periods), n))
             kernels.sma_matrix(exact[0], periods, exact[1], smas)
         else:
             smas = _sma_matrix_numpy(market.closes, periods)
+            exact = (np.zeros(n, np.int64), 1.0)   # unused: the matrix holds every SMA
 
     keep = keep or set()
+    hashers = ThreadPoolExecutor(max(1, threads))
     scores = GridScores(engine, [dict(s.params) for s in specs], [], [], [], 0.0, notes)
     for lo in range(0, total, CHUNK):
         hi = min(lo + CHUNK, total)
         counts = np.zeros(hi - lo, np.int64)
         targets = None
         if plan is not None and kernels is not None:   # targets made on the fly, never stored
-            selected = (plan[1][lo:hi], plan[2][lo:hi], plan[3][lo:hi])
-            kernels.sma_count_grid(smas, *selected, counts)
+            selected = (smas, exact[0], exact[1], plan[0], plan[1][lo:hi], plan[2][lo:hi], plan[3][lo:hi])
+            kernels.sma_count_grid(*selected, counts)
         else:
             targets = np.zeros((hi - lo, n), np.int8)
             for c in range(lo, hi):
@@ -455,7 +464,7 @@ def score_grid(cls: type, specs: list[BacktestSpec], bars: dict[str, pd.DataFram
                  columns.offsets, columns.entry_bar, columns.exit_bar, columns.side, columns.entry_price,
                  columns.exit_price, columns.pnl, columns.pnl_net, columns.commission, daily, stats)
         if targets is None:
-            kernels.sma_simulate_grid(smas, *selected, market.opens, market.closes, *rules)
+            kernels.sma_simulate_grid(*selected, market.opens, market.closes, *rules)
         elif kernels is not None:
             kernels.simulate_grid(market.opens, market.closes, targets, *rules)
         else:
@@ -464,12 +473,14 @@ def score_grid(cls: type, specs: list[BacktestSpec], bars: dict[str, pd.DataFram
                                 c, daily[c], stats[c])
         scores.metrics.extend(_grid_metrics(stats, daily, columns, n))
         scores.trades.extend(int(s) for s in stats[:, 5])
-        scores.fingerprints.extend(_fingerprint(market, units, columns, c) for c in range(hi - lo))
+        # hashlib releases the GIL on large buffers: fingerprints hash on all threads
+        scores.fingerprints.extend(hashers.map(lambda c: _fingerprint(market, units, columns, c), range(hi - lo)))
         for c in range(lo, hi):
             if c in keep:
                 scores._columns[c] = (market, units, columns, c - lo)
         if progress:
             progress("vectorised", hi, total)
+    hashers.shutdown()
     if kernels is not None and not _ready_stamp().exists():  # compiled and cached: later runs load it
         _ready_stamp().parent.mkdir(parents=True, exist_ok=True)
         _ready_stamp().touch()

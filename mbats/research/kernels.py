@@ -81,13 +81,26 @@ def count_trades(targets: np.ndarray, counts: np.ndarray) -> None:
         counts[c] = count_one(targets[c])
 
 
+@numba.njit(**_OPTS)
+def sma_targets_of(c, smas, ints, scale, periods, fast_idx, slow_idx, allow_short, target) -> None:
+    """Targets of configuration c: from the grid's SMA matrix, or (an empty matrix: a grid too big to
+    hold every SMA) from SMAs recomputed here, the same exact values."""
+    if smas.shape[0] > 0:
+        sma_cross_targets(smas[fast_idx[c]], smas[slow_idx[c]], allow_short[c], target)
+    else:
+        fast = np.empty(len(target))
+        slow = np.empty(len(target))
+        exact_sma(ints, periods[fast_idx[c]], scale, fast)
+        exact_sma(ints, periods[slow_idx[c]], scale, slow)
+        sma_cross_targets(fast, slow, allow_short[c], target)
+
+
 @numba.njit(parallel=True, **_OPTS)
-def sma_count_grid(smas: np.ndarray, fast_idx: np.ndarray, slow_idx: np.ndarray, allow_short: np.ndarray,
-                   counts: np.ndarray) -> None:
+def sma_count_grid(smas, ints, scale, periods, fast_idx, slow_idx, allow_short, counts) -> None:
     """count_trades of SMA-crossover targets made on the fly (one bar-length buffer per configuration)."""
     for c in prange(len(fast_idx)):
-        target = np.empty(smas.shape[1], np.int8)
-        sma_cross_targets(smas[fast_idx[c]], smas[slow_idx[c]], allow_short[c], target)
+        target = np.empty(len(ints), np.int8)
+        sma_targets_of(c, smas, ints, scale, periods, fast_idx, slow_idx, allow_short, target)
         counts[c] = count_one(target)
 
 
@@ -180,11 +193,12 @@ def simulate_grid(opens, closes, targets, units, half_spread, rate, cash0, day_l
 
 
 @numba.njit(parallel=True, **_OPTS)
-def sma_simulate_grid(smas, fast_idx, slow_idx, allow_short, opens, closes, units, half_spread, rate, cash0, day_last,
-                      times, offsets, e_bar, x_bar, side, entry_px, exit_px, pnl, pnl_net, comm, daily, stats) -> None:
+def sma_simulate_grid(smas, ints, scale, periods, fast_idx, slow_idx, allow_short, opens, closes, units, half_spread,
+                      rate, cash0, day_last, times, offsets, e_bar, x_bar, side, entry_px, exit_px, pnl, pnl_net, comm,
+                      daily, stats) -> None:
     """simulate_grid of SMA-crossover targets recomputed on the fly: no targets matrix in memory."""
     for c in prange(len(fast_idx)):
         target = np.empty(len(opens), np.int8)
-        sma_cross_targets(smas[fast_idx[c]], smas[slow_idx[c]], allow_short[c], target)
+        sma_targets_of(c, smas, ints, scale, periods, fast_idx, slow_idx, allow_short, target)
         simulate_one(opens, closes, target, units, half_spread, rate, cash0, day_last, times, offsets[c],
                      e_bar, x_bar, side, entry_px, exit_px, pnl, pnl_net, comm, daily[c], stats[c])

@@ -79,6 +79,19 @@ def test_numba_and_numpy_engines_give_identical_scores(gbpusd_m1, request):
         pd.testing.assert_frame_equal(compiled.trades_frame(i), fallback.trades_frame(i), check_exact=True)
 
 
+def test_grid_too_big_for_the_sma_matrix_recomputes_the_same_smas(gbpusd_m1, monkeypatch):
+    bars = {"GBP_USD": gbpusd_m1}
+    cls = find_strategy("sma_crossover")
+    specs = _specs(BacktestSpec("sma_crossover", ["GBP_USD"], "M1", spread_pips=0.8),
+                   {"fast": [3, 6], "slow": [14, 33], "allow_short": [True, False]})
+    shared = core.score_grid(cls, specs, bars, threads=2)
+    monkeypatch.setattr(core, "SMA_MATRIX_BYTES", 0)
+    recomputed = core.score_grid(cls, specs, bars, threads=2)
+    assert any("recomputes its two (exact) SMAs" in note for note in recomputed.notes)
+    assert recomputed.fingerprints == shared.fingerprints and recomputed.metrics == shared.metrics
+    assert min(shared.trades) > 50
+
+
 def _near_tie_bars() -> pd.DataFrame:
     """5-digit prices moving by 0 or ±1 pip: the two averages are mathematically equal on many bars."""
     rng = np.random.default_rng(3)
