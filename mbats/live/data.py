@@ -75,6 +75,11 @@ class PriceHub:
         self.quotes: dict[str, tuple[float, float]] = {}
         self.market_time: pd.Timestamp | None = None
         self.live_after: pd.Timestamp | None = None  # bars after this are live even if backfilled
+        # restart after downtime: bars up to the newest complete one at start are history, except the
+        # bar that was being processed when the runner died (re-decided; its orders are adopted, not resent)
+        self.downtime_is_history = False
+        self.history_until: dict[str, pd.Timestamp] = {}
+        self.in_flight: pd.Timestamp | None = None
         self.stats = HubStats(bars={i: 0 for i in self.instruments})
         self.error: BaseException | None = None
         self.stopped = threading.Event()
@@ -95,6 +100,8 @@ class PriceHub:
         """Queue the last ``count`` complete bars of every instrument (warm-up, or live after ``live_after``)."""
         for instrument in self.instruments:
             frame = self._candles(instrument, count=max(1, min(count + 1, 5000)))
+            if self.downtime_is_history and len(frame):
+                self.history_until[instrument] = frame.index[-1]
             self._enqueue(instrument, frame.tail(count) if count else frame.iloc[0:0])
             if self.last_bar[instrument] is None and len(frame):  # nothing queued: start after the newest bar
                 self.last_bar[instrument] = frame.index[-1]
@@ -106,6 +113,8 @@ class PriceHub:
             if last is not None and ts <= last:
                 continue
             live = self.live_after is not None and ts > self.live_after
+            if live and instrument in self.history_until and ts <= self.history_until[instrument]:
+                live = ts == self.in_flight  # closed while the runner was down: history, not a signal
             self.queues[instrument].put(Bar(ts, row["open"], row["high"], row["low"], row["close"],
                                             float(row["volume"]), live))
             last = ts

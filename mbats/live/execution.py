@@ -360,18 +360,27 @@ class OandaBroker(bt.broker.BrokerBase):
     def poll(self) -> None:
         """Apply every account transaction since the last one seen."""
         body = self.client.request(transactions_ep.TransactionsSinceID(self.account, params={"id": self.last_txn}))
+        before = self.last_txn
         for txn in body.get("transactions", []):
             self._apply(txn)
             self.last_txn = txn["id"]
+        self._persist_txn(before)
+
+    def _persist_txn(self, before: str) -> None:
+        """Record the last transaction applied: a restart replays the account's history from there."""
+        if self.last_txn != before and self.p.store is not None:
+            self.p.store.note(last_transaction_id=self.last_txn)
 
     def poll_changes(self) -> None:
         """Transactions since the last one seen plus the account's NAV, in one request (once per bar)."""
         body = self.client.request(accounts_ep.AccountChanges(self.account,
                                                               params={"sinceTransactionID": self.last_txn}))
+        before = self.last_txn
         for txn in body.get("changes", {}).get("transactions", []):
             if int(txn["id"]) > int(self.last_txn):
                 self._apply(txn)
                 self.last_txn = txn["id"]
+        self._persist_txn(before)
         state = body.get("state", {})
         if "NAV" in state:
             self.value = float(state["NAV"])

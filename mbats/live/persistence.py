@@ -125,6 +125,14 @@ class LiveStore:
                         "AND status IN ('created', 'submitted', 'accepted', 'partial')", (self.run_id,))
             return [dict(zip(("order_ref", "instrument", "status"), r)) for r in cur.fetchall()]
 
+    def open_trades(self) -> dict[str, dict]:
+        """Instrument → the run's open trade row (the position the runner last knew)."""
+        cols = ("trade_ref", "instrument", "direction", "size", "entry_ts", "entry_price")
+        with self.conn.cursor() as cur:
+            cur.execute(f"SELECT {', '.join(cols)} FROM trades WHERE run_id = %s AND is_open ORDER BY entry_ts",
+                        (self.run_id,))
+            return {r[1]: dict(zip(cols, r)) for r in cur.fetchall()}
+
     def last_positions(self) -> dict[str, float]:
         with self.conn.cursor() as cur:
             cur.execute("SELECT DISTINCT ON (instrument) instrument, size FROM positions WHERE run_id = %s "

@@ -199,11 +199,13 @@ def run(cfg: LiveConfig, risk: RiskLimits | None = None, settings: Settings | No
     run_id, resumed = store.open_run(
         session_key=cfg.session_key, run_type=cfg.mode, mode=cfg.mode, strategy=strategy_name(cls), params=params,
         instruments=cfg.instruments, granularity=cfg.granularity, cash=float(summary["NAV"]),
-        broker={"environment": settings.oanda_environment, "units": cfg.units, "risk": vars(cfg.risk)},
+        broker={"environment": settings.oanda_environment, "units": cfg.units, "risk": cfg.risk.public()},
         code_version=code_version(), account=account, **model_fields)
     stopper = _Stopper().install()
     try:
         store.note(process={"pid": os.getpid(), "host": socket.gethostname()})
+        if not resumed:  # where a replay after a crash starts if nothing later was recorded
+            store.note(start_transaction_id=str(summary.get("lastTransactionID", "")))
         return _trade(cfg, cls, params, client, settings, store, run_id, resumed, summary.get("currency", "USD"),
                       kill_state, stopper)
     except BaseException as exc:
@@ -220,7 +222,8 @@ def run(cfg: LiveConfig, risk: RiskLimits | None = None, settings: Settings | No
 def _trade(cfg: LiveConfig, cls, params: dict, client, settings: Settings, store: LiveStore, run_id: int,
            resumed: bool, currency: str, kill_state: KillSwitchStore, stopper: _Stopper) -> SessionResult:
     prefix = "mb" + hashlib.sha1(f"{cfg.session_key or run_id}:{run_id}".encode()).hexdigest()[:10]
-    report = reconcile(client, store, prefix)
+    since = (store.noted("last_transaction_id") or store.noted("start_transaction_id")) if resumed else None
+    report = reconcile(client, store, prefix, replay_since=since or None)
     risk = RiskManager(cfg.risk, currency, record=store.risk_event, state=kill_state)
     risk.run_id = run_id
 
@@ -231,6 +234,11 @@ def _trade(cfg: LiveConfig, cls, params: dict, client, settings: Settings, store
     # bars after the last one this run traded on are live; on a fresh start, everything backfilled is warm-up
     last = store.last_bar_ts() or store.noted("live_after") if resumed else None
     hub.live_after = pd.Timestamp(last).tz_convert("UTC") if last is not None else None
+    if resumed:  # bars that closed while the runner was down are history, except the one it was on
+        hub.downtime_is_history = True
+        doing = store.noted("bar_in_progress")
+        if doing and (hub.live_after is None or pd.Timestamp(doing) > hub.live_after):
+            hub.in_flight = pd.Timestamp(doing).tz_convert("UTC")
     hub.backfill(cfg.warmup)
     if hub.live_after is None:
         hub.live_after = max(b for b in hub.last_bar.values() if b is not None)
@@ -264,6 +272,7 @@ def _trade(cfg: LiveConfig, cls, params: dict, client, settings: Settings, store
         if not live or status["value"] != "finished":
             return
         ts = max(pd.Timestamp(bt.num2date(d.datetime[0]), tz="UTC") for d in live)
+        store.note(bar_in_progress=ts.isoformat())  # a restart re-decides this bar only if it dies on it
         if risk.check_daily_loss(broker.getvalue(), ts.to_pydatetime()) is not None:
             kill()
             return

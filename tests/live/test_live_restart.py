@@ -12,6 +12,9 @@ import sys
 import time
 from collections import Counter
 
+import pandas as pd
+import pytest
+
 from tests.live.conftest import client_orders_at_sim, net_units, sim_env
 
 RUNNER = [sys.executable, "-m", "mbats.live.cli", "live_probe", "-i", "EUR_USD", "-g", "M10", "--mode", "paper",
@@ -38,6 +41,14 @@ def _session_runs(conn, session: str) -> list[tuple]:
     with conn.cursor() as cur:
         cur.execute("SELECT id, status, mode FROM runs WHERE session_key = %s", (session,))
         return cur.fetchall()
+
+
+def _rows(conn, query: str, *args) -> list[tuple]:
+    with conn.cursor() as cur:
+        cur.execute(query, args)
+        rows = cur.fetchall()
+    conn.rollback()
+    return rows
 
 
 def _db_orders(conn, run_id: int) -> list[str]:
@@ -94,3 +105,62 @@ def test_killed_between_submit_and_ack_the_restart_adopts_instead_of_resending(s
     assert net_units(server) == 1000 * len(sent)
     (run_id, _, _), = _session_runs(risk_conn, "ack")
     assert sent_before[0] in _db_orders(risk_conn, run_id)
+
+
+def _sim_exit_fills(server) -> list[dict]:
+    return [t for t in server.sim.account.transactions if t["type"] == "ORDER_FILL"
+            and t["reason"] in ("STOP_LOSS_ORDER", "TAKE_PROFIT_ORDER", "TRAILING_STOP_LOSS_ORDER")]
+
+
+def test_kill_9_with_a_bracket_open_and_its_exit_filled_while_down(sim, risk_conn):
+    """The restart replays the broker's transactions: the risk DB ends equal to the broker (fills, trades,
+    P&L, position), and the bars that closed while the runner was down are history, not signals."""
+    server = sim(spread_pips=0.2)
+    proc = subprocess.Popen(RUNNER + ["--bars", "500", "--session", "bracket-crash", "-p", "every=6",
+                                      "-p", "bracket=true", "-p", "pips=10"],
+                            env=sim_env(server), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(t["type"] == "ORDER_FILL" for t in server.sim.account.transactions):
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "the runner sent no bracket"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert not _sim_exit_fills(server), "the bracket closed before the kill; widen pips"
+    for _ in range(300):  # the runner is down: the market moves on until the stop or the target fills
+        server.sim.advance(1)
+        if _sim_exit_fills(server):
+            break
+    assert _sim_exit_fills(server) and net_units(server) == 0
+    server.sim.advance(3)  # three more bars close while nobody is watching
+    restart_at = pd.Timestamp(server.sim.now, tz="UTC")
+    (run_id, in_progress), = _rows(risk_conn, "SELECT id, broker ->> 'bar_in_progress' FROM runs "
+                                              "WHERE session_key = 'bracket-crash'")
+    before = set(client_orders_at_sim(server))
+
+    # the restart trades on every bar: only bars completing after it (and the bar it died on) may order
+    summary = _finish(_start(server, "bracket-crash", bars=2, every=1))
+    assert summary["resumed"] is True and summary["run_id"] == run_id
+    assert summary["reconciliation"]["replayed"]["fills"] >= 1
+    allowed = {pd.Timestamp(in_progress)} if in_progress else set()
+    for cid in set(client_orders_at_sim(server)) - before:
+        bar = pd.Timestamp(cid.split(".")[1], tz="UTC")
+        assert bar >= restart_at or bar in allowed, f"order {cid} for a bar that closed while the runner was down"
+
+    # the risk DB equals the broker
+    txns = server.sim.account.transactions
+    sim_fills = {int(t["id"]): (float(t["units"]), float(t["price"])) for t in txns if t["type"] == "ORDER_FILL"}
+    db_fills = {f: (s, p) for f, s, p in _rows(risk_conn, "SELECT fill_id, size, price FROM fills WHERE run_id = %s",
+                                               run_id)}
+    assert db_fills == sim_fills
+    closed_at_sim = [t for t in server.sim.account.trades.values() if t.state == "CLOSED"]
+    db_closed = _rows(risk_conn, "SELECT pnl FROM trades WHERE run_id = %s AND NOT is_open", run_id)
+    assert len(db_closed) == len(closed_at_sim) == 1
+    assert db_closed[0][0] == pytest.approx(sum(t.realized_pl for t in closed_at_sim), abs=0.01)
+    statuses = dict(_rows(risk_conn, "SELECT order_ref, status FROM orders WHERE run_id = %s AND "
+                                     "(order_ref LIKE '%%.sl%%' OR order_ref LIKE '%%.tp%%')", run_id))
+    assert sorted(statuses.values()) == ["canceled", "completed"]
+    last_size, = _rows(risk_conn, "SELECT size FROM positions WHERE run_id = %s ORDER BY ts DESC LIMIT 1", run_id)[0]
+    assert last_size == net_units(server)
