@@ -390,6 +390,8 @@ def score_grid(cls: type, specs: list[BacktestSpec], bars: dict[str, pd.DataFram
     grid the core cannot model (see :func:`unsupported`).
     """
     started = time.perf_counter()
+    if not specs:
+        raise MbatsError("the grid has no configurations")
     why = unsupported(cls, specs)
     if why:
         raise MbatsError(why)
@@ -397,7 +399,11 @@ def score_grid(cls: type, specs: list[BacktestSpec], bars: dict[str, pd.DataFram
 
     base = specs[0]
     symbol = base.instruments[0]
+    if symbol not in bars or not len(bars[symbol]):
+        raise MbatsError(f"no bars for {symbol} in the requested range")
     market = _Market.of(symbol, bars[symbol])
+    if not (np.isfinite(market.opens).all() and np.isfinite(market.closes).all()):
+        raise MbatsError(f"{symbol}: open and close prices must be finite numbers")
     units = fixed_units(base.sizer)
     half_spread = base.spread_pips * _pip_size(symbol) / 2.0
     defaults = {k: getattr(cls.params, k) for k in cls.params._getkeys()}

@@ -231,3 +231,16 @@ def test_sweep_command_says_which_engine_scored_the_grid(secmaster_conn):
     assert proc.returncode == 0, proc.stderr
     assert "2 configurations scored vectorised (numba)" in proc.stdout
     assert "vectorised and backtrader agree on all re-runs" in proc.stdout
+
+
+def test_bars_the_core_cannot_score_are_one_clear_error(gbpusd_m1):
+    from mbats.errors import MbatsError
+
+    cls = find_strategy("sma_crossover")
+    spec = BacktestSpec("sma_crossover", ["GBP_USD"], "M1", params=dict(fast=5, slow=20))
+    broken = gbpusd_m1.copy()
+    broken.iloc[100, broken.columns.get_loc("close")] = np.nan
+    with pytest.raises(MbatsError, match="GBP_USD: open and close prices must be finite"):
+        core.score_grid(cls, [spec], {"GBP_USD": broken})
+    with pytest.raises(MbatsError, match="no bars for GBP_USD"):
+        core.score_grid(cls, [spec], {"GBP_USD": gbpusd_m1.iloc[:0]})
