@@ -82,7 +82,9 @@ class Settings(BaseSettings):
     live_max_daily_loss: float | None = Field(
         None, description="Loss (account currency) from the day's first NAV that trips the kill switch"
     )
-    live_risk_webhook_url: str | None = Field(None, description="URL every risk breach is POSTed to (JSON)")
+    live_risk_webhook_url: SecretStr | None = Field(
+        None, description="URL every risk breach is POSTed to (JSON); a secret: only its host and hash are stored or logged"
+    )
     live_heartbeat_timeout: float = Field(20.0, description="Reconnect the price stream after this many silent seconds")
     live_on_signal: Literal["leave", "flatten"] = Field(
         "leave", description="SIGTERM/SIGINT stop a live session: leave positions and pending orders, or flatten"

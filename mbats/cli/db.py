@@ -37,7 +37,11 @@ def stop() -> None:
 
 @app.command("url")
 def url(database: str = typer.Argument("risk", help="database name")) -> None:
-    """Print the SQLAlchemy URL of a database (starts the embedded server if needed)."""
-    from mbats.db import database_url
+    """Print the SQLAlchemy URL of a database, password masked (starts the embedded server if needed).
 
-    print(database_url(database))
+    The embedded server's password is in MBATS_HOME/pgpass (readable by you only); for an external
+    server it is the one in MBATS_DATABASE_URL.
+    """
+    from mbats.db import database_url, make_url
+
+    print(make_url(database_url(database)).render_as_string(hide_password=True))

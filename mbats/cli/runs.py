@@ -50,9 +50,11 @@ def report(
 
     if not 1 <= run_id <= 2**63 - 1:
         raise UsageError(f"RUN_ID: must be a positive run id from `mbats runs` (got {run_id})")
+    from mbats.redact import mask_secrets
+
     conn = connect("risk")
     try:
-        run = get_run(conn, run_id)
+        run = mask_secrets(get_run(conn, run_id))  # runs recorded before secrets were kept out of runs.broker
     finally:
         conn.close()
     if as_json:

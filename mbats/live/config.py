@@ -24,8 +24,15 @@ class RiskLimits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "RiskLimits":
+        webhook = settings.live_risk_webhook_url
         return cls(settings.live_max_units, settings.live_max_gross_exposure, settings.live_max_orders_per_minute,
-                   settings.live_max_daily_loss, settings.live_risk_webhook_url)
+                   settings.live_max_daily_loss, webhook.get_secret_value() if webhook else None)
+
+    def public(self) -> dict:
+        """The limits as stored in runs.broker: the webhook URL (a secret) only as host and hash."""
+        from mbats.redact import url_ref
+
+        return {**vars(self), "webhook_url": url_ref(self.webhook_url)}
 
 
 @dataclass

@@ -165,5 +165,7 @@ def post_webhook(url: str, breach: Breach, run_id: int | None = None) -> bool:
         _post(url, payload)
         return True
     except requests.RequestException as exc:
-        log.error("risk webhook %s failed: %s", url, exc)
+        from mbats.redact import redact, url_ref
+
+        log.error("risk webhook %s failed: %s", url_ref(url), redact(str(exc), url))
         return False
