@@ -416,8 +416,8 @@ class OandaBroker(bt.broker.BrokerBase):
             order = self.by_oanda.get(txn.get("orderID", ""))
             if order is not None and order.alive():
                 reason = txn.get("reason", "")
-                if reason == "TIME_IN_FORCE_EXPIRED":
-                    order.expire()
+                if reason == "TIME_IN_FORCE_EXPIRED":  # OANDA's clock decides, not the bar's (Order.expire would)
+                    order.status = bt.Order.Expired
                 elif reason in ("CLIENT_REQUEST", "LINKED_TRADE_CLOSED"):
                     order.cancel()
                 else:  # INSUFFICIENT_MARGIN, BOUNDS_VIOLATION, …: OANDA refused to fill it
