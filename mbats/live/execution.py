@@ -512,10 +512,20 @@ class OandaBroker(bt.broker.BrokerBase):
                     self.client.request(orders_ep.OrderCancel(self.account, o["id"]))
                 except NotFoundError:
                     pass
-        for p in acct.get("positions", []):
-            body = {f"{side}Units": "ALL" for side in ("long", "short") if float(p[side]["units"])}
-            if body:
-                self.client.request(positions_ep.PositionClose(self.account, p["instrument"], data=body))
+        for attempt in range(3):
+            for p in acct.get("positions", []):
+                body = {f"{side}Units": "ALL" for side in ("long", "short") if float(p[side]["units"])}
+                if not body:
+                    continue
+                try:
+                    self.client.request(positions_ep.PositionClose(self.account, p["instrument"], data=body))
+                except MbatsError as exc:  # e.g. a retried close whose first answer was lost: already flat
+                    log.warning("closing %s: %s; checking the account", p["instrument"], exc)
+            acct = self.client.request(accounts_ep.AccountDetails(self.account))["account"]
+            if not any(float(p["long"]["units"]) or float(p["short"]["units"]) for p in acct.get("positions", [])):
+                break
+        else:
+            log.error("the account still holds positions after three closeouts: %s", acct.get("positions"))
         self.poll()
         self.refresh()
 

@@ -47,3 +47,17 @@ def test_an_order_whose_answer_is_lost_fills_exactly_once(sim, risk_conn, fault,
     last_size, = _rows(risk_conn, "SELECT size FROM positions WHERE run_id = %s ORDER BY ts DESC LIMIT 1",
                        result.run_id)[0]
     assert last_size == net_units(server)
+
+
+def test_the_kill_switch_flattens_even_when_the_close_answer_is_lost(sim, risk_conn):
+    server = sim(spread_pips=40.0)
+    server.sim.faults.add(Fault(kind="lost_answer", path="/close", status=503))  # the position close's answer
+    cfg = LiveConfig("live_probe", ["EUR_USD"], params={"every": "1", "units": "10000"}, granularity="M10",
+                     max_bars=30, warmup=3, sim_step=True)
+    result = run(cfg, risk=RiskLimits(max_daily_loss=100.0), settings=sim_settings(server))
+    assert server.sim.stats["answers_lost"] == 1
+    assert result.status == "stopped" and net_units(server) == 0
+    closeouts = [t for t in server.sim.account.transactions if t.get("reason") == "POSITION_CLOSEOUT"]
+    assert len(closeouts) == 1  # closed once; the retry found nothing left to close
+    status, = _rows(risk_conn, "SELECT status FROM runs WHERE id = %s", result.run_id)[0]
+    assert status == "stopped"

@@ -81,3 +81,16 @@ def test_a_trailing_stop_bracket_goes_out_as_oandas_trailing_stop(sim, risk_conn
     kids = dict(_rows(risk_conn, "SELECT order_ref, status FROM orders WHERE run_id = %s AND order_type = 'stop_trail'",
                       result.run_id))
     assert sum(v == "completed" for v in kids.values()) == len(trailed)
+
+
+def test_an_order_beyond_the_margin_is_rejected_back_to_the_strategy(sim, risk_conn):
+    server = sim(balance=1_000.0)  # 1,000 USD at 2 % margin carries ≤ ~45,000 EUR_USD
+    cfg = LiveConfig("live_probe", ["EUR_USD"], params={"every": "1", "units": "30000"}, granularity="M10",
+                     max_bars=3, warmup=3, sim_step=True)
+    result = run(cfg, risk=RiskLimits(), settings=sim_settings(server))
+    cancels = [t for t in server.sim.account.transactions if t["type"] == "ORDER_CANCEL"]
+    assert cancels and all(t["reason"] == "INSUFFICIENT_MARGIN" for t in cancels)
+    assert sum(t.current_units for t in server.sim.account.open_trades()) == 30000  # only the first fitted
+    statuses = [s for s, in _rows(risk_conn, "SELECT status FROM orders WHERE run_id = %s ORDER BY created_at",
+                                  result.run_id)]
+    assert statuses[0] == "completed" and statuses[1:] == ["rejected"] * len(cancels)
