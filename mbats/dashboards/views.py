@@ -41,8 +41,9 @@ def ensure_role(conn, role: str, password: str | None) -> bool:
     Returns False (and changes nothing) when the role is missing and the migrating user may not
     create roles, e.g. on a managed PostgreSQL where an administrator creates it."""
     with conn.cursor() as cur:
-        cur.execute("SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user")
-        may_manage = bool(cur.fetchone()[0])
+        cur.execute("SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user")
+        is_super, may_create = cur.fetchone()
+        may_manage = bool(is_super or may_create)
         cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
         exists = cur.fetchone() is not None
         if not may_manage:
@@ -52,7 +53,10 @@ def ensure_role(conn, role: str, password: str | None) -> bool:
             return exists
         if not exists:
             cur.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-        cur.execute(sql.SQL("ALTER ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %s")
+        # Only a superuser may name the SUPERUSER/CREATEDB attributes, even to take them away (the
+        # compose stack's mbats role has just CREATEROLE); a role it creates has none of them.
+        attributes = "NOSUPERUSER NOCREATEDB NOCREATEROLE " if is_super else ""
+        cur.execute(sql.SQL("ALTER ROLE {} LOGIN " + attributes + "PASSWORD %s")
                     .format(sql.Identifier(role)), (password,))
         cur.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(sql.Identifier(role)))
     return True

@@ -85,15 +85,27 @@ start_service() {
   exit 1
 }
 
-# Runs every health-checked container's check every 2 s (what systemd timers would do).
+# Runs each health-checked container's check at its own interval (what podman's systemd timers
+# would do): the Airflow checks start a Python CLI each, so running them more often overloads 2 cores.
 start_healthchecks() {
   if alive "$RUN/health.pid"; then return 0; fi
   nohup bash -c '
+    declare -A last interval
     while true; do
-      for c in $(podman ps -q --filter health=starting --filter health=healthy --filter health=unhealthy 2>/dev/null); do
-        timeout 60 podman healthcheck run "$c" >/dev/null 2>&1 &
+      now=$(date +%s)
+      for c in $(podman ps -q --no-trunc --filter health=starting --filter health=healthy --filter health=unhealthy 2>/dev/null); do
+        if [[ -z "${interval[$c]:-}" ]]; then
+          secs=$(podman inspect --format "{{.Config.Healthcheck.Interval.Seconds}}" "$c" 2>/dev/null)
+          secs=${secs%%.*}; [[ "$secs" =~ ^[0-9]+$ ]] && (( secs > 0 )) || secs=30
+          interval[$c]=$secs
+          last[$c]=$now  # the first check comes one interval after the start, as with Docker
+          continue
+        fi
+        if (( now - ${last[$c]} >= ${interval[$c]} )) && [[ ! -e "$RUNDIR/hc-$c" ]]; then
+          last[$c]=$now
+          ( touch "$RUNDIR/hc-$c"; podman healthcheck run "$c" >/dev/null 2>&1; rm -f "$RUNDIR/hc-$c" ) &
+        fi
       done
-      wait
       sleep 2
     done' > "$CACHE/health.log" 2>&1 &
   echo $! > "$RUN/health.pid"
@@ -112,6 +124,8 @@ case "${1:-up}" in
     write_config
     eval "$(print_env)"
     start_service
+    export RUNDIR="$RUN"
+    rm -f "$RUN"/hc-*
     start_healthchecks
     podman --version
     ;;

@@ -12,7 +12,7 @@ psql_su() { psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgre
 
 role() {  # role password [extra attributes]
     psql_su -v role="$1" -v pw="$2" <<SQL
-SELECT format('CREATE ROLE %I LOGIN PASSWORD %L $3', :'role', :'pw')
+SELECT format('CREATE ROLE %I LOGIN PASSWORD %L ${3:-}', :'role', :'pw')
 WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'role') \gexec
 SQL
 }
