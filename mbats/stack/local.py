@@ -90,7 +90,9 @@ class Stack:
     def database_url(self) -> str:
         if self.settings.database_url:
             return self.settings.database_url
-        return f"postgresql://postgres@127.0.0.1:{self.settings.embedded_pg_port}"
+        from mbats.db.embedded import superuser_url
+
+        return superuser_url(self.settings.home / "pgdata", self.settings.embedded_pg_port)
 
     def s3_credentials(self) -> tuple[str, str]:
         if self.settings.s3_access_key and self.settings.s3_secret_key:
