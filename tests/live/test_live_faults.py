@@ -61,3 +61,42 @@ def test_the_kill_switch_flattens_even_when_the_close_answer_is_lost(sim, risk_c
     assert len(closeouts) == 1  # closed once; the retry found nothing left to close
     status, = _rows(risk_conn, "SELECT status FROM runs WHERE id = %s", result.run_id)[0]
     assert status == "stopped"
+
+
+def test_position_drift_is_a_risk_event_and_past_the_tolerance_stops_trading(sim, risk_conn):
+    """The account changes behind the runner's back (no transaction it could see): the periodic drift
+    check notices, records a risk event, adopts the broker's figure and stops the session."""
+    import threading
+
+    server = sim()
+    acct = server.sim.account
+    done = threading.Event()
+
+    def shrink_the_first_trade() -> None:
+        while not done.is_set():
+            with server.sim.lock:
+                trades = acct.open_trades("EUR_USD")
+                if trades:
+                    trades[0].current_units -= 400  # e.g. an adjustment the transaction feed never showed
+                    return
+            done.wait(0.01)
+
+    worker = threading.Thread(target=shrink_the_first_trade, daemon=True)
+    worker.start()
+    settings = sim_settings(server).model_copy(update={"live_drift_check_bars": 2,
+                                                       "live_drift_tolerance_units": 100.0})
+    cfg = LiveConfig("live_probe", ["EUR_USD"], params={"every": "30"}, granularity="M10", max_bars=40, warmup=3,
+                     sim_step=True)  # one order in the first 30 bars (at 05:00), then none
+    try:
+        result = run(cfg, risk=RiskLimits(), settings=settings)
+    finally:
+        done.set()
+        worker.join(timeout=5)
+    assert result.status == "stopped" and result.exit_code == 3 and result.live_bars < 40
+    assert "position drift" in result.stop_reason
+    events = _rows(risk_conn, "SELECT rule, action, detail FROM risk_events WHERE run_id = %s", result.run_id)
+    assert [(r, a) for r, a, _ in events] == [("position_drift", "stop")]
+    assert "runner +1000, broker +600" in events[0][2]
+    last_size, = _rows(risk_conn, "SELECT size FROM positions WHERE run_id = %s ORDER BY ts DESC LIMIT 1",
+                       result.run_id)[0]
+    assert last_size in (1000, 600)  # the snapshot before the check; the broker's figure is adopted after
