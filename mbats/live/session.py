@@ -160,7 +160,10 @@ def run_session(strategy, instruments: list[str] | None = None, mode: str | None
                      params=params or {}, granularity=granularity or "M1", until=until, max_bars=max_bars,
                      warmup=warmup, units=units, session_key=session_key, model_alias=model_alias,
                      sim_step=sim_step, confirm_live=confirm_live)
-    return run(cfg, risk=risk, settings=_settings_for(settings or get_settings(), account)).run_id
+    result = run(cfg, risk=risk, settings=_settings_for(settings or get_settings(), account))
+    if result.signal:  # recorded as `stopped`; now let the host (Airflow, Celery, a shell) act on the signal too
+        signal.raise_signal(result.signal)
+    return result.run_id
 
 
 def run(cfg: LiveConfig, risk: RiskLimits | None = None, settings: Settings | None = None) -> SessionResult:
