@@ -12,6 +12,7 @@ core. Every variant must give the same trade counts and the same top-5 ranking b
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import resource
@@ -44,13 +45,14 @@ def run_variant(name: str) -> dict:
     from mbats.backtest.runner import BacktestSpec
     from mbats.backtest.strategies import find_strategy
     from mbats.research.core import score_grid
-    from mbats.research.grid import expand_grid
     from mbats.research.sweep import _map, _vector_task, make_pool, sort_key
 
     bars = {"GBP_USD": year_of_minutes()}
     base = BacktestSpec("sma_crossover", ["GBP_USD"], "M1", spread_pips=0.8, commission=0.00002)
     cls = find_strategy("sma_crossover")
-    specs = [replace(base, params=p) for p in expand_grid(FINE_GRID if name.startswith("fine") else GRID)]
+    grid = FINE_GRID if name.startswith("fine") else GRID
+    # the product directly: expand_grid caps what one CLI sweep may ask for
+    specs = [replace(base, params=dict(zip(grid, values))) for values in itertools.product(*grid.values())]
     workers = int(name.rsplit("-", 1)[1])
     baseline = _rss_mb()
     first = None
@@ -84,7 +86,9 @@ def run_variant(name: str) -> dict:
 def main() -> None:
     results = {}
     for name in VARIANTS:
-        out = subprocess.run([sys.executable, __file__, name], capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, __file__, name], capture_output=True, text=True)
+        if out.returncode:
+            sys.exit(f"{name} failed:\n{out.stderr}")
         results[name] = json.loads(out.stdout.strip().splitlines()[-1])
     ref = results["old-1"]
     print(f"SMA crossover, {ref['configs']} configurations x {ref['bars']:,} 1-minute bars "

@@ -369,14 +369,12 @@ def _periods_and_targets(cls: type, decl: SmaCross | None, params: list[dict]):
 
 
 def _exact_ints(closes: np.ndarray, longest: int) -> tuple[np.ndarray, float] | None:
-    """Prices as integers on one binary scale (exact), or None when a window sum could overflow int64."""
-    if not np.isfinite(closes).all():
-        raise MbatsError("prices must be finite")
+    """Prices as integers on one binary scale (exact) for :func:`kernels.exact_sma`, or None when
+    they do not fit (prices spanning more than a factor of 2**9, windows of 2**21 bars or more)."""
     mant, expo = np.frexp(closes)
     lowest = int(expo.min())
     shift = (expo - lowest).astype(np.int64)
-    bits = 53 + int(shift.max()) + int(np.ceil(np.log2(max(longest, 1)))) + 1
-    if bits > 62 or lowest - 53 < -1000:
+    if 53 + int(shift.max()) > 62 or longest >= 1 << 21 or lowest - 53 < -1000:
         return None
     return (mant * 2.0**53).astype(np.int64) << shift, 2.0 ** (lowest - 53)
 

@@ -24,13 +24,20 @@ def exact_sma(ints: np.ndarray, period: int, scale: float, out: np.ndarray) -> N
 
     Stronger than a compensated (Neumaier/Kahan) running sum, whose result can still differ from
     fsum's correctly rounded one in the last bit; that bit decides crossings where the averages tie.
+    The integers are summed as high and low 31-bit parts (no int64 overflow for any window up to
+    2**21 bars); both part sums are exact doubles, so adding them rounds once, correctly.
     """
-    s = 0
+    s_hi = 0
+    s_lo = 0
     for i in range(len(ints)):
-        s += ints[i]
+        v = ints[i]
+        s_hi += v >> 31
+        s_lo += v & 0x7FFFFFFF
         if i >= period:
-            s -= ints[i - period]
-        out[i] = (float(s) * scale) / period if i >= period - 1 else np.nan
+            w = ints[i - period]
+            s_hi -= w >> 31
+            s_lo -= w & 0x7FFFFFFF
+        out[i] = ((float(s_hi) * 2147483648.0 + float(s_lo)) * scale) / period if i >= period - 1 else np.nan
 
 
 @numba.njit(parallel=True, **_OPTS)

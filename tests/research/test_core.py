@@ -92,6 +92,24 @@ def test_grid_too_big_for_the_sma_matrix_recomputes_the_same_smas(gbpusd_m1, mon
     assert min(shared.trades) > 50
 
 
+@pytest.mark.parametrize("period", [1, 7, 390, 1500, 20_000])
+def test_compiled_sma_is_exactly_backtrader_s_fsum_mean(period):
+    """Long windows and prices crossing a power of two (1.0) included: the kernel's sums stay exact."""
+    import math
+
+    from mbats.research import kernels
+
+    rng = np.random.default_rng(period)
+    close = np.round(1.0 + 0.003 * np.sin(np.arange(60_000) / 700) + rng.normal(0, 2e-5, 60_000), 5)
+    assert close.min() < 1.0 < close.max()
+    ints, scale = core._exact_ints(close, period)
+    got = np.empty(len(close))
+    kernels.exact_sma(ints, period, scale, got)
+    np.testing.assert_array_equal(got, sma(pd.Series(close), period).to_numpy())
+    for i in rng.integers(period - 1, len(close), 50):
+        assert got[i] == math.fsum(close[i - period + 1:i + 1]) / period
+
+
 def _near_tie_bars() -> pd.DataFrame:
     """5-digit prices moving by 0 or ±1 pip: the two averages are mathematically equal on many bars."""
     rng = np.random.default_rng(3)
