@@ -179,6 +179,18 @@ def load_bars(spec: BacktestSpec) -> dict[str, pd.DataFrame]:
     return bars
 
 
+def data_sources(spec: BacktestSpec) -> list[dict]:
+    """Where the bars of the run's range came from (per instrument and load), for runs.data_sources."""
+    from mbats.db import connect
+    from mbats.secmaster.loads import bar_sources
+
+    conn = connect("secmaster")
+    try:
+        return [src for s in spec.instruments for src in bar_sources(conn, s, spec.granularity, spec.start, spec.end)]
+    finally:
+        conn.close()
+
+
 def run_backtest(spec: BacktestSpec, *, track: bool = True, bars: dict[str, pd.DataFrame] | None = None,
                  write_report: bool = True) -> BacktestResult:
     """Run, record in the risk database, write the report and log to MLflow."""
@@ -191,6 +203,7 @@ def run_backtest(spec: BacktestSpec, *, track: bool = True, bars: dict[str, pd.D
     params = coerce_params(cls, spec.params)
     # A strategy trading on a registered model names it (model_uri, model_version) for the run row.
     model_fields = cls.run_metadata(params) if hasattr(cls, "run_metadata") else {}
+    bars_from_db = bars is None
     bars = bars if bars is not None else load_bars(spec)
     data_from = min(b.index[0] for b in bars.values())
     data_to = max(b.index[-1] for b in bars.values())
@@ -203,6 +216,8 @@ def run_backtest(spec: BacktestSpec, *, track: bool = True, bars: dict[str, pd.D
             broker={"commission": spec.commission, "spread_pips": spec.spread_pips, "sizer": spec.sizer},
             code_version=code_version(), sweep_id=spec.sweep_id, **model_fields,
         )
+        if bars_from_db:  # the provenance of exactly the bars this run read
+            store.set_run_fields(conn, run_id, data_sources=store.Json(data_sources(spec)))
         try:
             sim = simulate(spec, bars, cls)
             metrics = compute_metrics(sim.equity["value"], sim.trades, sim.recording.bars,

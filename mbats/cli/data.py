@@ -109,5 +109,6 @@ def list_(as_json: bool = typer.Option(False, "--json", help="print machine-read
     if not rows:
         console.print("no bars yet: try `mbats data sample` or `mbats data import`")
         return
-    table("security master", ["instrument", "gran", "bars", "first", "last", "vendor", "synthetic"],
-          [list(r.values()) for r in rows], right=["bars"])
+    table("security master", ["instrument", "gran", "bars", "first", "last", "sources", "synthetic"],
+          [(r["symbol"], r["granularity"], r["bars"], r["first"], r["last"], r["vendor"], r["synthetic"])
+           for r in rows], right=["bars"])

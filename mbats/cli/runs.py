@@ -62,7 +62,11 @@ def report(
         return
     fields = ["strategy", "status", "params", "instruments", "granularity", "data_from", "data_to", "bars", "cash",
               "broker", "code_version", "duration_s", "mlflow_run_id", "error"]
-    table(f"run {run_id}", ["field", "value"], [(f, run.get(f)) for f in fields])
+    rows = [(f, run.get(f)) for f in fields]
+    rows.append(("data sources", "; ".join(
+        f"{d['instrument']}: {d['vendor']}{' (synthetic)' if d['is_synthetic'] else ''}, {d['bars']:,} bars"
+        + (f" [load {d['load_id']}]" if d.get("load_id") else "") for d in run.get("data_sources") or []) or None))
+    table(f"run {run_id}", ["field", "value"], rows)
     table("metrics", ["metric", "value"], sorted(run["metrics"].items()), right=["value"])
     if run.get("report_path"):
         console.print(f"report: {run['report_path']}")

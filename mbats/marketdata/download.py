@@ -26,6 +26,7 @@ from mbats.marketdata.store import write_sides
 from mbats.secmaster import Instrument, get_instrument_id, upsert_instruments, write_bars
 from mbats.secmaster.bars import last_bar_time
 from mbats.secmaster.granularity import check_granularity
+from mbats.secmaster.loads import Provenance, finish_load, start_load
 
 MAX_COUNT = 5000  # OANDA's maximum candles per request
 DEFAULT_HISTORY = pd.Timedelta(days=365)
@@ -61,7 +62,7 @@ def _utc(t: datetime | str | pd.Timestamp) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def _instrument_from_oanda(item: dict, source: str) -> Instrument:
+def _instrument_from_oanda(item: dict, source: str, vendor: str = VENDOR) -> Instrument:
     name = item["name"]
     base, _, quote = name.partition("_")
     pip = 10.0 ** int(item.get("pipLocation", -4))
@@ -70,8 +71,9 @@ def _instrument_from_oanda(item: dict, source: str) -> Instrument:
         base_currency=base[:3].upper(),
         quote_currency=quote[:3].upper(),
         pip_size=pip,
-        vendor=VENDOR,
+        vendor=vendor,
         source=source,
+        is_synthetic=vendor != VENDOR,
         display_name=item.get("displayName"),
         instrument_type=item.get("type", "CURRENCY"),
         display_precision=item.get("displayPrecision"),
@@ -88,7 +90,7 @@ def download_instruments(client: OandaClient, conn, currency_only: bool = True) 
     source = f"oanda:{client.environment}"
     try:
         instruments = [
-            _instrument_from_oanda(item, source)
+            _instrument_from_oanda(item, source, vendor_of(client))
             for item in items
             if not currency_only or item.get("type", "CURRENCY") == "CURRENCY"
         ]
@@ -99,12 +101,22 @@ def download_instruments(client: OandaClient, conn, currency_only: bool = True) 
     return ids
 
 
+def vendor_of(client: OandaClient) -> str:
+    """The simulator's bars are never labelled as OANDA's."""
+    return "oanda-sim" if client.environment == "sim" else VENDOR
+
+
+def provenance(client: OandaClient) -> Provenance:
+    return Provenance("download", vendor_of(client), f"oanda:{client.environment}", client.environment == "sim")
+
+
 def _instrument_id(conn, symbol: str, client: OandaClient) -> int:
     try:
         return get_instrument_id(conn, symbol)
     except NotFoundError:
         # an FX pair nobody listed yet: register it rather than make the user run two commands
-        ids = upsert_instruments(conn, [Instrument.fx(symbol, VENDOR, source=f"oanda:{client.environment}")])
+        ids = upsert_instruments(conn, [Instrument.fx(symbol, vendor_of(client), source=f"oanda:{client.environment}",
+                                                      is_synthetic=client.environment == "sim")])
         conn.commit()
         return ids[symbol.upper()]
 
@@ -148,7 +160,7 @@ def download_candles(
     bar = tqdm(total=estimate, unit="bar", desc=f"{symbol} {granularity}", disable=not progress, leave=True,
                dynamic_ncols=True)
     added = updated = pages = 0
-    first = last = None
+    first = last = load_id = None
     try:
         while end_ts is None or cursor < end_ts:
             params = {"granularity": granularity, "price": price, "count": page_size,
@@ -162,7 +174,10 @@ def download_candles(
                 page.sides = {k: v[keep] for k, v in page.sides.items()}
             if not mid.empty:
                 try:
-                    result = write_bars(conn, instrument_id, granularity, mid)
+                    if load_id is None:  # created with the first page, so an empty download leaves no load
+                        load_id = start_load(conn, instrument_id, granularity, provenance(client))
+                    result = write_bars(conn, instrument_id, granularity, mid, load_id)
+                    finish_load(conn, load_id, result.inserted + result.updated, mid["ts"].iloc[0], mid["ts"].iloc[-1])
                     if page.sides:
                         write_sides(conn, instrument_id, granularity, page.sides)
                     conn.commit()  # one page, one transaction: a kill loses at most this page

@@ -34,14 +34,19 @@ class BarWriteResult:
         return self.inserted + self.updated + self.unchanged
 
 
-def write_bars(conn, instrument_id: int, granularity: str, bars: pd.DataFrame) -> BarWriteResult:
-    """Upsert validated bars (see :func:`validate_bars`) inside the caller's transaction."""
+def write_bars(conn, instrument_id: int, granularity: str, bars: pd.DataFrame,
+               load_id: int | None = None) -> BarWriteResult:
+    """Upsert validated bars (see :func:`validate_bars`) inside the caller's transaction.
+
+    ``load_id`` (see :mod:`mbats.secmaster.loads`) is recorded on every bar inserted or changed;
+    a bar the load leaves unchanged keeps the load that wrote it first.
+    """
     if bars.empty:
         return BarWriteResult(0, 0, 0)
     columns = {name: bars[name] for name, _ in BAR_FIELDS}
     columns["volume"] = bars["volume"].to_numpy(dtype="int64")
     with conn.cursor() as cur:
-        if _copy_into_empty_range(cur, instrument_id, granularity, columns, len(bars)):
+        if _copy_into_empty_range(cur, instrument_id, granularity, columns, len(bars), load_id):
             return BarWriteResult(len(bars), 0, 0)
         cur.execute(
             "CREATE TEMP TABLE IF NOT EXISTS stage_bars "
@@ -52,24 +57,26 @@ def write_bars(conn, instrument_id: int, granularity: str, bars: pd.DataFrame) -
         cur.execute(
             """
             WITH upserted AS (
-                INSERT INTO bars (instrument_id, granularity, ts, open, high, low, close, volume)
-                SELECT %(iid)s, %(gran)s, ts, open, high, low, close, volume FROM stage_bars
+                INSERT INTO bars (instrument_id, granularity, ts, open, high, low, close, volume, load_id)
+                SELECT %(iid)s, %(gran)s, ts, open, high, low, close, volume, %(load)s FROM stage_bars
                 ON CONFLICT (instrument_id, granularity, ts) DO UPDATE
                    SET open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
-                       close = EXCLUDED.close, volume = EXCLUDED.volume
+                       close = EXCLUDED.close, volume = EXCLUDED.volume,
+                       load_id = coalesce(EXCLUDED.load_id, bars.load_id)
                  WHERE (bars.open, bars.high, bars.low, bars.close, bars.volume)
                        IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume)
                 RETURNING (xmax = 0) AS inserted
             )
             SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted
             """,
-            {"iid": instrument_id, "gran": granularity},
+            {"iid": instrument_id, "gran": granularity, "load": load_id},
         )
         inserted, updated = cur.fetchone()
     return BarWriteResult(inserted, updated, len(bars) - inserted - updated)
 
 
-def _copy_into_empty_range(cur, instrument_id: int, granularity: str, columns: dict, nrows: int) -> bool:
+def _copy_into_empty_range(cur, instrument_id: int, granularity: str, columns: dict, nrows: int,
+                           load_id: int | None = None) -> bool:
     """Fast path for new data: COPY straight into ``bars`` when no stored bar falls in its range.
 
     Skips the staging table and the conflict checks (about 2x faster on a fresh year of bars). A
@@ -85,9 +92,11 @@ def _copy_into_empty_range(cur, instrument_id: int, granularity: str, columns: d
         return False
     cur.execute("SAVEPOINT bars_direct_copy")
     try:
-        copy_in(cur, "bars", KEYED_BAR_FIELDS,
-                {"instrument_id": np.full(nrows, instrument_id, dtype="int32"), "granularity": granularity, **columns},
-                nrows)
+        fields, keyed = KEYED_BAR_FIELDS, {"instrument_id": np.full(nrows, instrument_id, dtype="int32"),
+                                           "granularity": granularity, **columns}
+        if load_id is not None:
+            fields, keyed = (*fields, ("load_id", "int4")), keyed | {"load_id": np.full(nrows, load_id, dtype="int32")}
+        copy_in(cur, "bars", fields, keyed, nrows)
     except psycopg2.errors.UniqueViolation:
         cur.execute("ROLLBACK TO SAVEPOINT bars_direct_copy")
         return False
@@ -117,15 +126,32 @@ def read_bars(
 
 
 def coverage(conn) -> list[dict]:
-    """Per instrument and granularity: bar count and first/last bar (for `mbats data list`)."""
+    """Per instrument and granularity: bar count, first/last bar and where the bars came from.
+
+    ``vendor`` lists every source of the bars (per load; bars from before per-load provenance
+    count as the instrument's vendor), ``is_synthetic`` is true if any bar is synthetic and
+    ``synthetic`` says yes / no / mixed.
+    """
     with conn.cursor() as cur:
         cur.execute(
             """
-            SELECT i.symbol, b.granularity, count(*) AS bars, min(b.ts) AS first, max(b.ts) AS last,
-                   i.vendor, i.is_synthetic
-              FROM bars b JOIN instruments i ON i.id = b.instrument_id
-             GROUP BY i.symbol, b.granularity, i.vendor, i.is_synthetic
-             ORDER BY i.symbol, b.granularity
+            WITH per_source AS (
+                SELECT b.instrument_id, b.granularity, coalesce(l.vendor, i.vendor) AS vendor,
+                       coalesce(l.is_synthetic, i.is_synthetic) AS is_synthetic,
+                       count(*) AS bars, min(b.ts) AS first, max(b.ts) AS last
+                  FROM bars b JOIN instruments i ON i.id = b.instrument_id LEFT JOIN loads l ON l.id = b.load_id
+                 GROUP BY 1, 2, 3, 4
+            )
+            SELECT i.symbol, p.granularity, sum(p.bars)::bigint AS bars, min(p.first) AS first, max(p.last) AS last,
+                   string_agg(p.vendor || CASE WHEN p.is_synthetic THEN ' (synthetic)' ELSE '' END, ', '
+                              ORDER BY p.bars DESC, p.vendor) AS vendor,
+                   bool_or(p.is_synthetic) AS is_synthetic,
+                   CASE WHEN bool_and(p.is_synthetic) THEN 'yes' WHEN bool_or(p.is_synthetic) THEN 'mixed'
+                        ELSE 'no' END AS synthetic,
+                   count(*) AS sources
+              FROM per_source p JOIN instruments i ON i.id = p.instrument_id
+             GROUP BY i.symbol, p.granularity
+             ORDER BY i.symbol, p.granularity
             """
         )
         names = [d.name for d in cur.description]

@@ -10,6 +10,7 @@ import pandas as pd
 from mbats.errors import DataValidationError
 from mbats.secmaster.bars import BarWriteResult, write_bars
 from mbats.secmaster.granularity import check_granularity
+from mbats.secmaster.loads import Provenance, finish_load, start_load
 from mbats.secmaster.instruments import Instrument, upsert_instruments
 from mbats.secmaster.validate import read_bar_file, validate_bars
 
@@ -26,7 +27,8 @@ class LoadResult:
 
 
 def load_frames(conn, instrument: Instrument, granularity: str, frames: list[tuple[str, pd.DataFrame]],
-                assume_timezone: str | None = None, time_unit: str | None = None) -> list[LoadResult]:
+                assume_timezone: str | None = None, time_unit: str | None = None,
+                kind: str = "file") -> list[LoadResult]:
     """Validate every frame first; only then upsert the instrument and all bars and commit once.
 
     A rule broken anywhere raises before anything is written, so a load is all or nothing.
@@ -40,7 +42,10 @@ def load_frames(conn, instrument: Instrument, granularity: str, frames: list[tup
         instrument_id = upsert_instruments(conn, [instrument])[instrument.symbol]
         results = []
         for source, bars in validated:
-            written = write_bars(conn, instrument_id, granularity, bars)
+            load_id = start_load(conn, instrument_id, granularity,
+                                 Provenance(kind, instrument.vendor, source, instrument.is_synthetic))
+            written = write_bars(conn, instrument_id, granularity, bars, load_id)
+            finish_load(conn, load_id, written.inserted + written.updated, bars["ts"].iloc[0], bars["ts"].iloc[-1])
             results.append(LoadResult(source, instrument.symbol, granularity, len(bars), written,
                                       bars["ts"].iloc[0], bars["ts"].iloc[-1]))
         conn.commit()
@@ -51,7 +56,8 @@ def load_frames(conn, instrument: Instrument, granularity: str, frames: list[tup
 
 
 def import_files(conn, paths: list[Path], symbol: str, granularity: str, vendor: str = "file",
-                 assume_timezone: str | None = None, time_unit: str | None = None) -> list[LoadResult]:
+                 assume_timezone: str | None = None, time_unit: str | None = None,
+                kind: str = "file") -> list[LoadResult]:
     """`mbats data import`: CSV/Parquet files of one instrument and granularity."""
     instrument = Instrument.fx(symbol, vendor=vendor, source=", ".join(Path(p).name for p in paths))
     frames = [(str(p), read_bar_file(Path(p))) for p in paths]

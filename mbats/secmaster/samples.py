@@ -60,8 +60,9 @@ def load_samples(conn) -> list[LoadResult]:
     """Load (idempotently) the EUR/USD hourly bars and the synthetic 1-minute pairs."""
     instrument, frame = eurusd_hourly()
     # The file's timestamps carry no zone; the package documents none, so they are read as UTC.
-    results = load_frames(conn, instrument, "H1", [("backtesting/test/EURUSD.csv", frame)], assume_timezone="UTC")
+    results = load_frames(conn, instrument, "H1", [("backtesting/test/EURUSD.csv", frame)], assume_timezone="UTC",
+                          kind="sample")
     for symbol, price in SYNTHETIC_PAIRS.items():
         instrument, frame = synthetic_minutes(symbol, price)
-        results += load_frames(conn, instrument, "M1", [(f"synthetic {symbol}", frame)])
+        results += load_frames(conn, instrument, "M1", [(f"synthetic {symbol}", frame)], kind="sample")
     return results

@@ -218,7 +218,7 @@ def test_instruments_download_is_idempotent(oanda_env, clean_symbols):
         cur.execute("SELECT symbol, count(*), min(vendor), min(pip_size), min(display_precision) FROM instruments "
                     "WHERE symbol = ANY(%s) GROUP BY symbol", ([SYMBOL, *OTHERS],))
         rows = {r[0]: r[1:] for r in cur.fetchall()}
-    assert rows[SYMBOL] == (1, "oanda", 0.0001, 5)
+    assert rows[SYMBOL] == (1, "oanda-sim", 0.0001, 5)  # the simulator's data is never labelled as OANDA's
     assert all(count == 1 for count, *_ in rows.values())
 
 
