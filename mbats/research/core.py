@@ -449,9 +449,14 @@ def score_grid(cls: type, specs: list[BacktestSpec], bars: dict[str, pd.DataFram
         hi = min(lo + CHUNK, total)
         counts = np.zeros(hi - lo, np.int64)
         targets = None
-        if plan is not None and kernels is not None:   # targets made on the fly, never stored
+        if plan is not None and kernels is not None:
             selected = (smas, exact[0], exact[1], plan[0], plan[1][lo:hi], plan[2][lo:hi], plan[3][lo:hi])
-            kernels.sma_count_grid(*selected, counts)
+            if len(smas):       # targets made on the fly from the shared SMAs, never stored
+                kernels.sma_count_grid(*selected, counts)
+            else:               # SMAs recomputed per configuration: once, targets kept for the chunk
+                targets = np.empty((hi - lo, n), np.int8)
+                kernels.sma_targets_grid(*selected, targets)
+                kernels.count_trades(targets, counts)
         else:
             targets = np.zeros((hi - lo, n), np.int8)
             for c in range(lo, hi):

@@ -89,17 +89,57 @@ def count_trades(targets: np.ndarray, counts: np.ndarray) -> None:
 
 
 @numba.njit(**_OPTS)
+def sma_cross_from_ints(ints, scale, fast_period, slow_period, allow_short, out) -> None:
+    """sma_cross_targets of the two exact SMAs computed in the same pass (no SMA arrays)."""
+    f_hi = f_lo = s_hi = s_lo = 0
+    start = max(fast_period, slow_period) - 1
+    last = np.nan
+    seeded = False
+    state = 0
+    for i in range(len(ints)):
+        v_hi, v_lo = ints[i] >> 31, ints[i] & 0x7FFFFFFF
+        f_hi += v_hi
+        f_lo += v_lo
+        s_hi += v_hi
+        s_lo += v_lo
+        if i >= fast_period:
+            f_hi -= ints[i - fast_period] >> 31
+            f_lo -= ints[i - fast_period] & 0x7FFFFFFF
+        if i >= slow_period:
+            s_hi -= ints[i - slow_period] >> 31
+            s_lo -= ints[i - slow_period] & 0x7FFFFFFF
+        if i >= start:         # the same values exact_sma gives, the same rule as sma_cross_targets
+            fast = ((float(f_hi) * 2147483648.0 + float(f_lo)) * scale) / fast_period
+            slow = ((float(s_hi) * 2147483648.0 + float(s_lo)) * scale) / slow_period
+            diff = fast - slow
+            if seeded:
+                if last < 0.0 and diff > 0.0:
+                    state = 1
+                elif last > 0.0 and diff < 0.0:
+                    state = -1
+                if diff != 0.0:
+                    last = diff
+            else:
+                last = diff
+                seeded = True
+        out[i] = 0 if (state < 0 and not allow_short) else state
+
+
+@numba.njit(**_OPTS)
 def sma_targets_of(c, smas, ints, scale, periods, fast_idx, slow_idx, allow_short, target) -> None:
     """Targets of configuration c: from the grid's SMA matrix, or (an empty matrix: a grid too big to
-    hold every SMA) from SMAs recomputed here, the same exact values."""
+    hold every SMA) from the two SMAs recomputed in one pass, the same exact values."""
     if smas.shape[0] > 0:
         sma_cross_targets(smas[fast_idx[c]], smas[slow_idx[c]], allow_short[c], target)
     else:
-        fast = np.empty(len(target))
-        slow = np.empty(len(target))
-        exact_sma(ints, periods[fast_idx[c]], scale, fast)
-        exact_sma(ints, periods[slow_idx[c]], scale, slow)
-        sma_cross_targets(fast, slow, allow_short[c], target)
+        sma_cross_from_ints(ints, scale, periods[fast_idx[c]], periods[slow_idx[c]], allow_short[c], target)
+
+
+@numba.njit(parallel=True, **_OPTS)
+def sma_targets_grid(smas, ints, scale, periods, fast_idx, slow_idx, allow_short, out) -> None:
+    """Targets of a chunk of configurations into ``out`` (configurations x bars)."""
+    for c in prange(len(fast_idx)):
+        sma_targets_of(c, smas, ints, scale, periods, fast_idx, slow_idx, allow_short, out[c])
 
 
 @numba.njit(parallel=True, **_OPTS)
