@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     risk_db: str = "risk"
     mlflow_db: str = "mlflow"
 
+    runner_db_password: SecretStr | None = Field(
+        None, description="Password of the mbats_runner role (reads bars, writes runs); unset: it cannot log in")
+    loader_db_password: SecretStr | None = Field(
+        None, description="Password of the mbats_loader role (writes bars); unset: it cannot log in")
+    sim_db_password: SecretStr | None = Field(
+        None, description="Password of the mbats_sim role (reads bars only); unset: it cannot log in")
+
     # --- MLflow / artifacts ----------------------------------------------------------------
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow server URL. Unset: track straight into the `mlflow` database."

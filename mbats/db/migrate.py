@@ -28,4 +28,7 @@ def upgrade_all() -> dict[str, bool]:
         command.upgrade(_alembic_config(tree, database), "head")
     created[settings.mlflow_db] = ensure_database(settings.mlflow_db)
     apply_views()  # Superset's `dash` views (db/views) and read-only role (db/roles)
+    from mbats.db.roles import apply_service_roles
+
+    apply_service_roles()  # a role per service with only the grants it needs (db/roles/services*.sql)
     return created

@@ -1,0 +1,6 @@
+-- secmaster: everyone reads bars; only the loader writes them.
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO {runner}, {loader}, {sim};
+GRANT INSERT, UPDATE ON bars, instruments, loads TO {loader};
+GRANT DELETE ON loads TO {loader};  -- a re-load that changed nothing drops its empty load row
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {loader};
+GRANT TEMPORARY ON DATABASE {database} TO {loader};
