@@ -41,11 +41,31 @@ def _range_values(name: str, spec) -> list:
     start, stop, step = spec["start"], spec["stop"], spec.get("step", 1)
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (start, stop, step)) or step <= 0:
         raise SweepConfError(f"range for {name!r} needs numeric start/stop and a positive step")
+    if not all(math.isfinite(v) for v in (start, stop, step)):
+        raise SweepConfError(f"range for {name!r} needs finite start/stop/step")
     count = int(math.floor((stop - start) / step + 1e-9)) + 1
     if count <= 0:
         raise SweepConfError(f"range for {name!r} is empty (start {start} > stop {stop})")
+    if count > MAX_CONFIGS:  # refuse before building the list
+        raise SweepConfError(f"range for {name!r} has {count:,} values; the limit is {MAX_CONFIGS} configurations")
     integral = all(isinstance(v, int) for v in (start, stop, step))
     return [start + i * step if integral else round(start + i * step, 10) for i in range(count)]
+
+
+def _number(conf: dict, key: str, default, cast):
+    """A numeric conf value (0 stays 0, not the default); text that is not a number is a conf error."""
+    value = conf.get(key)
+    if value is None or value == "":
+        return default
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = cast(value)
+        if cast is int and float(value) != number:
+            raise ValueError
+        return number
+    except (TypeError, ValueError, OverflowError):
+        raise SweepConfError(f"conf.{key}: {value!r} is not a{'n integer' if cast is int else ' number'}") from None
 
 
 def normalize_conf(conf: dict | None) -> dict:
@@ -72,14 +92,15 @@ def normalize_conf(conf: dict | None) -> dict:
 
     cls = find_strategy(strategy)  # unknown strategy → NotFoundError naming the available ones
     for name in grid:
-        try:
-            coerce_params(cls, {name: grid[name][0]})
-        except MbatsError as exc:
-            raise SweepConfError(f"grid parameter {name!r}: {exc}") from None
+        for value in grid[name]:  # every value, so an absurd one fails now, not in a mapped task later
+            try:
+                coerce_params(cls, {name: value})
+            except MbatsError as exc:
+                raise SweepConfError(f"grid parameter {name!r}: {exc}") from None
     size = math.prod(len(v) for v in grid.values())
     if size > MAX_CONFIGS:
         raise SweepConfError(f"the grid has {size} configurations; the limit is {MAX_CONFIGS} per sweep")
-    return {
+    out = {
         "strategy": strategy,
         "instruments": [s.upper() for s in instruments],
         "granularity": conf.get("granularity") or "H1",
@@ -87,13 +108,33 @@ def normalize_conf(conf: dict | None) -> dict:
         "end": conf.get("end"),
         "grid": grid,
         "metric": conf.get("metric") or "sharpe",
-        "top": int(conf.get("top") or 5),
-        "cash": float(conf.get("cash") or 100_000.0),
-        "commission": float(conf.get("commission") or 0.0),
-        "spread_pips": float(conf.get("spread_pips") or 0.0),
+        "top": _number(conf, "top", 5, int),
+        "cash": _number(conf, "cash", 100_000.0, float),
+        "commission": _number(conf, "commission", 0.0, float),
+        "spread_pips": _number(conf, "spread_pips", 0.0, float),
         "sizer": conf.get("sizer") or "fixed:units=10000",
         "sweep_id": conf.get("sweep_id") or f"sweep-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}",
     }
+    _check_ranges(out)
+    return out
+
+
+def _check_ranges(conf: dict) -> None:
+    """The same ranges as `mbats backtest` (cash > 0, commission and spread >= 0 and finite, sizer, dates)."""
+    from mbats.cli.options import parse_when
+    from mbats.specs import BacktestRequest, check
+
+    if not isinstance(conf["top"], int) or not 0 <= conf["top"] <= 1000:
+        raise SweepConfError(f"conf.top: must be from 0 to 1000 (got {conf['top']!r})")
+    try:
+        check(BacktestRequest, {
+            "strategy": conf["strategy"], "instruments": conf["instruments"], "granularity": conf["granularity"],
+            "start": parse_when(conf["start"], "conf.start") if conf["start"] else None,
+            "end": parse_when(conf["end"], "conf.end") if conf["end"] else None,
+            "cash": conf["cash"], "commission": conf["commission"], "spread_pips": conf["spread_pips"],
+            "sizer": conf["sizer"]}, {k: f"conf.{k}" for k in BacktestRequest.model_fields})
+    except MbatsError as exc:
+        raise SweepConfError(str(exc)) from None
 
 
 def expand_grid(conf: dict) -> list[dict]:

@@ -229,3 +229,29 @@ def test_ctrl_c_exits_130():
             proc.kill()
     assert proc.returncode == 130
     assert "Traceback" not in err and err.strip() == "error: interrupted"
+
+
+SWEEP_CONF = {"strategy": "sma_crossover", "instruments": ["EUR_USD"], "grid": {"fast": [5, 10]}}
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"cash": 0}, "conf.cash: must be greater than 0"),
+    ({"cash": "lots"}, "conf.cash: 'lots' is not a number"),
+    ({"commission": -1}, "conf.commission: must be greater than or equal to 0"),
+    ({"spread_pips": float("inf")}, "conf.spread_pips: must be a finite number"),
+    ({"sizer": "percent:percent=500"}, "percent must be above 0 and at most 100"),
+    ({"grid": {"fast": [5, -1]}}, "fast=-1 is out of range"),
+    ({"ranges": {"fast": {"start": 1, "stop": 1e15}}}, "the limit is 1000 configurations"),
+    ({"start": "2024-02-01", "end": "2024-01-01"}, "conf.end (2024-01-01 00:00) must be after conf.start"),
+    ({"top": -3}, "conf.top: must be from 0 to 1000"),
+    ({"instruments": ["EURUSD"]}, "'EURUSD' is not an instrument"),
+    ({"granularity": "Q7"}, "conf.granularity: unknown granularity 'Q7'"),
+])
+def test_sweep_dag_conf_is_checked_like_the_cli(extra, message):
+    """The Airflow sweep DAG's conf is a boundary too: the same ranges, refused before any task is mapped."""
+    from mbats.orchestration.sweep import SweepConfError, normalize_conf
+
+    with pytest.raises(SweepConfError) as info:
+        normalize_conf(SWEEP_CONF | extra)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert normalize_conf(SWEEP_CONF)["cash"] == 100_000.0
