@@ -7,6 +7,8 @@ an HTML report and an MLflow run.
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -213,7 +215,9 @@ def run_backtest(spec: BacktestSpec, *, track: bool = True, bars: dict[str, pd.D
             conn, run_type=spec.run_type, mode="backtest", strategy=strategy_name(cls),
             params=params, instruments=spec.instruments, granularity=spec.granularity,
             data_from=data_from, data_to=data_to, cash=spec.cash,
-            broker={"commission": spec.commission, "spread_pips": spec.spread_pips, "sizer": spec.sizer},
+            broker={"commission": spec.commission, "spread_pips": spec.spread_pips, "sizer": spec.sizer,
+                    # lets the stale-run sweep (`mbats live sweep-stale`) fail a run whose process died
+                    "process": {"pid": os.getpid(), "host": socket.gethostname()}},
             code_version=code_version(), sweep_id=spec.sweep_id, **model_fields,
         )
         if bars_from_db:  # the provenance of exactly the bars this run read

@@ -157,6 +157,27 @@ def test_a_backtest_whose_database_connection_dies_fails_with_the_real_error(ris
         run_backtest(BacktestSpec("db_drop", ["EUR_USD"], granularity="M10", params={"at": 5}), track=False,
                      bars=bars, write_report=False)
     monkeypatch.delenv("PGAPPNAME")
-    (status, error), = _rows(risk_conn, "SELECT status, error FROM runs WHERE id > %s AND strategy = 'db_drop'",
-                             before)
+    (status, error, pid), = _rows(risk_conn, "SELECT status, error, broker -> 'process' ->> 'pid' FROM runs "
+                                             "WHERE id > %s AND strategy = 'db_drop'", before)
     assert status == "failed" and "OperationalError" in error
+    assert int(pid) == os.getpid()  # backtests note their process too, for the stale-run sweep
+
+
+def test_the_sweep_fails_a_backtest_whose_process_died_and_leaves_live_ones(risk_conn):
+    from mbats.risk import store
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = __import__("socket").gethostname()
+    gone = store.create_run(risk_conn, run_type="backtest", mode="backtest", strategy="x", params={},
+                            instruments=["EUR_USD"], granularity="M1", cash=1.0, code_version="t",
+                            broker={"process": {"pid": int(dead.stdout), "host": host}})
+    alive = store.create_run(risk_conn, run_type="backtest", mode="backtest", strategy="x", params={},
+                             instruments=["EUR_USD"], granularity="M1", cash=1.0, code_version="t",
+                             broker={"process": {"pid": os.getppid(), "host": host}})
+    swept = subprocess.run(COMMANDS + ["sweep-stale"], capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ))
+    assert swept.returncode == 0, swept.stderr
+    assert gone in {r["run_id"] for r in json.loads(swept.stdout)}
+    statuses = dict(_rows(risk_conn, "SELECT id, status FROM runs WHERE id IN (%s, %s)", gone, alive))
+    assert statuses == {gone: "failed", alive: "running"}
+    store.mark_failed(risk_conn, alive, "test over")  # leave no run `running` behind
