@@ -30,7 +30,7 @@ class Settings(BaseSettings):
         description="Server URL without a database name, e.g. postgresql://user:pw@host:5432. "
         "Unset: start the embedded PostgreSQL.",
     )
-    embedded_pg_port: int = Field(54329, description="TCP port of the embedded PostgreSQL (127.0.0.1 only)")
+    embedded_pg_port: int = Field(54329, ge=1024, le=65535, description="TCP port of the embedded PostgreSQL (127.0.0.1 only)")
     secmaster_db: str = "secmaster"
     risk_db: str = "risk"
     mlflow_db: str = "mlflow"
@@ -73,26 +73,26 @@ class Settings(BaseSettings):
     oanda_account_id: str | None = None
     oanda_sim_url: str = Field("http://127.0.0.1:18080", description="Base URL of the OANDA v20 simulator")
     oanda_requests_per_second: float = Field(
-        100.0, description="Client-side cap on OANDA REST requests (OANDA allows 120/s per IP)"
+        100.0, gt=0, le=1000, allow_inf_nan=False, description="Client-side cap on OANDA REST requests (OANDA allows 120/s per IP)"
     )
-    oanda_timeout_seconds: float = Field(30.0, description="Timeout of one OANDA REST request")
-    oanda_retry_attempts: int = Field(6, description="Tries per request on 429, 5xx and timeouts")
-    oanda_retry_max_wait: float = Field(20.0, description="Longest backoff between retries, seconds")
+    oanda_timeout_seconds: float = Field(30.0, gt=0, le=600, allow_inf_nan=False, description="Timeout of one OANDA REST request")
+    oanda_retry_attempts: int = Field(6, ge=1, le=100, description="Tries per request on 429, 5xx and timeouts")
+    oanda_retry_max_wait: float = Field(20.0, ge=0, le=3600, allow_inf_nan=False, description="Longest backoff between retries, seconds")
 
     # --- live / paper trading (mbats.live) ----------------------------------------------------
     live_confirm: str | None = Field(
         None, description="Must be 'yes-i-mean-real-money' (or pass --confirm-live) to trade a live account"
     )
-    live_max_units: float | None = Field(None, description="Max absolute units held per instrument")
-    live_max_gross_exposure: float | None = Field(None, description="Max sum of |notional| in account currency")
-    live_max_orders_per_minute: int | None = Field(None, description="Max orders submitted in any 60 s")
+    live_max_units: float | None = Field(None, gt=0, allow_inf_nan=False, description="Max absolute units held per instrument")
+    live_max_gross_exposure: float | None = Field(None, gt=0, allow_inf_nan=False, description="Max sum of |notional| in account currency")
+    live_max_orders_per_minute: int | None = Field(None, ge=1, description="Max orders submitted in any 60 s")
     live_max_daily_loss: float | None = Field(
-        None, description="Loss (account currency) from the day's first NAV that trips the kill switch"
+        None, gt=0, allow_inf_nan=False, description="Loss (account currency) from the day's first NAV that trips the kill switch"
     )
     live_risk_webhook_url: SecretStr | None = Field(
         None, description="URL every risk breach is POSTed to (JSON); a secret: only its host and hash are stored or logged"
     )
-    live_heartbeat_timeout: float = Field(20.0, description="Reconnect the price stream after this many silent seconds")
+    live_heartbeat_timeout: float = Field(20.0, gt=0, le=3600, allow_inf_nan=False, description="Reconnect the price stream after this many silent seconds")
     live_on_signal: Literal["leave", "flatten"] = Field(
         "leave", description="SIGTERM/SIGINT stop a live session: leave positions and pending orders, or flatten"
     )

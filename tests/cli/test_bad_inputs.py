@@ -255,3 +255,21 @@ def test_sweep_dag_conf_is_checked_like_the_cli(extra, message):
         normalize_conf(SWEEP_CONF | extra)
     assert message in str(info.value) and "\n" not in str(info.value)
     assert normalize_conf(SWEEP_CONF)["cash"] == 100_000.0
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("MBATS_LIVE_MAX_DAILY_LOSS", "-5"), ("MBATS_LIVE_MAX_UNITS", "inf"), ("MBATS_OANDA_RETRY_ATTEMPTS", "0"),
+    ("MBATS_OANDA_REQUESTS_PER_SECOND", "-1"), ("MBATS_EMBEDDED_PG_PORT", "80"), ("MBATS_OANDA_ENVIRONMENT", "prod"),
+])
+def test_a_setting_out_of_range_is_one_line_naming_the_variable(variable, value, monkeypatch, capsys):
+    from mbats.config import reset_settings_cache
+
+    monkeypatch.setenv(variable, value)
+    reset_settings_cache()
+    try:
+        code, out, err = _run_in_process(["runs"], capsys)
+    finally:
+        monkeypatch.undo()
+        reset_settings_cache()
+    lines = [line for line in (out + err).splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1 and lines[0].startswith(f"error: invalid setting {variable}:"), lines
