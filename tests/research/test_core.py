@@ -262,3 +262,20 @@ def test_bars_the_core_cannot_score_are_one_clear_error(gbpusd_m1):
         core.score_grid(cls, [spec], {"GBP_USD": broken})
     with pytest.raises(MbatsError, match="no bars for GBP_USD"):
         core.score_grid(cls, [spec], {"GBP_USD": gbpusd_m1.iloc[:0]})
+
+
+def test_every_bundled_signal_strategy_scores_in_the_core_and_agrees_with_backtrader(gbpusd_m1):
+    from mbats.backtest.signals import has_signals
+    from mbats.backtest.strategies import available_strategies, declared_params, strategy_name
+
+    signal_strategies = [cls for cls in available_strategies() if has_signals(cls)]
+    assert signal_strategies
+    for cls in signal_strategies:
+        defaults = declared_params(cls)
+        grid = {k: sorted({v, max(1, v // 2)}) for k, v in defaults.items() if type(v) is int}
+        base = BacktestSpec(strategy_name(cls), ["GBP_USD"], "M1", spread_pips=0.7, commission=0.00001)
+        result = run_sweep(SweepRequest(base, grid, top=2, workers=2, track=False, record=False),
+                           {"GBP_USD": gbpusd_m1})
+        assert result.engine == "numba", (cls, result.notes)
+        assert len(result.rerun) == 2 and all(s.agrees for s in result.rerun), [s.difference for s in result.rerun]
+        assert all(s.trades > 0 and s.trades_sha256 == s.bt_trades_sha256 for s in result.rerun)
