@@ -64,14 +64,30 @@ Progress = Callable[[str, int, int], None]
 
 # --- engine ---------------------------------------------------------------------------------------
 
+def _cache_dir() -> Path:
+    """``.cache/numba`` in the checkout, or under MBATS_HOME where the package folder is read-only."""
+    for folder in (NUMBA_CACHE_DIR, get_settings().home / "cache" / "numba"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if os.access(folder, os.W_OK):
+                return folder
+        except OSError:
+            continue
+    return NUMBA_CACHE_DIR
+
+
 def _kernels():
-    """The numba kernels, or None (numba missing or switched off)."""
+    """The numba kernels, or None (numba missing, switched off, or failing to load)."""
     if not get_settings().compiled_core:
         return None
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(NUMBA_CACHE_DIR))  # read by numba at import
+    if "NUMBA_CACHE_DIR" not in os.environ:      # read by numba when it is first imported
+        os.environ["NUMBA_CACHE_DIR"] = str(_cache_dir())
     try:
         from mbats.research import kernels
     except ImportError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - e.g. an unusable cache folder: score with numpy instead
+        log.warning("numba kernels unavailable (%s); using the numpy engine", exc)
         return None
     return kernels
 
