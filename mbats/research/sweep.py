@@ -223,6 +223,7 @@ def run_sweep(req: SweepRequest, bars: dict[str, pd.DataFrame] | None = None,
     workers = req.workers or os.cpu_count() or 1
     sweep_id = req.sweep_id or new_sweep_id(strategy_name(cls))
     base = replace(req.base, run_type="sweep", sweep_id=sweep_id)
+    bars_from_db = bars is None
     bars = bars if bars is not None else load_bars(base)
     specs = [replace(base, params=coerce_params(cls, dict(base.params) | params)) for params in configs]
     if req.record:
@@ -279,7 +280,27 @@ def run_sweep(req: SweepRequest, bars: dict[str, pd.DataFrame] | None = None,
         result.mlflow_run_id = _log_parent(result, req)
     if req.record:
         _record_sweep_end(result)
+        if bars_from_db:  # every re-run read the same bars: record their sources once for all of them
+            _record_sources(base, [s.run_id for s in scores if s.run_id is not None])
     return result
+
+
+def _record_sources(base: BacktestSpec, run_ids: list[int]) -> None:
+    from psycopg2.extras import Json
+
+    from mbats.backtest.runner import data_sources
+    from mbats.db import connect
+
+    if not run_ids:
+        return
+    sources = data_sources(base)
+    conn = connect("risk")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("UPDATE runs SET data_sources = %s WHERE id = ANY(%s)", (Json(sources), run_ids))
+        conn.commit()
+    finally:
+        conn.close()
 
 
 class _pool_for:

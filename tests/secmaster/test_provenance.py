@@ -61,3 +61,19 @@ def test_a_reload_that_changes_nothing_leaves_no_empty_load(secmaster_conn):
         cur.execute("SELECT count(*), sum(rows) FROM loads l JOIN instruments i ON i.id = l.instrument_id "
                     "WHERE i.symbol = 'EUR_HKD'")
         assert cur.fetchone() == (1, 48)
+
+
+def test_a_sweep_records_the_sources_of_its_bars_on_every_run(secmaster_conn, risk_conn):
+    from mbats.backtest.runner import BacktestSpec
+    from mbats.research.sweep import SweepRequest, run_sweep
+
+    inst = Instrument.fx("EUR_PLN", vendor="oanda-sim", is_synthetic=True, source="oanda:sim")
+    load_frames(secmaster_conn, inst, "H1", [("sim download", hourly("2024-06-03", 200, 4))], kind="download")
+    result = run_sweep(SweepRequest(BacktestSpec("sma_crossover", ["EUR_PLN"], "H1"), {"fast": [3, 5]}, top=2,
+                                    workers=1, track=False))
+    run_ids = [s.run_id for s in result.rerun]
+    with risk_conn.cursor() as cur:
+        cur.execute("SELECT data_sources FROM runs WHERE id = ANY(%s)", (run_ids,))
+        recorded = [r[0] for r in cur.fetchall()]
+    assert len(recorded) == 2 and all(
+        [(d["vendor"], d["is_synthetic"], d["bars"]) for d in r] == [("oanda-sim", True, 200)] for r in recorded)
