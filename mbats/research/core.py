@@ -223,7 +223,8 @@ def _simulate_numpy(m: _Market, target: np.ndarray, units: int, half_spread: flo
     old, new = pos[changes - 1], pos[changes]
     price = m.opens[changes]
     comm = units * (half_spread + price * rate)
-    flow = np.where(old != 0, -(-old * units) * price - comm, 0.0) + np.where(new != 0, -(new * units) * price - comm, 0.0)
+    flow = (np.where(old != 0, -(-old * units) * price - comm, 0.0)
+            + np.where(new != 0, -(new * units) * price - comm, 0.0))
     cash_flow = np.zeros(n)
     np.add.at(cash_flow, changes, flow)
     value = (cash0 + np.cumsum(cash_flow)) + (0.0 + (pos * units) * m.closes)

@@ -51,8 +51,9 @@ def test_compiled_core_agrees_with_backtrader_trade_for_trade(gbpusd_m1):
         assert len(closed) > 50
         assert scores.trades[i] == len(closed), spec.params
         assert scores.fingerprints[i] == trades_fingerprint(sim.trades), spec.params
-        pd.testing.assert_frame_equal(scores.trades_frame(i)[FINGERPRINT], sim.trades[FINGERPRINT].reset_index(drop=True),
-                                      check_dtype=False, check_exact=True)
+        pd.testing.assert_frame_equal(scores.trades_frame(i)[FINGERPRINT],
+                                      sim.trades[FINGERPRINT].reset_index(drop=True), check_dtype=False,
+                                      check_exact=True)
         assert scores.metrics[i]["final_value"] == pytest.approx(sim.equity["value"].iloc[-1], abs=1e-6)
         bt_metrics = compute_metrics(sim.equity["value"], sim.trades, sim.recording.bars, sim.recording.bars_in_market)
         assert scores.metrics[i]["exposure_pct"] == bt_metrics["exposure_pct"]
@@ -72,7 +73,8 @@ def test_numba_and_numpy_engines_give_identical_scores(gbpusd_m1, request):
     assert (compiled.engine, fallback.engine) == ("numba", "numpy")
     assert any("numpy engine" in note for note in fallback.notes)
     assert compiled.trades == fallback.trades and max(compiled.trades) > 100
-    assert compiled.trades[specs.index(replace(base, params=dict(fast=9, slow=9, allow_short=True)))] == 0  # equal periods never cross
+    equal_periods = specs.index(replace(base, params=dict(fast=9, slow=9, allow_short=True)))
+    assert compiled.trades[equal_periods] == 0      # two equal averages never cross
     assert compiled.fingerprints == fallback.fingerprints
     assert compiled.metrics == fallback.metrics      # bit for bit, every metric
     for i in (0, 7):
