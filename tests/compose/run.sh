@@ -38,11 +38,31 @@ summary() {
 }
 trap summary EXIT
 
-env_file() {  # the test's .env, written by `make env`'s generator (kept: named volumes use its passwords)
+cleanup() {  # the test project's containers, volumes and networks, by compose's labels (no .env needed)
+  local label="label=com.docker.compose.project=${MBATS_COMPOSE_PROJECT:-mbats-test}" ids
+  ids="$(podman ps -aq --filter "$label")"; [[ -z "$ids" ]] || podman rm -f -t 10 $ids >/dev/null 2>&1
+  ids="$(podman volume ls -q --filter "$label")"; [[ -z "$ids" ]] || podman volume rm -f $ids >/dev/null 2>&1
+  ids="$(podman network ls -q --filter "$label")"; [[ -z "$ids" ]] || podman network rm -f $ids >/dev/null 2>&1
+  return 0
+}
+
+env_file() {  # the test's .env, fresh from `make env`'s generator (every run starts from empty volumes)
   mkdir -p "$CACHE/project"
-  if [[ ! -s "$CACHE/project/test.env" ]]; then
-    "$PYTHON" -m mbats.stack.envfile --example "$ROOT/.env.example" --out "$CACHE/project/test.env"
-  fi
+  "$PYTHON" -m mbats.stack.envfile --example "$ROOT/.env.example" --out "$CACHE/project/test.env" --force
+  # offline, as docs/stack.md tells a user: data and orders go to the oanda-sim container, which
+  # shares the token with its clients
+  "$PYTHON" - "$CACHE/project/test.env" <<'PY'
+import re, secrets, sys
+path = sys.argv[1]
+text = open(path).read()
+token = re.search(r"^MBATS_OANDA_TOKEN=(.+)$", text, re.M)
+values = {"MBATS_OANDA_ENVIRONMENT": "sim", "MBATS_OANDA_TOKEN": token.group(1) if token else secrets.token_hex(16)}
+for key, value in values.items():
+    text, n = re.subn(rf"^#? ?{key}=.*$", f"{key}={value}", text, flags=re.M)
+    if not n:
+        text += f"\n{key}={value}\n"
+open(path, "w").write(text)
+PY
   # free loopback ports for everything compose publishes
   "$PYTHON" - "$CACHE/project/ports.env" <<'PY'
 import socket, sys
@@ -59,8 +79,6 @@ PY
 }
 
 up() {
-  # a previous run that stopped half-way may have left containers: start from empty volumes
-  "$COMPOSE" down -v --remove-orphans >/dev/null 2>&1 || true
   if ! timeout 1500 "$COMPOSE" up -d --wait --wait-timeout 1200 --scale strategy-runner=2; then
     "$COMPOSE" ps -a
     for svc in $("$COMPOSE" ps -a --format '{{.Service}} {{.State}} {{.Health}} {{.ExitCode}}' \
@@ -101,6 +119,8 @@ phase engine "$HERE/engine.sh" up || exit 1
 eval "$("$HERE/engine.sh" env)"
 phase base "$HERE/base-image.sh" || exit 1
 phase standins "$HERE/standins.sh" || exit 1
+# a previous run that stopped half-way may have left containers: start from empty volumes
+phase clean cleanup || exit 1
 phase env env_file || exit 1
 phase build build || exit 1
 if phase up up; then
