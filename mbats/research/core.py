@@ -51,6 +51,7 @@ from mbats.config import PROJECT_ROOT, get_settings
 from mbats.errors import MbatsError
 from mbats.research.fingerprint import NAT, fingerprint_arrays
 from mbats.research.indicators import SmaCross, _exact_window_sums, crossover, hold_targets
+from mbats.risk import metrics as risk_metrics
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,14 @@ def unsupported(cls: type, specs: list[BacktestSpec]) -> str | None:
     return None
 
 
+def _day_last(index: pd.DatetimeIndex) -> np.ndarray:
+    """Each day's last bar, with the day boundaries ``compute_metrics`` uses (its FX day when it has one)."""
+    if hasattr(risk_metrics, "fx_day_last"):
+        return np.asarray(risk_metrics.fx_day_last(index), dtype=np.int64)
+    days = index.as_unit("ns").asi8 // _NS_PER_DAY   # calendar UTC days (resample("1D"))
+    return np.flatnonzero(np.append(days[1:] != days[:-1], True)).astype(np.int64)
+
+
 @dataclass
 class _Market:
     """One instrument's columns, shared by every configuration of the grid."""
@@ -141,14 +150,13 @@ class _Market:
     closes: np.ndarray
     times_ns: np.ndarray      # for drawdown durations
     times_us: np.ndarray      # trade timestamps as backtrader records them
-    day_last: np.ndarray      # index of each UTC day's last bar (the daily equity the ratios use)
+    day_last: np.ndarray      # index of each day's last bar (the daily equity the ratios use)
 
     @classmethod
     def of(cls, symbol: str, frame: pd.DataFrame) -> _Market:
         index = pd.DatetimeIndex(frame.index)
         times_ns = index.as_unit("ns").asi8
-        days = times_ns // _NS_PER_DAY
-        day_last = np.flatnonzero(np.append(days[1:] != days[:-1], True)) if len(days) else np.empty(0, np.int64)
+        day_last = _day_last(index)
         col = lambda name: frame[name].to_numpy(np.float64, copy=True)  # noqa: E731 - writable: one kernel signature
         return cls(symbol, index, col("open"), col("high"), col("low"), col("close"), times_ns,
                    index.as_unit("us").asi8, day_last.astype(np.int64))
@@ -281,17 +289,18 @@ def _grid_metrics(stats: np.ndarray, daily: np.ndarray, columns: ColumnarTrades,
     """``compute_metrics`` for every configuration at once (return ratios vectorised over columns)."""
     returns = (daily[:, 1:] / daily[:, :-1] - 1.0).T          # days-1 x configurations, like pct_change
     ratios: dict[str, np.ndarray] = {}
+    year = getattr(risk_metrics, "_FX_YEAR", {})   # the annualisation compute_metrics uses
     if returns.shape[0] >= 2:
         with np.errstate(divide="ignore", invalid="ignore"):
-            annual = 100.0 * ep.annual_return(returns)
+            annual = 100.0 * ep.annual_return(returns, **year)
             max_dd = ep.max_drawdown(returns)
             calmar = np.where(max_dd < 0, (annual / 100.0) / np.abs(max_dd), np.nan)
             cutoff = int((returns.shape[0] - 1) * 0.05)
             ratios = {
                 "annual_return_pct": annual,
-                "annual_volatility_pct": 100.0 * ep.annual_volatility(returns),
-                "sharpe": ep.sharpe_ratio(returns),
-                "sortino": ep.sortino_ratio(returns),
+                "annual_volatility_pct": 100.0 * ep.annual_volatility(returns, **year),
+                "sharpe": ep.sharpe_ratio(returns, **year),
+                "sortino": ep.sortino_ratio(returns, **year),
                 "calmar": np.where(np.isinf(calmar), np.nan, calmar),
                 "var_95_1d_pct": -100.0 * np.percentile(returns, 5.0, axis=0),
                 "cvar_95_1d_pct": -100.0 * np.partition(returns, cutoff, axis=0)[:cutoff + 1].mean(axis=0),
