@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 from psycopg2.extras import Json, execute_values
 
+from mbats.risk.metrics import fx_daily
+
 ACCOUNT_CCY = "USD"
 CONFIDENCE = (0.95, 0.99)
 MIN_SCENARIOS = 20  # fewer daily returns than this: results are flagged as unreliable
@@ -107,7 +109,7 @@ def _daily_closes(secmaster, symbol: str, end: datetime, lookback_days: int) -> 
         except NotFoundError:
             return pd.Series(dtype=float)
         if len(bars):
-            closes = bars["close"].resample("1D").last().dropna()
+            closes = fx_daily(bars["close"])  # FX days (17:00 New York), not UTC calendar days
             return closes.iloc[-(lookback_days + 1):]
     return pd.Series(dtype=float)
 
@@ -212,7 +214,7 @@ def compute(conn, secmaster, as_of: date | datetime | str | None = None, *, mode
 
     # --- recent runs: VaR/CVaR of their own daily equity returns ----------------------------
     for run_id, equity in _recent_equity(conn, day, recent_days, run_ids).items():
-        daily = equity.resample("1D").last().dropna().pct_change().dropna().to_numpy() * 100.0
+        daily = fx_daily(equity).pct_change().dropna().to_numpy() * 100.0
         for level in confidence:
             var, cvar = _var_cvar(daily, level)
             tag = f"{round(level * 100)}_1d"
