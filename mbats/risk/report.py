@@ -10,9 +10,11 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from mbats.config import get_settings
-from mbats.risk.metrics import METRIC_DESCRIPTIONS
+from mbats.risk.metrics import FX_DAY_END_HOUR, FX_DAY_TZ, FX_DAYS_PER_YEAR, METRIC_DESCRIPTIONS
 
 MAX_TRADES_IN_REPORT = 500
+ANNUALISATION_NOTE = (f"Return ratios use daily returns over FX days ({FX_DAY_END_HOUR}:00 {FX_DAY_TZ} boundary, "
+                      f"5 a week), annualised with {FX_DAYS_PER_YEAR} FX days a year.")
 
 
 def plot_equity(equity: pd.DataFrame, title: str, path: Path) -> Path:
@@ -60,8 +62,10 @@ def write_run_report(run_id: int, strategy: str, params: dict, spec, metrics: di
         run_id=run_id, strategy=strategy, params=params, instruments=spec.instruments, granularity=spec.granularity,
         data_from=equity.index[0] if len(equity) else "", data_to=equity.index[-1] if len(equity) else "",
         cash=spec.cash,
-        broker=f"commission {spec.commission:g}, spread {spec.spread_pips:g} pips, sizer {spec.sizer}",
+        broker=(f"account {getattr(spec, 'account_currency', 'USD')}, commission {spec.commission:g}, "
+                f"spread {spec.spread_pips:g} pips, sizer {spec.sizer}"),
         metrics=[(k, _fmt(metrics.get(k)), METRIC_DESCRIPTIONS.get(k, "")) for k in METRIC_DESCRIPTIONS],
+        annualisation=ANNUALISATION_NOTE,
         plot_png=base64.b64encode(png.read_bytes()).decode(),
         by_instrument=by_instrument,
         trades=trades.head(MAX_TRADES_IN_REPORT).to_dict("records"),
