@@ -127,6 +127,10 @@ def unsupported(cls: type, specs: list[BacktestSpec]) -> str | None:
         fixed_units(base.sizer)
     except MbatsError as exc:
         return str(exc)
+    account = getattr(base, "account_currency", None)
+    quote = base.instruments[0].rpartition("_")[2]
+    if account and quote and account != quote:
+        return f"P&L of {base.instruments[0]} must be converted from {quote} into {account}; the core books in {quote}"
     return None
 
 

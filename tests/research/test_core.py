@@ -281,3 +281,12 @@ def test_every_bundled_signal_strategy_scores_in_the_core_and_agrees_with_backtr
         assert result.engine == "numba", (cls, result.notes)
         assert len(result.rerun) == 2 and all(s.agrees for s in result.rerun), [s.difference for s in result.rerun]
         assert all(s.trades > 0 and s.trades_sha256 == s.bt_trades_sha256 for s in result.rerun)
+
+
+def test_a_pair_quoted_outside_the_account_currency_is_not_scored_by_the_core():
+    cls = find_strategy("sma_crossover")
+    spec = BacktestSpec("sma_crossover", ["EUR_GBP"], "M1")
+    spec.account_currency = "USD"           # BacktestSpec's account currency (the FX money rules)
+    assert "converted from GBP into USD" in core.unsupported(cls, [spec])
+    spec.account_currency = "GBP"
+    assert core.unsupported(cls, [spec]) is None
