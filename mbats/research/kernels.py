@@ -158,6 +158,7 @@ def simulate_one(opens, closes, target, units, half_spread, rate, cash0, day_las
     n = len(opens)
     flows = 0.0           # np.cumsum of the per-bar cash flows
     peak = -np.inf
+    trough = np.inf
     dd_min = np.inf
     last_peak = -1
     longest = -1          # ns; -1: never under water
@@ -215,9 +216,14 @@ def simulate_one(opens, closes, target, units, half_spread, rate, cash0, day_las
                 longest = max(longest, times[i] - times[last_peak])
             last_peak = i
             peak = value
-        dd = 100.0 * (value / peak - 1.0)
-        if dd < dd_min:
-            dd_min = dd
+            trough = value
+            if dd_min > 0.0:   # 100 * (value / value - 1) is exactly 0
+                dd_min = 0.0
+        elif value < trough:   # under one peak the deepest drawdown is at the lowest value: divide only there
+            trough = value
+            dd = 100.0 * (value / peak - 1.0)
+            if dd < dd_min:
+                dd_min = dd
         if d < len(day_last) and day_last[d] == i:
             daily[d] = value
             d += 1
