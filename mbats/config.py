@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     sim_db_password: SecretStr | None = Field(
         None, description="Password of the mbats_sim role (reads bars only); unset: it cannot log in")
 
+    # --- money ---------------------------------------------------------------------------
+    account_currency: str = Field(
+        "USD", pattern=r"^[A-Z]{3}$",
+        description="Currency runs are booked in (P&L and costs converted at the rate of the moment)")
+
     # --- MLflow / artifacts ----------------------------------------------------------------
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow server URL. Unset: track straight into the `mlflow` database."

@@ -123,6 +123,7 @@ class BacktestRequest(RangeSpec):
     sizer: str = "fixed:units=10000"
     run_type: str = "backtest"
     sweep_id: str | None = None
+    account_currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
 
     @field_validator("granularity")
     @classmethod
@@ -147,7 +148,8 @@ class BacktestRequest(RangeSpec):
 
 BACKTEST_OPTIONS = {"start": "--from", "end": "--to", "cash": "--cash", "commission": "--commission",
                     "spread_pips": "--spread", "sizer": "--sizer", "instruments": "--instrument",
-                    "granularity": "--granularity", "strategy": "STRATEGY", "params": "--param"}
+                    "granularity": "--granularity", "strategy": "STRATEGY", "params": "--param",
+                    "account_currency": "--account-currency"}
 
 
 def check_strategy_params(strategy: str, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import backtrader as bt
 import pandas as pd
 
 import mbats
+from mbats.backtest import fx
 from mbats.backtest.broker import FxCosts, parse_sizer
 from mbats.backtest.feed import from_bt_datenum, make_feed
 from mbats.backtest.recorder import Recorder, Recording
@@ -28,6 +29,12 @@ from mbats.errors import MbatsError, NotFoundError
 from mbats.risk.metrics import compute_metrics, drawdown
 from mbats.secmaster.granularity import check_granularity
 from mbats.secmaster.instruments import pip_size
+
+
+def _default_account_currency() -> str:
+    from mbats.config import get_settings
+
+    return get_settings().account_currency
 
 
 @dataclass
@@ -44,6 +51,8 @@ class BacktestSpec:
     sizer: str = "fixed:units=10000"
     run_type: str = "backtest"
     sweep_id: str | None = None
+    # P&L and costs are booked in this currency (MBATS_ACCOUNT_CURRENCY when not given); see mbats.backtest.fx
+    account_currency: str = field(default_factory=lambda: _default_account_currency())
 
     def __post_init__(self) -> None:
         # Every way in (CLI, DAG conf, library) gets the same ranges: negative costs, zero cash or a
@@ -116,7 +125,12 @@ _pip_size = pip_size  # the secmaster's rule; kept under the old name for resear
 
 
 def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: type[bt.Strategy] | None = None) -> Simulation:
-    """Run backtrader over in-memory bars; fills at the next bar's open, costs via :class:`FxCosts`."""
+    """Run backtrader over in-memory bars; fills at the next bar's open, costs via :class:`FxCosts`.
+
+    ``bars`` may hold more pairs than the run trades: those convert P&L into the account currency.
+    """
+    rates = {s: fx.build_rate(fx.quote_currency(s), spec.account_currency, bars, spec.granularity)
+             for s in spec.instruments}  # before the run: a missing conversion series fails fast
     cls = strategy_cls or find_strategy(spec.strategy)
     params = coerce_params(cls, spec.params)
     started = time.perf_counter()
@@ -141,7 +155,6 @@ def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: ty
     equity = pd.DataFrame({"cash": [e[1] for e in recording.equity], "value": [e[2] for e in recording.equity]},
                           index=stamps.rename("ts"))
     equity = equity[~equity.index.duplicated(keep="last")]
-    equity["drawdown_pct"] = drawdown(equity["value"])
     for row in recording.fills:
         row["ts"] = pd.Timestamp(row["ts"], tz="UTC")
     for row in recording.orders.values():
@@ -158,6 +171,10 @@ def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: ty
         if pos.size:
             positions.append({"ts": last_ts, "instrument": data._name, "size": pos.size, "avg_price": pos.price,
                               "market_price": data.close[0], "unrealized_pnl": pos.size * (data.close[0] - pos.price)})
+    if any(rate.legs for rate in rates.values()):  # otherwise backtrader's books are already in the account currency
+        costs = {s: (spec.spread_pips * _pip_size(s) / 2.0, spec.commission) for s in spec.instruments}
+        equity = fx.rebook(spec.cash, recording.fills, trades, equity, positions, bars, rates, costs)
+    equity["drawdown_pct"] = drawdown(equity["value"])
     return Simulation(recording, open_trades, positions, equity, trades, params,
                       bars=sum(len(b) for b in bars.values()), seconds=time.perf_counter() - started)
 
@@ -178,7 +195,38 @@ def load_bars(spec: BacktestSpec) -> dict[str, pd.DataFrame]:
                 f"no {spec.granularity} bars for {symbol} in the requested range; "
                 "see `mbats data list` for what is loaded"
             )
+    bars.update(_conversion_bars(spec, bars))
     return bars
+
+
+def _conversion_bars(spec: BacktestSpec, bars: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The stored pairs that can convert the run's quote currencies into its account currency.
+
+    Read from a week before the start, so the first fill has a rate in force; pairs not stored are
+    skipped here and named by :func:`mbats.backtest.fx.build_rate` if the run needs them.
+    """
+    from datetime import timedelta
+
+    from mbats.db import connect
+    from mbats.secmaster import read_bars
+
+    wanted = [p for p in fx.needed_pairs(spec.instruments, spec.account_currency) if p not in bars]
+    if not wanted:
+        return {}
+    start = spec.start - timedelta(days=7) if spec.start else None
+    out: dict[str, pd.DataFrame] = {}
+    conn = connect("secmaster")
+    try:
+        for pair in wanted:
+            try:
+                frame = read_bars(conn, pair, spec.granularity, start, spec.end)
+            except NotFoundError:
+                continue
+            if len(frame):
+                out[pair] = frame
+    finally:
+        conn.close()
+    return out
 
 
 def data_sources(spec: BacktestSpec) -> list[dict]:
@@ -207,6 +255,8 @@ def run_backtest(spec: BacktestSpec, *, track: bool = True, bars: dict[str, pd.D
     model_fields = cls.run_metadata(params) if hasattr(cls, "run_metadata") else {}
     bars_from_db = bars is None
     bars = bars if bars is not None else load_bars(spec)
+    for symbol in spec.instruments:  # a missing conversion series is a usage error, not a failed run
+        fx.build_rate(fx.quote_currency(symbol), spec.account_currency, bars, spec.granularity)
     data_from = min(b.index[0] for b in bars.values())
     data_to = max(b.index[-1] for b in bars.values())
     conn = connect("risk")
@@ -216,6 +266,7 @@ def run_backtest(spec: BacktestSpec, *, track: bool = True, bars: dict[str, pd.D
             params=params, instruments=spec.instruments, granularity=spec.granularity,
             data_from=data_from, data_to=data_to, cash=spec.cash,
             broker={"commission": spec.commission, "spread_pips": spec.spread_pips, "sizer": spec.sizer,
+                    "account_currency": spec.account_currency, "prices": "mid + configured spread",
                     # lets the stale-run sweep (`mbats live sweep-stale`) fail a run whose process died
                     "process": {"pid": os.getpid(), "host": socket.gethostname()}},
             code_version=code_version(), sweep_id=spec.sweep_id, **model_fields,

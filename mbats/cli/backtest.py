@@ -9,7 +9,8 @@ from mbats.cli.output import console, print_json, table
 
 
 def backtest_values(strategy: str, instruments: list[str], granularity: str, start: str | None, end: str | None,
-                    param: list[str], cash: float, commission: float, spread: float, sizer: str) -> dict:
+                    param: list[str], cash: float, commission: float, spread: float, sizer: str,
+                    account_currency: str | None = None) -> dict:
     """The options of a backtest (or a sweep's base) checked against their ranges, named as options."""
     from mbats.backtest.strategies import parse_param_options
     from mbats.specs import BACKTEST_OPTIONS, BacktestRequest, check, check_strategy_params
@@ -17,6 +18,8 @@ def backtest_values(strategy: str, instruments: list[str], granularity: str, sta
     values = dict(strategy=strategy, instruments=list(instruments), granularity=granularity,
                   start=parse_when(start, "--from"), end=parse_when(end, "--to"), params=parse_param_options(param),
                   cash=cash, commission=commission, spread_pips=spread, sizer=sizer)
+    if account_currency is not None:  # unset: MBATS_ACCOUNT_CURRENCY (the spec's default)
+        values["account_currency"] = account_currency.strip().upper()
     check(BacktestRequest, values, BACKTEST_OPTIONS)
     check_strategy_params(strategy, values["params"])
     return values
@@ -33,6 +36,8 @@ def backtest(
     commission: float = typer.Option(0.0, help="commission as a fraction of notional per fill (0.00002 = 0.2 bp)"),
     spread: float = typer.Option(0.0, "--spread", help="bid/ask spread in pips; half is paid on each fill"),
     sizer: str = typer.Option("fixed:units=10000", help="fixed:units=N or percent:percent=P"),
+    account_currency: str = typer.Option(None, "--account-currency",
+                                         help="currency the run is booked in (default MBATS_ACCOUNT_CURRENCY, USD)"),
     no_mlflow: bool = typer.Option(False, "--no-mlflow", help="do not log the run to MLflow"),
     as_json: bool = typer.Option(False, "--json", help="print machine-readable results"),
 ) -> None:
@@ -43,7 +48,7 @@ def backtest(
     from mbats.backtest.runner import BacktestSpec, run_backtest
 
     spec = BacktestSpec(**backtest_values(strategy, instruments, granularity, start, end, param, cash, commission,
-                                          spread, sizer))
+                                          spread, sizer, account_currency))
     result = run_backtest(spec, track=not no_mlflow)
     summary = {"run_id": result.run_id, "strategy": result.strategy, "params": result.params,
                "instruments": result.instruments, "granularity": result.granularity, "bars": result.bars,

@@ -59,8 +59,12 @@ def test_import_list_backtest_runs_report_in_json(tmp_path):
                              "--timezone", "UTC", "--json").stdout)
     assert first[0]["inserted"] == n and again[0]["inserted"] == 0 and again[0]["unchanged"] == n
 
+    # GBP_CAD books CAD: a USD account needs USD_CAD bars, which are not loaded - one line naming them
+    usd = mbats("backtest", "sma_crossover", "-i", "GBP_CAD", "-g", "M1", "--no-mlflow", check=False)
+    assert usd.returncode != 0 and "Traceback" not in usd.stderr and "load CAD_USD (or USD_CAD)" in usd.stderr
     run = json.loads(mbats("backtest", "sma_crossover", "-i", "GBP_CAD", "-g", "M1", "-p", "fast=5", "-p", "slow=20",
-                           "-p", "allow_short=False", "--spread", "1", "--no-mlflow", "--json").stdout)
+                           "-p", "allow_short=False", "--spread", "1", "--account-currency", "CAD", "--no-mlflow",
+                           "--json").stdout)
     assert run["params"] == {"fast": 5, "slow": 20, "allow_short": False}
     assert run["bars"] == n and run["metrics"]["trades"] > 0 and len(run["trades_sha256"]) == 64
 

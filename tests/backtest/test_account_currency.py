@@ -1,0 +1,95 @@
+"""Account currency: P&L and costs converted at the rate of the moment, checked by hand."""
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+import pytest
+
+from mbats.backtest.runner import BacktestSpec, simulate
+from mbats.errors import MbatsError
+
+
+class BuyOnFifthSellOnTenth(bt.Strategy):
+    def next(self):
+        if len(self) == 5:
+            self.buy(size=10_000)
+        elif len(self) == 10:
+            self.close()
+
+
+TS = pd.date_range("2024-01-02", periods=20, freq="1h", tz="UTC")
+
+
+def bars(opens, spread=0.0) -> pd.DataFrame:
+    o = np.asarray(opens, dtype=float)
+    return pd.DataFrame({"open": o, "high": o * 1.001, "low": o * 0.999, "close": o, "volume": 1}, index=TS)
+
+
+def test_usd_jpy_trade_pnl_is_in_usd_at_the_exit_rate():
+    # Buy 10,000 USD_JPY at 150.00 (bar 5), sell at 151.50 (bar 10): +15,000 JPY, at 1/151.50 USD per JPY.
+    opens = np.full(20, 150.0)
+    opens[10:] = 151.5
+    spec = BacktestSpec(strategy="x", instruments=["USD_JPY"], granularity="H1", cash=100_000,
+                        spread_pips=2.0, account_currency="USD")
+    sim = simulate(spec, {"USD_JPY": bars(opens)}, BuyOnFifthSellOnTenth)
+    [trade] = sim.trades.to_dict("records")
+    assert trade["pnl"] == pytest.approx(15_000 / 151.5)               # 99.01 USD, not 15,000
+    # spread 2 pips of 0.01 JPY: half (0.01 JPY) per unit per fill = 100 JPY a fill
+    assert trade["commission"] == pytest.approx(100 / 150.0 + 100 / 151.5)
+    assert trade["pnl_net"] == pytest.approx(15_000 / 151.5 - 100 / 150.0 - 100 / 151.5)
+    buy, sell = sim.recording.fills
+    assert buy["fx_rate"] == pytest.approx(1 / 150.0) and sell["fx_rate"] == pytest.approx(1 / 151.5)
+    # the account ends at cash + the converted net P&L, and was marked in USD in between
+    assert sim.equity["value"].iloc[-1] == pytest.approx(100_000 + trade["pnl_net"])
+    assert sim.equity["value"].iloc[7] == pytest.approx(100_000 - 100 / 150.0)  # flat price: only the entry cost
+
+
+def test_eur_gbp_trade_is_converted_through_gbp_usd():
+    # Sell 10,000 EUR_GBP... here buy at 0.8600, sell at 0.8550: -50 GBP, GBP_USD 1.25 then 1.30 at exit.
+    eurgbp = np.full(20, 0.86)
+    eurgbp[10:] = 0.855
+    gbpusd = np.full(20, 1.25)
+    gbpusd[9:] = 1.30
+    spec = BacktestSpec(strategy="x", instruments=["EUR_GBP"], granularity="H1", account_currency="USD")
+    sim = simulate(spec, {"EUR_GBP": bars(eurgbp), "GBP_USD": bars(gbpusd)}, BuyOnFifthSellOnTenth)
+    [trade] = sim.trades.to_dict("records")
+    assert trade["pnl"] == pytest.approx(-50.0 * 1.30)                 # -65 USD
+    assert sim.equity["value"].iloc[-1] == pytest.approx(100_000 - 65.0)
+    # while open, the GBP loss-free position is marked at GBP_USD: entry at bar 5, price flat until bar 10
+    assert sim.equity["value"].iloc[8] == pytest.approx(100_000)
+
+
+def test_a_cross_converts_through_usd_into_a_non_usd_account():
+    # EUR account, GBP P&L: GBP -> USD (GBP_USD 1.25) -> EUR (EUR_USD 1.10 inverted).
+    eurgbp = np.full(20, 0.86)
+    eurgbp[10:] = 0.87
+    spec = BacktestSpec(strategy="x", instruments=["EUR_GBP"], granularity="H1", account_currency="EUR")
+    # EUR_GBP itself converts GBP into EUR directly (inverted): that route comes first
+    sim = simulate(spec, {"EUR_GBP": bars(eurgbp)}, BuyOnFifthSellOnTenth)
+    assert sim.trades["pnl"].iloc[0] == pytest.approx(100.0 / 0.87)
+    spec = BacktestSpec(strategy="x", instruments=["GBP_CHF"], granularity="H1", account_currency="EUR")
+    gbpchf = np.full(20, 1.10)
+    gbpchf[10:] = 1.11
+    sim = simulate(spec, {"GBP_CHF": bars(gbpchf), "USD_CHF": bars(np.full(20, 0.90)),
+                          "EUR_USD": bars(np.full(20, 1.08))}, BuyOnFifthSellOnTenth)
+    assert sim.trades["pnl"].iloc[0] == pytest.approx(100.0 / 0.90 / 1.08)   # CHF -> USD -> EUR
+
+
+def test_a_missing_conversion_series_names_the_pair_to_load():
+    spec = BacktestSpec(strategy="x", instruments=["EUR_GBP"], granularity="H1", account_currency="USD")
+    with pytest.raises(MbatsError, match=r"no H1 bars to convert GBP P&L; load GBP_USD \(or USD_GBP\)"):
+        simulate(spec, {"EUR_GBP": bars(np.full(20, 0.86))}, BuyOnFifthSellOnTenth)
+
+
+def test_a_usd_quoted_pair_in_a_usd_account_is_untouched():
+    opens = 1.0 + np.arange(20) * 0.01
+    spec = BacktestSpec(strategy="x", instruments=["EUR_USD"], granularity="H1", spread_pips=1.0)
+    assert spec.account_currency == "USD"
+    sim = simulate(spec, {"EUR_USD": bars(opens)}, BuyOnFifthSellOnTenth)
+    assert sim.trades["pnl"].iloc[0] == pytest.approx(10_000 * (opens[10] - opens[5]))
+    assert "fx_rate" not in sim.recording.fills[0]   # backtrader's own books, no re-booking
+
+
+def test_the_account_currency_is_validated():
+    with pytest.raises(MbatsError, match="account_currency"):
+        BacktestSpec(strategy="x", instruments=["EUR_USD"], account_currency="usd")
