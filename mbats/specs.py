@@ -124,6 +124,7 @@ class BacktestRequest(RangeSpec):
     run_type: str = "backtest"
     sweep_id: str | None = None
     account_currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    slippage_pips: float = Field(0.0, ge=0, le=MAX_SPREAD_PIPS)
 
     @field_validator("granularity")
     @classmethod
@@ -149,7 +150,7 @@ class BacktestRequest(RangeSpec):
 BACKTEST_OPTIONS = {"start": "--from", "end": "--to", "cash": "--cash", "commission": "--commission",
                     "spread_pips": "--spread", "sizer": "--sizer", "instruments": "--instrument",
                     "granularity": "--granularity", "strategy": "STRATEGY", "params": "--param",
-                    "account_currency": "--account-currency"}
+                    "account_currency": "--account-currency", "slippage_pips": "--slippage"}
 
 
 def check_strategy_params(strategy: str, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -25,10 +25,21 @@ class FxCosts(bt.CommInfoBase):
         ("leverage", 50.0),  # OANDA's maximum for majors; margin = notional / leverage
         ("half_spread", 0.0),
         ("rate", 0.0),
+        # bid/ask candles: per-bar costs of a buy (ask open - open) and a sell (open - bid open) replace
+        # half_spread, so a buy pays exactly the ask and a sell the bid of its fill bar's open
+        ("data", None),
+        ("buy_costs", None),
+        ("sell_costs", None),
     )
 
     def _getcommission(self, size: float, price: float, pseudoexec: bool) -> float:
-        return abs(size) * (self.p.half_spread + price * self.p.rate)
+        return abs(size) * (self.per_unit(size) + price * self.p.rate)
+
+    def per_unit(self, size: float) -> float:
+        if self.p.buy_costs is None:
+            return self.p.half_spread
+        bar = len(self.p.data) - 1  # the bar the order fills on (market orders fill at its open)
+        return (self.p.buy_costs if size > 0 else self.p.sell_costs)[bar] + self.p.half_spread
 
 
 def parse_sizer(spec: str) -> tuple[type[bt.Sizer], dict]:

@@ -112,7 +112,7 @@ def needs_conversion(instruments: list[str], account: str) -> bool:
 
 def rebook(cash0: float, fills: list[dict], trades: pd.DataFrame, equity: pd.DataFrame, positions: list[dict],
            bars: dict[str, pd.DataFrame], rates: dict[str, Rate],
-           costs: dict[str, tuple[float, float]]) -> pd.DataFrame:
+           costs: dict[str, tuple[pd.Series, pd.Series, float]]) -> pd.DataFrame:
     """Convert fills, trades, positions (in place) and the equity curve (returned) into ``account``.
 
     Realised P&L of a fill: the closed units x (fill price - average entry) x rate at the fill;
@@ -138,8 +138,12 @@ def rebook(cash0: float, fills: list[dict], trades: pd.DataFrame, equity: pd.Dat
             exit_rate = np.where(closed, rate.at(exit_ts, "open"), np.nan)
             comm = sub["commission"].to_numpy(dtype="float64")
             size = sub["size"].to_numpy(dtype="float64")
-            half_spread, fraction = costs[symbol]
-            entry_comm = size * (half_spread + sub["entry_price"].to_numpy(dtype="float64") * fraction)
+            buy_cost, sell_cost, fraction = costs[symbol]  # per-unit costs by bar, and commission on notional
+            entry_at = pd.DatetimeIndex(sub["entry_ts"]).round("s")
+            bar = np.clip(buy_cost.index.searchsorted(entry_at, side="right") - 1, 0, None)
+            per_unit = np.where(sub["direction"].to_numpy() == "long", buy_cost.to_numpy()[bar],
+                                sell_cost.to_numpy()[bar])
+            entry_comm = size * (per_unit + sub["entry_price"].to_numpy(dtype="float64") * fraction)
             comm_acct = entry_comm * entry_rate + (comm - entry_comm) * np.nan_to_num(exit_rate)
             pnl = sub["pnl"].to_numpy(dtype="float64") * exit_rate
             trades.loc[rows, "pnl"] = np.where(closed, pnl, sub["pnl"])

@@ -53,6 +53,7 @@ class BacktestSpec:
     sweep_id: str | None = None
     # P&L and costs are booked in this currency (MBATS_ACCOUNT_CURRENCY when not given); see mbats.backtest.fx
     account_currency: str = field(default_factory=lambda: _default_account_currency())
+    slippage_pips: float = 0.0    # every fill is this many pips worse than its price (fixed; 0: off)
 
     def __post_init__(self) -> None:
         # Every way in (CLI, DAG conf, library) gets the same ranges: negative costs, zero cash or a
@@ -124,6 +125,39 @@ def code_version() -> str:
 _pip_size = pip_size  # the secmaster's rule; kept under the old name for research imports
 
 
+BID_ASK = "bid/ask candles"
+MID_SPREAD = "mid + configured spread"
+
+
+def has_bid_ask(frame: pd.DataFrame) -> bool:
+    """Bars that carry the bid and ask opens fills need (every bar)."""
+    return all(c in frame.columns and frame[c].notna().all() for c in ("bid_open", "ask_open"))
+
+
+def price_sources(spec: BacktestSpec, bars: dict[str, pd.DataFrame]) -> dict[str, str]:
+    """Per instrument, what its fills are priced from (the run records it)."""
+    return {s: BID_ASK if has_bid_ask(bars[s]) else MID_SPREAD for s in spec.instruments}
+
+
+def fill_cost_per_unit(spec: BacktestSpec, symbol: str, bid_ask: bool = False) -> float:
+    """Quote-currency cost per unit of every fill: half the spread (unless bid/ask) plus the slippage.
+
+    Fills stay at the bar's (mid) price and these are booked as costs, like the spread always was:
+    a buy that slips 0.5 pip pays 0.5 pip per unit, exactly as if it had filled 0.5 pip higher.
+    With bid/ask candles the bar's own ask (buys) or bid (sells) replaces the configured spread.
+    """
+    return ((0.0 if bid_ask else spec.spread_pips / 2.0) + spec.slippage_pips) * _pip_size(symbol)
+
+
+def _side_costs(spec: BacktestSpec, symbol: str, frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Per-bar cost per unit of a buy and of a sell filled at that bar's open."""
+    if has_bid_ask(frame):
+        extra = fill_cost_per_unit(spec, symbol, bid_ask=True)
+        return frame["ask_open"] - frame["open"] + extra, frame["open"] - frame["bid_open"] + extra
+    flat = pd.Series(fill_cost_per_unit(spec, symbol), index=frame.index)
+    return flat, flat
+
+
 def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: type[bt.Strategy] | None = None) -> Simulation:
     """Run backtrader over in-memory bars; fills at the next bar's open, costs via :class:`FxCosts`.
 
@@ -136,8 +170,13 @@ def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: ty
     started = time.perf_counter()
     cerebro = bt.Cerebro(stdstats=False)
     for symbol in spec.instruments:
-        cerebro.adddata(make_feed(symbol, spec.granularity, bars[symbol]))
-        costs = FxCosts(half_spread=spec.spread_pips * _pip_size(symbol) / 2.0, rate=spec.commission)
+        feed = cerebro.adddata(make_feed(symbol, spec.granularity, bars[symbol]))
+        if has_bid_ask(bars[symbol]):
+            buy, sell = _side_costs(spec, symbol, bars[symbol])
+            costs = FxCosts(half_spread=0.0, rate=spec.commission, data=feed, buy_costs=buy.tolist(),
+                            sell_costs=sell.tolist())
+        else:
+            costs = FxCosts(half_spread=fill_cost_per_unit(spec, symbol), rate=spec.commission)
         cerebro.broker.addcommissioninfo(costs, name=symbol)
     cerebro.broker.setcash(spec.cash)
     sizer_cls, sizer_kwargs = parse_sizer(spec.sizer)
@@ -172,7 +211,7 @@ def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: ty
             positions.append({"ts": last_ts, "instrument": data._name, "size": pos.size, "avg_price": pos.price,
                               "market_price": data.close[0], "unrealized_pnl": pos.size * (data.close[0] - pos.price)})
     if any(rate.legs for rate in rates.values()):  # otherwise backtrader's books are already in the account currency
-        costs = {s: (spec.spread_pips * _pip_size(s) / 2.0, spec.commission) for s in spec.instruments}
+        costs = {s: (*_side_costs(spec, s, bars[s]), spec.commission) for s in spec.instruments}
         equity = fx.rebook(spec.cash, recording.fills, trades, equity, positions, bars, rates, costs)
     equity["drawdown_pct"] = drawdown(equity["value"])
     return Simulation(recording, open_trades, positions, equity, trades, params,
@@ -241,6 +280,11 @@ def data_sources(spec: BacktestSpec) -> list[dict]:
         conn.close()
 
 
+def _prices_note(sources: dict[str, str]) -> str | dict[str, str]:
+    kinds = set(sources.values())
+    return kinds.pop() if len(kinds) == 1 else sources
+
+
 def run_backtest(spec: BacktestSpec, *, track: bool = True, bars: dict[str, pd.DataFrame] | None = None,
                  write_report: bool = True) -> BacktestResult:
     """Run, record in the risk database, write the report and log to MLflow."""
@@ -266,7 +310,8 @@ def run_backtest(spec: BacktestSpec, *, track: bool = True, bars: dict[str, pd.D
             params=params, instruments=spec.instruments, granularity=spec.granularity,
             data_from=data_from, data_to=data_to, cash=spec.cash,
             broker={"commission": spec.commission, "spread_pips": spec.spread_pips, "sizer": spec.sizer,
-                    "account_currency": spec.account_currency, "prices": "mid + configured spread",
+                    "account_currency": spec.account_currency, "slippage_pips": spec.slippage_pips,
+                    "prices": _prices_note(price_sources(spec, bars)),
                     # lets the stale-run sweep (`mbats live sweep-stale`) fail a run whose process died
                     "process": {"pid": os.getpid(), "host": socket.gethostname()}},
             code_version=code_version(), sweep_id=spec.sweep_id, **model_fields,

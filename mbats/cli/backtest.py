@@ -10,7 +10,7 @@ from mbats.cli.output import console, print_json, table
 
 def backtest_values(strategy: str, instruments: list[str], granularity: str, start: str | None, end: str | None,
                     param: list[str], cash: float, commission: float, spread: float, sizer: str,
-                    account_currency: str | None = None) -> dict:
+                    account_currency: str | None = None, slippage: float = 0.0) -> dict:
     """The options of a backtest (or a sweep's base) checked against their ranges, named as options."""
     from mbats.backtest.strategies import parse_param_options
     from mbats.specs import BACKTEST_OPTIONS, BacktestRequest, check, check_strategy_params
@@ -20,6 +20,8 @@ def backtest_values(strategy: str, instruments: list[str], granularity: str, sta
                   cash=cash, commission=commission, spread_pips=spread, sizer=sizer)
     if account_currency is not None:  # unset: MBATS_ACCOUNT_CURRENCY (the spec's default)
         values["account_currency"] = account_currency.strip().upper()
+    if slippage:
+        values["slippage_pips"] = slippage
     check(BacktestRequest, values, BACKTEST_OPTIONS)
     check_strategy_params(strategy, values["params"])
     return values
@@ -38,6 +40,8 @@ def backtest(
     sizer: str = typer.Option("fixed:units=10000", help="fixed:units=N or percent:percent=P"),
     account_currency: str = typer.Option(None, "--account-currency",
                                          help="currency the run is booked in (default MBATS_ACCOUNT_CURRENCY, USD)"),
+    slippage: float = typer.Option(0.0, "--slippage",
+                                   help="pips every fill is slipped against you (fixed; default 0: off)"),
     no_mlflow: bool = typer.Option(False, "--no-mlflow", help="do not log the run to MLflow"),
     as_json: bool = typer.Option(False, "--json", help="print machine-readable results"),
 ) -> None:
@@ -48,7 +52,7 @@ def backtest(
     from mbats.backtest.runner import BacktestSpec, run_backtest
 
     spec = BacktestSpec(**backtest_values(strategy, instruments, granularity, start, end, param, cash, commission,
-                                          spread, sizer, account_currency))
+                                          spread, sizer, account_currency, slippage))
     result = run_backtest(spec, track=not no_mlflow)
     summary = {"run_id": result.run_id, "strategy": result.strategy, "params": result.params,
                "instruments": result.instruments, "granularity": result.granularity, "bars": result.bars,

@@ -93,3 +93,72 @@ def test_a_usd_quoted_pair_in_a_usd_account_is_untouched():
 def test_the_account_currency_is_validated():
     with pytest.raises(MbatsError, match="account_currency"):
         BacktestSpec(strategy="x", instruments=["EUR_USD"], account_currency="usd")
+
+
+def test_fixed_slippage_is_paid_on_every_fill_and_off_by_default():
+    opens = np.full(20, 1.05)
+    opens[10:] = 1.06
+    base = dict(strategy="x", instruments=["EUR_USD"], granularity="H1", spread_pips=1.0)
+    plain = simulate(BacktestSpec(**base), {"EUR_USD": bars(opens)}, BuyOnFifthSellOnTenth).trades.iloc[0]
+    slipped = simulate(BacktestSpec(**base, slippage_pips=0.5), {"EUR_USD": bars(opens)},
+                       BuyOnFifthSellOnTenth).trades.iloc[0]
+    # 10,000 units x 0.5 pip (0.00005) x 2 fills = 1.00 USD more than the spread alone (2 x 0.5 USD)
+    assert plain["pnl"] == slipped["pnl"] == pytest.approx(100.0)
+    assert plain["commission"] == pytest.approx(1.0)
+    assert slipped["commission"] == pytest.approx(2.0)
+    assert slipped["pnl_net"] == pytest.approx(98.0)
+    with pytest.raises(MbatsError, match="slippage_pips"):
+        BacktestSpec(**base, slippage_pips=-1.0)
+
+
+def test_the_run_records_its_account_currency_prices_and_slippage(pg_server):
+    from mbats.backtest.runner import run_backtest
+    from mbats.db import connect
+
+    opens = np.full(20, 150.0)
+    opens[10:] = 151.5
+    spec = BacktestSpec(strategy="sma_crossover", instruments=["USD_JPY"], granularity="H1", account_currency="USD",
+                        slippage_pips=0.3, params={"fast": 2, "slow": 4})
+    result = run_backtest(spec, track=False, write_report=False, bars={"USD_JPY": bars(opens)})
+    conn = connect("risk")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT broker FROM runs WHERE id = %s", (result.run_id,))
+            [broker] = cur.fetchone()
+    finally:
+        conn.close()
+    assert broker["account_currency"] == "USD" and broker["slippage_pips"] == 0.3
+    assert broker["prices"] == "mid + configured spread"
+
+
+def test_bid_ask_round_trip_buys_at_the_ask_and_sells_at_the_bid():
+    frame = bars(np.r_[np.full(10, 1.1000), np.full(10, 1.1100)])
+    frame["bid_open"] = frame["open"] - 0.0001
+    frame["ask_open"] = frame["open"] + 0.0002      # asymmetric on purpose: not a half-spread
+    frame.loc[frame.index[10]:, "bid_open"] = 1.1098
+    frame.loc[frame.index[10]:, "ask_open"] = 1.1101
+    spec = BacktestSpec(strategy="x", instruments=["EUR_USD"], granularity="H1", spread_pips=5.0)  # spread unused
+    sim = simulate(spec, {"EUR_USD": frame}, BuyOnFifthSellOnTenth)
+    [trade] = sim.trades.to_dict("records")
+    # buy 10,000 at the ask 1.1002 (bar 5), sell at the bid 1.1098 (bar 10): 10,000 x 0.0096 = 96.00 USD
+    assert trade["pnl_net"] == pytest.approx(96.0)
+    assert trade["commission"] == pytest.approx(10_000 * 0.0002 + 10_000 * 0.0002)
+    assert sim.equity["value"].iloc[-1] == pytest.approx(100_000 + 96.0)
+    from mbats.backtest.runner import BID_ASK, MID_SPREAD, price_sources
+
+    assert price_sources(spec, {"EUR_USD": frame}) == {"EUR_USD": BID_ASK}
+    assert price_sources(spec, {"EUR_USD": bars(np.full(20, 1.1))}) == {"EUR_USD": MID_SPREAD}
+
+
+def test_bid_ask_with_slippage_and_conversion():
+    # USD_JPY with bid/ask: buy at the ask 150.03, sell at the bid 150.98, 0.5 pip (0.005 JPY) slippage each way
+    frame = bars(np.r_[np.full(10, 150.0), np.full(10, 151.0)])
+    frame["bid_open"] = frame["open"] - 0.02
+    frame["ask_open"] = frame["open"] + 0.03
+    spec = BacktestSpec(strategy="x", instruments=["USD_JPY"], granularity="H1", slippage_pips=0.5)
+    sim = simulate(spec, {"USD_JPY": frame}, BuyOnFifthSellOnTenth)
+    [trade] = sim.trades.to_dict("records")
+    entry_cost_jpy, exit_cost_jpy = 10_000 * (0.03 + 0.005), 10_000 * (0.02 + 0.005)
+    assert trade["pnl"] == pytest.approx(10_000 * 1.0 / 151.0)
+    assert trade["commission"] == pytest.approx(entry_cost_jpy / 150.0 + exit_cost_jpy / 151.0)
+    assert sim.equity["value"].iloc[-1] == pytest.approx(100_000 + trade["pnl_net"])
