@@ -162,3 +162,25 @@ def test_bid_ask_with_slippage_and_conversion():
     assert trade["pnl"] == pytest.approx(10_000 * 1.0 / 151.0)
     assert trade["commission"] == pytest.approx(entry_cost_jpy / 150.0 + exit_cost_jpy / 151.0)
     assert sim.equity["value"].iloc[-1] == pytest.approx(100_000 + trade["pnl_net"])
+
+
+def test_converted_books_balance_trade_by_trade_with_reversals_and_two_pairs():
+    # USD_JPY (converted) and GBP_USD (not) traded long and short with reversals: the account's final value
+    # is the cash plus every closed trade's converted net P&L plus the open positions, to the cent.
+    from mbats.secmaster.samples import synthetic_minutes
+
+    _, frame = synthetic_minutes("GBP_USD", 1.27, "2024-01-01", "2024-01-04")
+    gbpusd = frame.set_index(pd.DatetimeIndex(frame.pop("ts"), name="ts"))
+    usdjpy = gbpusd.copy()
+    usdjpy[["open", "high", "low", "close"]] *= 118.0
+    spec = BacktestSpec("sma_crossover", ["USD_JPY", "GBP_USD"], "M1", spread_pips=1.0, commission=0.00002,
+                        params=dict(fast=5, slow=20, allow_short=True))
+    sim = simulate(spec, {"USD_JPY": usdjpy, "GBP_USD": gbpusd})
+    closed = sim.trades[~sim.trades["is_open"].astype(bool)]
+    assert (closed["instrument"] == "USD_JPY").sum() > 50 and set(closed["direction"]) == {"long", "short"}
+    jpy = closed[closed["instrument"] == "USD_JPY"]
+    assert jpy["pnl"].abs().max() < 50   # USD, not yen: 10,000 units moving a few dozen pips
+    open_entry_costs = sum(f["commission"] for f in sim.recording.fills) - closed["commission"].sum()
+    unrealised = sum(p["unrealized_pnl"] for p in sim.positions)
+    assert sim.equity["value"].iloc[-1] == pytest.approx(
+        spec.cash + closed["pnl_net"].sum() + unrealised - open_entry_costs, abs=1e-6)
