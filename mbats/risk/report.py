@@ -63,7 +63,8 @@ def write_run_report(run_id: int, strategy: str, params: dict, spec, metrics: di
         data_from=equity.index[0] if len(equity) else "", data_to=equity.index[-1] if len(equity) else "",
         cash=spec.cash,
         broker=(f"account {getattr(spec, 'account_currency', 'USD')}, commission {spec.commission:g}, "
-                f"spread {spec.spread_pips:g} pips, sizer {spec.sizer}"),
+                f"spread {spec.spread_pips:g} pips, slippage {getattr(spec, 'slippage_pips', 0.0):g} pips, "
+                f"sizer {spec.sizer}"),
         metrics=[(k, _fmt(metrics.get(k)), METRIC_DESCRIPTIONS.get(k, "")) for k in METRIC_DESCRIPTIONS],
         annualisation=ANNUALISATION_NOTE,
         plot_png=base64.b64encode(png.read_bytes()).decode(),

@@ -20,11 +20,12 @@ def test_report_states_the_fx_day_annualisation_factor(tmp_path, monkeypatch):
         trades = pd.DataFrame({"pnl_net": [], "is_open": []})
         metrics = compute_metrics(equity["value"], trades, bars=30, bars_in_market=0)
         spec = SimpleNamespace(instruments=["EUR_USD"], granularity="D", cash=10_000, commission=0.0, spread_pips=1.0,
-                               sizer="fixed")
+                               sizer="fixed", account_currency="CHF", slippage_pips=0.5)
         path = write_run_report(1, "demo", {}, spec, metrics, trades, equity)
         html = path.read_text()
         assert path.parent.parent == tmp_path / "reports"
         assert f"annualised with {FX_DAYS_PER_YEAR} FX days a year" in html
         assert "17:00 America/New_York" in html
+        assert "account CHF" in html and "slippage 0.5 pips" in html
     finally:
         reset_settings_cache()
