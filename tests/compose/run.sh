@@ -106,13 +106,15 @@ print(" ".join(seen.values()))')"
 }
 
 e2e() {
-  "$PYTHON" -m pytest "$HERE" -v --durations=10 -p no:cacheprovider
+  # --confcutdir: not the main suite's conftest (it would start an embedded PostgreSQL)
+  "$PYTHON" -m pytest "$HERE" -v --durations=10 -p no:cacheprovider --confcutdir="$HERE"
 }
 
 down() {
   [[ "${MBATS_COMPOSE_KEEP:-}" == 1 ]] && { echo "stack kept (MBATS_COMPOSE_KEEP=1)"; return 0; }
   "$COMPOSE" down -v --remove-orphans
   podman image prune -f >/dev/null 2>&1 || true  # layers of images the build replaced
+  "$HERE/engine.sh" down  # no background process outlives the test (images stay)
 }
 
 phase engine "$HERE/engine.sh" up || exit 1

@@ -150,10 +150,13 @@ def test_a_trained_and_promoted_model_is_served_by_mlflow_serving(stack):
     bucket, _, key = result["dataset_uri"].removeprefix("s3://").partition("/")
     assert s3.stat_object(bucket, key).size > 0
     client.set_registered_model_alias(result["model_name"], "champion", str(result["version"]))
-    import mlflow
-
-    mlflow.set_tracking_uri(stack["urls"]["mlflow"])
-    cols = mlflow.models.get_model_info(f"models:/{result['model_name']}/{result['version']}").signature.inputs.input_names()
+    # the model's input columns, read where the model is used: inside the stack (a runner container)
+    info = subprocess.run(["podman", "exec", "-e", "MLFLOW_TRACKING_URI=http://mlflow:5000", runner, "python", "-c",
+                           "import json, sys, mlflow; print(json.dumps(mlflow.models.get_model_info(sys.argv[1])"
+                           ".signature.inputs.input_names()))", f"models:/{result['model_name']}/{result['version']}"],
+                          capture_output=True, text=True, timeout=300)
+    assert info.returncode == 0, info.stderr[-3000:]
+    cols = json.loads(info.stdout.strip().splitlines()[-1])
 
     def answers():
         r = httpx.post(stack["urls"]["serving"] + "/invocations", timeout=30,
