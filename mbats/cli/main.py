@@ -64,14 +64,15 @@ def _usage_message(exc) -> str:
     return f"{message}{where}"
 
 
-def run(argv: list[str] | None = None) -> None:
-    """Run the CLI: 0 on success, 1 for expected failures, 2 for usage errors, 130 for Ctrl-C."""
+def run(argv: list[str] | None = None, application: typer.Typer | None = None, prog_name: str = "mbats") -> None:
+    """Run the CLI (or one of its groups on its own): 0 on success, 1 for expected failures,
+    2 for usage errors, 130 for Ctrl-C, a command's own code (e.g. 3, 143) where it sets one."""
     import psycopg2
     from pydantic import ValidationError
     from typer._click import exceptions as typer_click  # typer ships its own copy of click
 
     try:
-        code = app(args=argv, prog_name="mbats", standalone_mode=False)
+        code = (application or app)(args=argv, prog_name=prog_name, standalone_mode=False)
     except MbatsError as exc:
         _fail(str(exc), exc.exit_code)
     except (click.exceptions.Exit, typer.Exit) as exc:

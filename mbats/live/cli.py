@@ -1,6 +1,6 @@
 """`mbats live STRATEGY --mode paper|live`: trade a backtest strategy on OANDA until a time or a bar count.
 
-The lead wires :func:`live_command` into the main app (``app.command("live")(live_command)``);
+:func:`live_command` is the ``trade`` command of the ``mbats live`` group (mbats/live/commands.py);
 ``python -m mbats.live.cli`` runs it on its own (the tests' subprocess runner does).
 """
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from datetime import datetime
 
 import typer
@@ -94,30 +93,14 @@ def live_command(
 
 
 def main() -> None:
-    """Standalone entry point: one line on stderr and exit 1 for expected errors."""
-    from mbats.errors import MbatsError
+    """Standalone entry point (``python -m mbats.live.cli``): the CLI's error lines and exit codes."""
+    from mbats.cli.main import run
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("oandapyV20").setLevel(logging.CRITICAL)  # it logs expected 404s (client-id lookups)
     app = typer.Typer(add_completion=False)
     app.command()(live_command)
-    from typer._click import exceptions as typer_click
-
-    try:
-        code = app(standalone_mode=False)
-    except MbatsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except typer_click.UsageError as exc:
-        print(f"error: {exc.format_message()}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except (typer.Exit, SystemExit) as exc:
-        sys.exit(getattr(exc, "exit_code", getattr(exc, "code", 0)) or 0)
-    if isinstance(code, int) and not isinstance(code, bool) and code:
-        sys.exit(code)  # typer returns the code of typer.Exit and of Ctrl-C (130) outside standalone mode
+    run(application=app, prog_name="mbats live")
 
 
 if __name__ == "__main__":

@@ -81,22 +81,9 @@ def sweep_stale_command() -> None:
 
 def main() -> None:
     """Standalone entry point (``python -m mbats.live.commands``), with the CLI's exit codes."""
-    import sys
+    from mbats.cli.main import run
 
-    from mbats.errors import MbatsError
-
-    try:
-        code = live_app(standalone_mode=False)
-    except MbatsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except (typer.Exit, SystemExit) as exc:
-        sys.exit(getattr(exc, "exit_code", getattr(exc, "code", 0)) or 0)
-    if isinstance(code, int) and not isinstance(code, bool) and code:
-        sys.exit(code)
+    run(application=live_app, prog_name="mbats live")
 
 
 if __name__ == "__main__":

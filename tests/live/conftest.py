@@ -108,3 +108,12 @@ def client_orders_at_sim(server: SimServer) -> list[str]:
 
 def net_units(server: SimServer, instrument: str = "EUR_USD") -> float:
     return sum(t.current_units for t in server.sim.account.open_trades(instrument))
+
+
+def risk_rows(conn, query: str, *args) -> list[tuple]:
+    """Rows of a query on the risk DB, leaving no transaction open."""
+    with conn.cursor() as cur:
+        cur.execute(query, args)
+        rows = cur.fetchall()
+    conn.rollback()
+    return rows

@@ -8,15 +8,7 @@ import pytest
 
 from mbats.live.config import LiveConfig, RiskLimits
 from mbats.live.session import run
-from tests.live.conftest import client_orders_at_sim, sim_settings
-
-
-def _rows(conn, query: str, *args) -> list[tuple]:
-    with conn.cursor() as cur:
-        cur.execute(query, args)
-        rows = cur.fetchall()
-    conn.rollback()
-    return rows
+from tests.live.conftest import client_orders_at_sim, risk_rows, sim_settings
 
 
 def _pending(server) -> list:
@@ -35,7 +27,7 @@ def test_resting_limit_orders_count_against_the_limits(sim, risk_conn, limits, r
     pending = _pending(server)
     assert len(pending) == 2 and sum(o.units for o in pending) == 2000  # worst case if all fill: 2,000 units
     assert len(client_orders_at_sim(server)) == 2
-    events = _rows(risk_conn, "SELECT rule, action, detail FROM risk_events WHERE run_id = %s", result.run_id)
+    events = risk_rows(risk_conn, "SELECT rule, action, detail FROM risk_events WHERE run_id = %s", result.run_id)
     assert len(events) == 3 and all(e[0] == rule and e[1] == "blocked" for e in events)
     assert all("2,000 units in pending orders" in e[2] for e in events)
 
@@ -49,7 +41,7 @@ def test_oco_is_refused_with_a_clear_reason_not_ignored(sim, risk_conn, caplog):
     units = [float(t["units"]) for t in server.sim.account.transactions if t.get("reason") == "CLIENT_ORDER"]
     assert units and all(u > 0 for u in units)  # the OCO sell never reached OANDA
     assert any("oco= (one-cancels-other) is not supported live" in r.getMessage() for r in caplog.records)
-    rejected = _rows(risk_conn, "SELECT side FROM orders WHERE run_id = %s AND status = 'rejected'", result.run_id)
+    rejected = risk_rows(risk_conn, "SELECT side FROM orders WHERE run_id = %s AND status = 'rejected'", result.run_id)
     assert rejected and {r[0] for r in rejected} == {"sell"}
 
 
@@ -63,7 +55,7 @@ def test_valid_becomes_oanda_gtd_and_the_order_expires(sim, risk_conn):
     expired = [t for t in server.sim.account.transactions if t["type"] == "ORDER_CANCEL"
                and t["reason"] == "TIME_IN_FORCE_EXPIRED"]
     assert expired
-    statuses = _rows(risk_conn, "SELECT status FROM orders WHERE run_id = %s", result.run_id)
+    statuses = risk_rows(risk_conn, "SELECT status FROM orders WHERE run_id = %s", result.run_id)
     assert sum(s == "expired" for s, in statuses) == len(expired)
 
 
@@ -78,7 +70,7 @@ def test_a_trailing_stop_bracket_goes_out_as_oandas_trailing_stop(sim, risk_conn
                            for t in entries)
     trailed = [t for t in txns if t["type"] == "ORDER_FILL" and t["reason"] == "TRAILING_STOP_LOSS_ORDER"]
     assert trailed, "no trailing stop filled during the replay"
-    kids = dict(_rows(risk_conn, "SELECT order_ref, status FROM orders WHERE run_id = %s AND order_type = 'stop_trail'",
+    kids = dict(risk_rows(risk_conn, "SELECT order_ref, status FROM orders WHERE run_id = %s AND order_type = 'stop_trail'",
                       result.run_id))
     assert sum(v == "completed" for v in kids.values()) == len(trailed)
 
@@ -91,6 +83,6 @@ def test_an_order_beyond_the_margin_is_rejected_back_to_the_strategy(sim, risk_c
     cancels = [t for t in server.sim.account.transactions if t["type"] == "ORDER_CANCEL"]
     assert cancels and all(t["reason"] == "INSUFFICIENT_MARGIN" for t in cancels)
     assert sum(t.current_units for t in server.sim.account.open_trades()) == 30000  # only the first fitted
-    statuses = [s for s, in _rows(risk_conn, "SELECT status FROM orders WHERE run_id = %s ORDER BY created_at",
+    statuses = [s for s, in risk_rows(risk_conn, "SELECT status FROM orders WHERE run_id = %s ORDER BY created_at",
                                   result.run_id)]
     assert statuses[0] == "completed" and statuses[1:] == ["rejected"] * len(cancels)

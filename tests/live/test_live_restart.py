@@ -15,7 +15,7 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from tests.live.conftest import client_orders_at_sim, net_units, sim_env
+from tests.live.conftest import client_orders_at_sim, net_units, risk_rows, sim_env
 
 RUNNER = [sys.executable, "-m", "mbats.live.cli", "live_probe", "-i", "EUR_USD", "-g", "M10", "--mode", "paper",
           "--warmup", "5", "--sim-step", "--json"]
@@ -41,14 +41,6 @@ def _session_runs(conn, session: str) -> list[tuple]:
     with conn.cursor() as cur:
         cur.execute("SELECT id, status, mode FROM runs WHERE session_key = %s", (session,))
         return cur.fetchall()
-
-
-def _rows(conn, query: str, *args) -> list[tuple]:
-    with conn.cursor() as cur:
-        cur.execute(query, args)
-        rows = cur.fetchall()
-    conn.rollback()
-    return rows
 
 
 def _db_orders(conn, run_id: int) -> list[str]:
@@ -136,7 +128,7 @@ def test_kill_9_with_a_bracket_open_and_its_exit_filled_while_down(sim, risk_con
     assert _sim_exit_fills(server) and net_units(server) == 0
     server.sim.advance(3)  # three more bars close while nobody is watching
     restart_at = pd.Timestamp(server.sim.now, tz="UTC")
-    (run_id, in_progress), = _rows(risk_conn, "SELECT id, broker ->> 'bar_in_progress' FROM runs "
+    (run_id, in_progress), = risk_rows(risk_conn, "SELECT id, broker ->> 'bar_in_progress' FROM runs "
                                               "WHERE session_key = 'bracket-crash'")
     before = set(client_orders_at_sim(server))
 
@@ -152,15 +144,15 @@ def test_kill_9_with_a_bracket_open_and_its_exit_filled_while_down(sim, risk_con
     # the risk DB equals the broker
     txns = server.sim.account.transactions
     sim_fills = {int(t["id"]): (float(t["units"]), float(t["price"])) for t in txns if t["type"] == "ORDER_FILL"}
-    db_fills = {f: (s, p) for f, s, p in _rows(risk_conn, "SELECT fill_id, size, price FROM fills WHERE run_id = %s",
+    db_fills = {f: (s, p) for f, s, p in risk_rows(risk_conn, "SELECT fill_id, size, price FROM fills WHERE run_id = %s",
                                                run_id)}
     assert db_fills == sim_fills
     closed_at_sim = [t for t in server.sim.account.trades.values() if t.state == "CLOSED"]
-    db_closed = _rows(risk_conn, "SELECT pnl FROM trades WHERE run_id = %s AND NOT is_open", run_id)
+    db_closed = risk_rows(risk_conn, "SELECT pnl FROM trades WHERE run_id = %s AND NOT is_open", run_id)
     assert len(db_closed) == len(closed_at_sim) == 1
     assert db_closed[0][0] == pytest.approx(sum(t.realized_pl for t in closed_at_sim), abs=0.01)
-    statuses = dict(_rows(risk_conn, "SELECT order_ref, status FROM orders WHERE run_id = %s AND "
+    statuses = dict(risk_rows(risk_conn, "SELECT order_ref, status FROM orders WHERE run_id = %s AND "
                                      "(order_ref LIKE '%%.sl%%' OR order_ref LIKE '%%.tp%%')", run_id))
     assert sorted(statuses.values()) == ["canceled", "completed"]
-    last_size, = _rows(risk_conn, "SELECT size FROM positions WHERE run_id = %s ORDER BY ts DESC LIMIT 1", run_id)[0]
+    last_size, = risk_rows(risk_conn, "SELECT size FROM positions WHERE run_id = %s ORDER BY ts DESC LIMIT 1", run_id)[0]
     assert last_size == net_units(server)

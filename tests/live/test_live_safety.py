@@ -17,19 +17,11 @@ import pytest
 from mbats.live.config import LiveConfig, RiskLimits
 from mbats.live.persistence import sweep_stale_runs
 from mbats.live.session import KillSwitchTripped, run
-from tests.live.conftest import client_orders_at_sim, net_units, sim_env, sim_settings
+from tests.live.conftest import client_orders_at_sim, net_units, risk_rows, sim_env, sim_settings
 
 RUNNER = [sys.executable, "-m", "mbats.live.cli", "live_probe", "-i", "EUR_USD", "-g", "M10", "--mode", "paper",
           "--warmup", "5", "--sim-step", "--json"]
 COMMANDS = [sys.executable, "-m", "mbats.live.commands"]
-
-
-def _rows(conn, query: str, *args) -> list[tuple]:
-    with conn.cursor() as cur:
-        cur.execute(query, args)
-        rows = cur.fetchall()
-    conn.rollback()
-    return rows
 
 
 def _nav(server) -> float:
@@ -58,7 +50,7 @@ def test_kill_switch_survives_restarts_until_reset_and_checks_before_the_strateg
     txns = server.sim.account.transactions
     flatten_time = next(t["time"] for t in txns if t.get("reason") == "POSITION_CLOSEOUT")
     assert [t for t in txns if t.get("reason") == "CLIENT_ORDER" and t["time"] == flatten_time] == []
-    (tripped, reason), = _rows(risk_conn, "SELECT tripped, reason FROM live_kill_switch WHERE account_key LIKE %s",
+    (tripped, reason), = risk_rows(risk_conn, "SELECT tripped, reason FROM live_kill_switch WHERE account_key LIKE %s",
                                f"sim:%@{server.url}")
     assert tripped and "below the day's start" in reason
 
@@ -74,10 +66,10 @@ def test_kill_switch_survives_restarts_until_reset_and_checks_before_the_strateg
                            env=env, capture_output=True, text=True, timeout=120)
     assert reset.returncode == 0, reset.stderr
     assert json.loads(reset.stdout)["reset_by"] == "alice"
-    (reset_by, reset_at), = _rows(risk_conn, "SELECT reset_by, reset_at FROM live_kill_switch WHERE account_key "
+    (reset_by, reset_at), = risk_rows(risk_conn, "SELECT reset_by, reset_at FROM live_kill_switch WHERE account_key "
                                              "LIKE %s", f"sim:%@{server.url}")
     assert reset_by == "alice" and reset_at is not None
-    events = _rows(risk_conn, "SELECT detail FROM risk_events WHERE rule = 'kill_switch_reset' AND detail LIKE %s",
+    events = risk_rows(risk_conn, "SELECT detail FROM risk_events WHERE rule = 'kill_switch_reset' AND detail LIKE %s",
                    f"%{server.url}%")
     assert len(events) == 1 and "alice" in events[0][0] and "checked the account" in events[0][0]
     again = subprocess.run(COMMANDS + ["reset-kill-switch"], env=env, capture_output=True, text=True, timeout=120)
@@ -117,7 +109,7 @@ def test_a_signal_stops_the_run_cleanly_with_status_and_exit_code(sim, risk_conn
     assert "Traceback" not in err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["status"] == "stopped"
-    (status, stop), = _rows(risk_conn, "SELECT status, broker -> 'stop' FROM runs WHERE session_key = %s", session)
+    (status, stop), = risk_rows(risk_conn, "SELECT status, broker -> 'stop' FROM runs WHERE session_key = %s", session)
     assert status == "stopped" and stop["signal"] == sig.name and stop["positions"] == on_signal
     if on_signal == "leave":
         assert net_units(server) >= held > 0  # positions left as they were
@@ -134,7 +126,7 @@ def test_stale_run_sweep_marks_a_killed_runner_failed(sim, risk_conn):
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
-    (run_id, status), = _rows(risk_conn, "SELECT id, status FROM runs WHERE session_key = 'stale'")
+    (run_id, status), = risk_rows(risk_conn, "SELECT id, status FROM runs WHERE session_key = 'stale'")
     assert status == "running"  # nobody could record anything
     risk_conn.autocommit = True
     try:
@@ -142,7 +134,7 @@ def test_stale_run_sweep_marks_a_killed_runner_failed(sim, risk_conn):
     finally:
         risk_conn.autocommit = False
     assert run_id in swept
-    (status, error), = _rows(risk_conn, "SELECT status, error FROM runs WHERE id = %s", run_id)
+    (status, error), = risk_rows(risk_conn, "SELECT status, error FROM runs WHERE id = %s", run_id)
     assert status == "failed" and f"pid {proc.pid}" in error
 
 
@@ -151,13 +143,13 @@ def test_a_backtest_whose_database_connection_dies_fails_with_the_real_error(ris
     from mbats.sim import synthetic_bars
 
     bars = {"EUR_USD": synthetic_bars("EUR_USD", "2024-03-04", "2024-03-06", "M10", seed=3)}
-    before = _rows(risk_conn, "SELECT coalesce(max(id), 0) FROM runs")[0][0]
+    before = risk_rows(risk_conn, "SELECT coalesce(max(id), 0) FROM runs")[0][0]
     monkeypatch.setenv("PGAPPNAME", "mbats-db-drop-victim")  # the backtest's own connection gets this name
     with pytest.raises(psycopg2.OperationalError):  # the real error, not "connection already closed"
         run_backtest(BacktestSpec("db_drop", ["EUR_USD"], granularity="M10", params={"at": 5}), track=False,
                      bars=bars, write_report=False)
     monkeypatch.delenv("PGAPPNAME")
-    (status, error, pid), = _rows(risk_conn, "SELECT status, error, broker -> 'process' ->> 'pid' FROM runs "
+    (status, error, pid), = risk_rows(risk_conn, "SELECT status, error, broker -> 'process' ->> 'pid' FROM runs "
                                              "WHERE id > %s AND strategy = 'db_drop'", before)
     assert status == "failed" and "OperationalError" in error
     assert int(pid) == os.getpid()  # backtests note their process too, for the stale-run sweep
@@ -178,6 +170,6 @@ def test_the_sweep_fails_a_backtest_whose_process_died_and_leaves_live_ones(risk
                            env=dict(os.environ))
     assert swept.returncode == 0, swept.stderr
     assert gone in {r["run_id"] for r in json.loads(swept.stdout)}
-    statuses = dict(_rows(risk_conn, "SELECT id, status FROM runs WHERE id IN (%s, %s)", gone, alive))
+    statuses = dict(risk_rows(risk_conn, "SELECT id, status FROM runs WHERE id IN (%s, %s)", gone, alive))
     assert statuses == {gone: "failed", alive: "running"}
     store.mark_failed(risk_conn, alive, "test over")  # leave no run `running` behind
