@@ -44,7 +44,7 @@ import empyrical as ep
 import numpy as np
 import pandas as pd
 
-from mbats.backtest.runner import TRADE_COLUMNS, BacktestSpec, _pip_size
+from mbats.backtest.runner import TRADE_COLUMNS, BacktestSpec, fill_cost_per_unit
 from mbats.backtest.signals import has_signals
 from mbats.backtest.strategies import strategy_name
 from mbats.config import PROJECT_ROOT, get_settings
@@ -433,7 +433,7 @@ def score_grid(cls: type, specs: list[BacktestSpec], bars: dict[str, pd.DataFram
     if not (np.isfinite(market.opens).all() and np.isfinite(market.closes).all()):
         raise MbatsError(f"{symbol}: open and close prices must be finite numbers")
     units = fixed_units(base.sizer)
-    half_spread = base.spread_pips * _pip_size(symbol) / 2.0
+    half_spread = fill_cost_per_unit(base, symbol)  # half the spread plus any slippage, as backtrader books it
     defaults = {k: getattr(cls.params, k) for k in cls.params._getkeys()}
     params = [defaults | dict(s.params) for s in specs]
     notes: list[str] = []

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from mbats.backtest.broker import parse_sizer
-from mbats.backtest.runner import TRADE_COLUMNS, BacktestSpec, _pip_size
+from mbats.backtest.runner import TRADE_COLUMNS, BacktestSpec, fill_cost_per_unit
 from mbats.backtest.signals import has_signals
 from mbats.backtest.strategies import coerce_params, find_strategy, strategy_name
 from mbats.errors import MbatsError
@@ -128,7 +128,7 @@ def vector_simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_
     for symbol in spec.instruments:
         frame = bars[symbol]
         target = np.asarray(cls.signals(frame, **full), dtype=np.int64)
-        legs[symbol] = trade_targets(symbol, frame, target, units, spec.spread_pips * _pip_size(symbol) / 2.0,
+        legs[symbol] = trade_targets(symbol, frame, target, units, fill_cost_per_unit(spec, symbol),
                                      spec.commission)
     index = bars[spec.instruments[0]].index
     for symbol in spec.instruments[1:]:

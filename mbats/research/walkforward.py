@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from mbats.backtest.runner import BacktestSpec, _pip_size
+from mbats.backtest.runner import BacktestSpec, fill_cost_per_unit
 from mbats.backtest.strategies import coerce_params, find_strategy
 from mbats.errors import MbatsError
 from mbats.research.grid import expand_grid
@@ -71,7 +71,7 @@ def walk_forward(base: BacktestSpec, bars: dict[str, pd.DataFrame], grid: dict[s
     if not windows:
         raise MbatsError("not enough data for one training window plus a test window")
     units = fixed_units(base.sizer)
-    half_spread = base.spread_pips * _pip_size(symbol) / 2.0
+    half_spread = fill_cost_per_unit(base, symbol)  # half the spread plus any slippage, as backtrader books it
     defaults = {k: getattr(cls.params, k) for k in cls.params._getkeys()}
     chosen, trades, pieces = [], [], []
     bars_in_market = 0

@@ -38,11 +38,14 @@ def numpy_engine(monkeypatch):
     reset_settings_cache()
 
 
-def test_compiled_core_agrees_with_backtrader_trade_for_trade(gbpusd_m1):
+@pytest.mark.parametrize("slippage", [0.0, 0.4])
+def test_compiled_core_agrees_with_backtrader_trade_for_trade(gbpusd_m1, slippage):
     bars = {"GBP_USD": gbpusd_m1}
     cls = find_strategy("sma_crossover")
-    base = BacktestSpec("sma_crossover", ["GBP_USD"], "M1", spread_pips=0.9, commission=0.00002)
-    specs = _specs(base, {"fast": [3, 7], "slow": [12, 30], "allow_short": [True, False]})
+    base = BacktestSpec("sma_crossover", ["GBP_USD"], "M1", spread_pips=0.9, commission=0.00002,
+                        slippage_pips=slippage)
+    grid = {"fast": [3, 7], "slow": [12, 30], "allow_short": [True, False]}
+    specs = _specs(base, grid if not slippage else {"fast": [3], "slow": [12, 30], "allow_short": [True]})
     scores = core.score_grid(cls, specs, bars, threads=2, keep=set(range(len(specs))))
     assert scores.engine == "numba"
     for i, spec in enumerate(specs):
