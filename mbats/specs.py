@@ -125,6 +125,8 @@ class BacktestRequest(RangeSpec):
     sweep_id: str | None = None
     account_currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
     slippage_pips: float = Field(0.0, ge=0, le=MAX_SPREAD_PIPS)
+    max_units: float | None = Field(None, gt=0, le=1e12)
+    max_gross_exposure: float | None = Field(None, gt=0, le=1e15)
 
     @field_validator("granularity")
     @classmethod
@@ -150,7 +152,8 @@ class BacktestRequest(RangeSpec):
 BACKTEST_OPTIONS = {"start": "--from", "end": "--to", "cash": "--cash", "commission": "--commission",
                     "spread_pips": "--spread", "sizer": "--sizer", "instruments": "--instrument",
                     "granularity": "--granularity", "strategy": "STRATEGY", "params": "--param",
-                    "account_currency": "--account-currency", "slippage_pips": "--slippage"}
+                    "account_currency": "--account-currency", "slippage_pips": "--slippage",
+                    "max_units": "--max-units", "max_gross_exposure": "--max-gross-exposure"}
 
 
 def check_strategy_params(strategy: str, params: Mapping[str, Any]) -> dict[str, Any]:

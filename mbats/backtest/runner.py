@@ -54,6 +54,9 @@ class BacktestSpec:
     # P&L and costs are booked in this currency (MBATS_ACCOUNT_CURRENCY when not given); see mbats.backtest.fx
     account_currency: str = field(default_factory=lambda: _default_account_currency())
     slippage_pips: float = 0.0    # every fill is this many pips worse than its price (fixed; 0: off)
+    # Pre-trade limits as in live trading (None: off); blocked orders are Rejected and become risk_events
+    max_units: float | None = None
+    max_gross_exposure: float | None = None
 
     def __post_init__(self) -> None:
         # Every way in (CLI, DAG conf, library) gets the same ranges: negative costs, zero cash or a
@@ -73,6 +76,7 @@ class Simulation:
     params: dict[str, object]
     bars: int
     seconds: float
+    risk_events: list[dict] = field(default_factory=list)  # orders the pre-trade limits blocked
 
 
 @dataclass
@@ -89,6 +93,7 @@ class BacktestResult:
     seconds: float
     report_path: str | None = None
     mlflow_run_id: str | None = None
+    risk_events: int = 0  # orders the pre-trade limits blocked
 
     def trades_hash(self) -> str:
         return trades_fingerprint(self.trades)
@@ -169,6 +174,9 @@ def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: ty
     params = coerce_params(cls, spec.params)
     started = time.perf_counter()
     cerebro = bt.Cerebro(stdstats=False)
+    limited = _limited_broker(spec)
+    if limited is not None:
+        cerebro.setbroker(limited)
     for symbol in spec.instruments:
         feed = cerebro.adddata(make_feed(symbol, spec.granularity, bars[symbol]))
         if has_bid_ask(bars[symbol]):
@@ -215,7 +223,19 @@ def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: ty
         equity = fx.rebook(spec.cash, recording.fills, trades, equity, positions, bars, rates, costs)
     equity["drawdown_pct"] = drawdown(equity["value"])
     return Simulation(recording, open_trades, positions, equity, trades, params,
-                      bars=sum(len(b) for b in bars.values()), seconds=time.perf_counter() - started)
+                      bars=sum(len(b) for b in bars.values()), seconds=time.perf_counter() - started,
+                      risk_events=limited.risk_events() if limited is not None else [])
+
+
+def _limited_broker(spec: BacktestSpec):
+    """backtrader's broker with the live pre-trade limits, when the run sets any."""
+    if spec.max_units is None and spec.max_gross_exposure is None:
+        return None
+    from mbats.backtest.limits import LimitedBroker
+    from mbats.live.config import RiskLimits
+
+    return LimitedBroker(RiskLimits(max_units=spec.max_units, max_gross_exposure=spec.max_gross_exposure),
+                         spec.account_currency)
 
 
 def load_bars(spec: BacktestSpec) -> dict[str, pd.DataFrame]:
@@ -311,6 +331,7 @@ def run_backtest(spec: BacktestSpec, *, track: bool = True, bars: dict[str, pd.D
             data_from=data_from, data_to=data_to, cash=spec.cash,
             broker={"commission": spec.commission, "spread_pips": spec.spread_pips, "sizer": spec.sizer,
                     "account_currency": spec.account_currency, "slippage_pips": spec.slippage_pips,
+                    "risk_limits": {"max_units": spec.max_units, "max_gross_exposure": spec.max_gross_exposure},
                     "prices": _prices_note(price_sources(spec, bars)),
                     # lets the stale-run sweep (`mbats live sweep-stale`) fail a run whose process died
                     "process": {"pid": os.getpid(), "host": socket.gethostname()}},
@@ -332,12 +353,14 @@ def run_backtest(spec: BacktestSpec, *, track: bool = True, bars: dict[str, pd.D
                 conn, run_id, orders=list(sim.recording.orders.values()), fills=sim.recording.fills,
                 trades=sim.trades.to_dict("records"), positions=sim.positions, equity=sim.equity,
                 metrics=metrics, bars=sim.bars, data_from=data_from, data_to=data_to, report_path=report_path,
+                risk_events=sim.risk_events,
             )
         except BaseException as exc:
             store.mark_failed(conn, run_id, f"{type(exc).__name__}: {exc}")
             raise
         result = BacktestResult(run_id, strategy_name(cls), params, spec.instruments, spec.granularity, metrics,
-                                sim.trades, sim.equity, sim.bars, sim.seconds, report_path)
+                                sim.trades, sim.equity, sim.bars, sim.seconds, report_path,
+                                risk_events=len(sim.risk_events))
         if track:
             from mbats.tracking import log_backtest
 

@@ -10,7 +10,8 @@ from mbats.cli.output import console, print_json, table
 
 def backtest_values(strategy: str, instruments: list[str], granularity: str, start: str | None, end: str | None,
                     param: list[str], cash: float, commission: float, spread: float, sizer: str,
-                    account_currency: str | None = None, slippage: float = 0.0) -> dict:
+                    account_currency: str | None = None, slippage: float = 0.0,
+                    max_units: float | None = None, max_gross_exposure: float | None = None) -> dict:
     """The options of a backtest (or a sweep's base) checked against their ranges, named as options."""
     from mbats.backtest.strategies import parse_param_options
     from mbats.specs import BACKTEST_OPTIONS, BacktestRequest, check, check_strategy_params
@@ -22,6 +23,9 @@ def backtest_values(strategy: str, instruments: list[str], granularity: str, sta
         values["account_currency"] = account_currency.strip().upper()
     if slippage:
         values["slippage_pips"] = slippage
+    for name, value in (("max_units", max_units), ("max_gross_exposure", max_gross_exposure)):
+        if value is not None:
+            values[name] = value
     check(BacktestRequest, values, BACKTEST_OPTIONS)
     check_strategy_params(strategy, values["params"])
     return values
@@ -42,6 +46,10 @@ def backtest(
                                          help="currency the run is booked in (default MBATS_ACCOUNT_CURRENCY, USD)"),
     slippage: float = typer.Option(0.0, "--slippage",
                                    help="pips every fill is slipped against you (fixed; default 0: off)"),
+    max_units: float = typer.Option(None, "--max-units",
+                                    help="pre-trade limit as in live: most units held per instrument, pending orders included"),
+    max_gross_exposure: float = typer.Option(None, "--max-gross-exposure",
+                                             help="pre-trade limit as in live: most gross notional (account currency)"),
     no_mlflow: bool = typer.Option(False, "--no-mlflow", help="do not log the run to MLflow"),
     as_json: bool = typer.Option(False, "--json", help="print machine-readable results"),
 ) -> None:
@@ -52,12 +60,13 @@ def backtest(
     from mbats.backtest.runner import BacktestSpec, run_backtest
 
     spec = BacktestSpec(**backtest_values(strategy, instruments, granularity, start, end, param, cash, commission,
-                                          spread, sizer, account_currency, slippage))
+                                          spread, sizer, account_currency, slippage, max_units,
+                                          max_gross_exposure))
     result = run_backtest(spec, track=not no_mlflow)
     summary = {"run_id": result.run_id, "strategy": result.strategy, "params": result.params,
                "instruments": result.instruments, "granularity": result.granularity, "bars": result.bars,
                "seconds": round(result.seconds, 3), "trades_sha256": result.trades_hash(),
-               "metrics": result.metrics, "report": result.report_path, "mlflow_run_id": result.mlflow_run_id}
+               "metrics": result.metrics, "report": result.report_path, "risk_events": result.risk_events, "mlflow_run_id": result.mlflow_run_id}
     if as_json:
         print_json(summary)
         return

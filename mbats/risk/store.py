@@ -110,6 +110,7 @@ def save_results(
     data_from: datetime | None,
     data_to: datetime | None,
     report_path: str | None = None,
+    risk_events: list[dict] = (),
 ) -> None:
     """Write everything a run produced and mark it finished, in one transaction."""
     with conn.cursor() as cur:
@@ -128,6 +129,7 @@ def save_results(
             copy_in(cur, "equity", EQUITY_FIELDS,
                     {"run_id": [run_id] * len(equity), "ts": equity.index, "cash": equity["cash"],
                      "value": equity["value"], "drawdown_pct": equity["drawdown_pct"]}, len(equity))
+        _insert_rows(cur, "risk_events", run_id, risk_events, ("ts", "rule", "instrument", "detail", "action"))
         _insert_rows(cur, "run_metrics", run_id, ({"metric": k, "value": v} for k, v in metrics.items()),
                      ("metric", "value"))
         cur.execute(

@@ -29,6 +29,8 @@ CASES = [
     ("negative spread", [*BT, "--spread", "-1"], 2, "--spread: must be greater than or equal to 0"),
     ("infinite spread", [*BT, "--spread", "inf"], 2, "--spread: must be a finite number"),
     ("nan spread", [*BT, "--spread", "nan"], 2, "--spread: must be a finite number"),
+    ("zero max units", [*BT, "--max-units", "0"], 2, "--max-units: must be greater than 0"),
+    ("negative gross exposure limit", [*BT, "--max-gross-exposure", "-5"], 2, "--max-gross-exposure: must be greater than 0"),
     ("zero cash", [*BT, "--cash", "0"], 2, "--cash: must be greater than 0"),
     ("negative cash", [*BT, "--cash", "-100"], 2, "--cash: must be greater than 0"),
     ("negative units", [*BT, "--sizer", "fixed:units=-5"], 2, "units must be a whole number from 1"),
