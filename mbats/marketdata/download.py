@@ -9,6 +9,7 @@ Only complete candles are stored; the candle still forming is fetched again next
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -18,7 +19,7 @@ from oandapyV20.endpoints.accounts import AccountInstruments
 from oandapyV20.endpoints.instruments import InstrumentsCandles
 from tqdm import tqdm
 
-from mbats.errors import DataValidationError, NotFoundError
+from mbats.errors import DataValidationError, MbatsError, NotFoundError
 from mbats.marketdata.calendar import trading_bar_times
 from mbats.marketdata.candles import check_price, parse_candles
 from mbats.marketdata.client import OandaClient
@@ -150,7 +151,12 @@ def download_candles(
     last_stored = last_bar_time(conn, instrument_id, granularity, start_ts, end_ts)
     conn.commit()  # do not hold a transaction open while waiting on the network
 
-    if last_stored is not None:
+    hole = _first_hole(conn, instrument_id, granularity, start_ts, _utc(last_stored)) \
+        if start_ts is not None and last_stored is not None else None
+    conn.commit()
+    if hole is not None:
+        cursor, include_first = hole, True  # a stored bar later in the window must not hide a hole before it
+    elif last_stored is not None:
         cursor, include_first = _utc(last_stored), False  # resume right after the last stored bar
     else:
         cursor = start_ts if start_ts is not None else pd.Timestamp.now(tz="UTC") - DEFAULT_HISTORY
@@ -197,6 +203,27 @@ def download_candles(
         bar.close()
     return DownloadResult(symbol, granularity, added, updated, first, last, pages,
                           client.requests_made - requests_before, time.monotonic() - started)
+
+
+def _first_hole(conn, instrument_id: int, granularity: str, start: pd.Timestamp,
+                last: pd.Timestamp) -> pd.Timestamp | None:
+    """Open time of the first run of missing bars in ``[start, last]`` worth fetching, else None.
+
+    Runs shorter than an hour of trading time are left alone: OANDA sends no candle for a minute in
+    which nothing traded, and refetching those on every run would cost a request each.
+    """
+    from mbats.marketdata.calendar import step_of
+    from mbats.marketdata.gaps import find_gaps
+    from mbats.secmaster.bars import bar_times
+
+    try:
+        step = step_of(granularity)
+    except MbatsError:
+        return None  # weekly / monthly candles have no fixed step to measure holes with
+    present = bar_times(conn, instrument_id, granularity, start, last + step)
+    min_missing = max(1, math.ceil(pd.Timedelta(hours=1) / step))
+    report = find_gaps(present, granularity, start, last + step, min_missing=min_missing)
+    return report.gaps[0].start if report.gaps else None
 
 
 def _estimate(start: pd.Timestamp, end: pd.Timestamp | None, granularity: str) -> int | None:

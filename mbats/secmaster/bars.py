@@ -158,6 +158,14 @@ def coverage(conn) -> list[dict]:
         return [dict(zip(names, r)) for r in cur.fetchall()]
 
 
+def bar_times(conn, instrument_id: int, granularity: str, start: datetime, end: datetime) -> pd.DatetimeIndex:
+    """Open times of the stored bars in ``[start, end)``, ascending (UTC)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT ts FROM bars WHERE instrument_id = %s AND granularity = %s AND ts >= %s AND ts < %s "
+                    "ORDER BY ts", (instrument_id, granularity, start, end))
+        return pd.DatetimeIndex(pd.to_datetime([r[0] for r in cur.fetchall()], utc=True), name="ts")
+
+
 def last_bar_time(conn, instrument_id: int, granularity: str, start: datetime | None = None,
                   end: datetime | None = None) -> datetime | None:
     """Open time of the last stored bar, optionally only among bars in ``[start, end)``."""

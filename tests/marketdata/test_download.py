@@ -74,6 +74,22 @@ def test_an_older_window_is_backfilled_even_when_later_bars_are_stored(oanda_env
     assert len(stored) == 3_000 + len(expected) - 6_000 and stored.index.is_unique
 
 
+def test_a_backfill_fetches_the_hole_before_bars_already_stored_inside_its_window(oanda_env, clean_symbols, sim_bars):
+    """A scheduled run stored a few bars near the end of the window; the backfill must still fill the rest."""
+    conn = clean_symbols
+    client = make_client()
+    expected = sim_bars[SYMBOL]
+    window_end = expected.index[4_000]
+    download_candles(client, conn, SYMBOL, "M1", start=expected.index[3_900], end=expected.index[3_950],
+                     progress=False)
+    backfill = download_candles(client, conn, SYMBOL, "M1", start=DATA_START, end=window_end, progress=False)
+    stored = _stored(conn)
+    assert backfill.bars_added == 4_000 - 50
+    assert stored.index.equals(expected.index[:4_000])
+    again = download_candles(client, conn, SYMBOL, "M1", start=DATA_START, end=window_end, progress=False)
+    assert again.bars_added == 0 and again.requests == 1
+
+
 def test_incremental_download_follows_the_replay_clock(oanda_env, clean_symbols, sim_bars):
     """Only complete candles are stored; later runs pick up exactly where the last stopped."""
     conn, sim = clean_symbols, oanda_env.sim
