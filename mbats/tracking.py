@@ -16,6 +16,9 @@ from mbats.errors import ServiceUnavailableError
 
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")  # fail in seconds, not minutes, when it is down
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+# MLflow's usage telemetry phones home from a background thread; offline that thread races task
+# teardown (a KeyError in Airflow tasks) and a self-hosted platform should not report usage anyway.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def tracking_uri() -> str:
