@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterable, Sequence
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+
+
+def _width(stream) -> int | None:
+    """The terminal's width; output to a pipe or file is not cut at rich's default 80 columns."""
+    if os.environ.get("COLUMNS") or (hasattr(stream, "isatty") and stream.isatty()):
+        return None
+    return 1_000
+
+
 # emoji=False: ":b:" in a user's grid or parameter is printed as typed, not as an emoji.
-console = Console(emoji=False)
-err_console = Console(stderr=True, emoji=False)
+console = Console(emoji=False, width=_width(sys.stdout))
+err_console = Console(stderr=True, emoji=False, width=_width(sys.stderr))
 
 
 def print_json(value) -> None:
