@@ -71,7 +71,9 @@ def test_ml_strategy_backtest_trades_and_records_the_model_version(trained, plan
 
     champion = resolve(alias="champion")
     result = run_backtest(BacktestSpec(strategy="ml_signal", instruments=[planted_instrument], granularity="H1",
-                                       params={"threshold": "0.52"}), track=True, write_report=False)
+                                       params={"threshold": "0.52"},
+                                       account_currency=planted_instrument.split("_")[1]),  # no conversion series here
+                          track=True, write_report=False)
     assert result.metrics["trades"] > 10
     conn = connect("risk")
     try:

@@ -42,7 +42,7 @@ def test_mixed_sources_are_kept_per_bar_listed_and_recorded_by_a_run(secmaster_c
     assert row["vendor"] == "histdata, oanda-sim (synthetic)"  # most bars first
 
     run = run_backtest(BacktestSpec("sma_crossover", [symbol], "H1", end=pd.Timestamp("2024-04-08", tz="UTC")
-                                    .to_pydatetime(), params={"fast": 3, "slow": 8}), track=False,
+                                    .to_pydatetime(), params={"fast": 3, "slow": 8}, account_currency=symbol[-3:]), track=False,
                        write_report=False)
     with risk_conn.cursor() as cur:
         cur.execute("SELECT data_sources FROM runs WHERE id = %s", (run.run_id,))
@@ -69,7 +69,7 @@ def test_a_sweep_records_the_sources_of_its_bars_on_every_run(secmaster_conn, ri
 
     inst = Instrument.fx("EUR_PLN", vendor="oanda-sim", is_synthetic=True, source="oanda:sim")
     load_frames(secmaster_conn, inst, "H1", [("sim download", hourly("2024-06-03", 200, 4))], kind="download")
-    result = run_sweep(SweepRequest(BacktestSpec("sma_crossover", ["EUR_PLN"], "H1"), {"fast": [3, 5]}, top=2,
+    result = run_sweep(SweepRequest(BacktestSpec("sma_crossover", ["EUR_PLN"], "H1", account_currency="PLN"), {"fast": [3, 5]}, top=2,
                                     workers=1, track=False))
     run_ids = [s.run_id for s in result.rerun]
     with risk_conn.cursor() as cur:
