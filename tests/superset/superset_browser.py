@@ -40,13 +40,23 @@ def login(driver: webdriver.Chrome, base: str, user: str, password: str) -> None
         time.sleep(0.5)
     else:
         raise AssertionError(f"no login form at {base}/login/: {driver.page_source[:500]}")
-    fields[0].send_keys(user)
-    driver.find_element(By.CSS_SELECTOR, "input#password, input[name=password]").send_keys(password)
-    driver.find_element(By.CSS_SELECTOR, "button[type=submit], input[type=submit]").click()
-    deadline = time.time() + 60
-    while time.time() < deadline and "/login" in driver.current_url:
-        time.sleep(0.5)
-    assert "/login" not in driver.current_url, "login failed"
+    for attempt in range(2):  # a Superset still warming up on a busy machine may drop the first submit
+        fields = driver.find_elements(By.CSS_SELECTOR, "input#username, input[name=username]")
+        if not fields:
+            break
+        fields[0].clear()
+        fields[0].send_keys(user)
+        secret = driver.find_element(By.CSS_SELECTOR, "input#password, input[name=password]")
+        secret.clear()
+        secret.send_keys(password)
+        driver.find_element(By.CSS_SELECTOR, "button[type=submit], input[type=submit]").click()
+        deadline = time.time() + 60
+        while time.time() < deadline and "/login" in driver.current_url:
+            time.sleep(0.5)
+        if "/login" not in driver.current_url:
+            break
+    page = driver.find_element(By.TAG_NAME, "body").text[:300] if "/login" in driver.current_url else ""
+    assert "/login" not in driver.current_url, f"login failed: {page}"
 
 
 @dataclass
