@@ -22,10 +22,14 @@ class LimitedBroker(bt.brokers.BackBroker):
         self.risk = RiskManager(limits, account_currency, record=self._at_bar)
         self._bar_time = None
 
+    def _live_orders(self) -> list:
+        """Orders still working: submitted or accepted (not every order of the run, which grows)."""
+        return [o for o in (*self.submitted, *self.pending) if o.alive()]
+
     def _pending_entries(self) -> dict[str, tuple[float, float]]:
         pending: dict[str, list[float]] = {}
-        for order in self.orders:
-            if order.alive() and order.parent is None and order.status != bt.Order.Created:
+        for order in self._live_orders():
+            if order.parent is None and order.status != bt.Order.Created:
                 side = pending.setdefault(order.data._name, [0.0, 0.0])
                 side[0 if order.isbuy() else 1] += order.size - order.executed.size  # signed: sells < 0
         return {name: (buy, sell) for name, (buy, sell) in pending.items()}
@@ -38,7 +42,7 @@ class LimitedBroker(bt.brokers.BackBroker):
             self._bar_time = order.data.datetime.datetime(0)
             positions = {d._name: self.getposition(d) for d in self.positions if self.getposition(d).size}
             units = int(order.size if order.isbuy() else -abs(order.size))
-            feeds = {d._name: d for d in [*self.positions, *(o.data for o in self.orders), order.data]}
+            feeds = {d._name: d for d in [*self.positions, *(o.data for o in self._live_orders()), order.data]}
             reason = self.risk.check_order(order.data._name, units, positions,
                                            lambda name: float(feeds[name].close[0]) if name in feeds else None,
                                            str(order.ref), self._pending_entries())
