@@ -37,7 +37,7 @@ def main() -> None:
     from mbats.config import reset_settings_cache
     from mbats.db import connect, embedded
     from mbats.db.migrate import upgrade_all
-    from mbats.marketdata.client import make_client
+    from mbats.venues.oanda.client import make_client
     from mbats.marketdata.download import download_candles
     from mbats.sim import DEFAULT_ACCOUNT, DEFAULT_TOKEN, SimConfig, start_simulator, synthetic_bars
 

@@ -38,13 +38,13 @@ from mbats.backtest.strategies import coerce_params, find_strategy, strategy_nam
 from mbats.config import Settings, get_settings
 from mbats.errors import ConfigError, MbatsError
 from mbats.live.config import LiveConfig, RiskLimits, check_mode
-from mbats.live.data import PriceHub, make_live_feed
-from mbats.live.execution import OandaBroker
+from mbats.venues.oanda.data import PriceHub, make_live_feed
+from mbats.venues.oanda.execution import OandaBroker
 from mbats.live.persistence import KillSwitchStore, LiveStore, account_key, sweep_stale_runs
-from mbats.live.reconcile import ReconcileReport, reconcile
+from mbats.venues.oanda.reconcile import ReconcileReport, reconcile
 from mbats.live.recorder import LiveRecorder
 from mbats.live.risk import RiskManager
-from mbats.marketdata.client import SIM_ENVIRONMENT, make_client
+from mbats.venues.oanda.client import SIM_ENVIRONMENT, make_client
 from mbats.secmaster.granularity import check_granularity
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 from mbats.errors import DataValidationError, MbatsError, NotFoundError
 from mbats.marketdata.calendar import trading_bar_times
-from mbats.marketdata.candles import check_price, parse_candles
-from mbats.marketdata.client import OandaClient
+from mbats.venues.oanda.candles import check_price, parse_candles
+from mbats.venues.oanda.client import OandaClient
 from mbats.marketdata.store import write_sides
 from mbats.secmaster import Instrument, get_instrument_id, upsert_instruments, write_bars
 from mbats.secmaster.bars import last_bar_time

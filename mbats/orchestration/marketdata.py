@@ -41,7 +41,7 @@ def is_permanent(exc: BaseException) -> bool:
 def sync_instruments() -> int:
     """Refresh the instrument list from the account; return how many there are."""
     from mbats.db import connect
-    from mbats.marketdata.client import make_client
+    from mbats.venues.oanda.client import make_client
     from mbats.marketdata.download import download_instruments
 
     conn = connect("secmaster")
@@ -54,7 +54,7 @@ def sync_instruments() -> int:
 def download_interval(symbol: str, granularity: str, start: datetime | str, end: datetime | str) -> dict:
     """Candles of one instrument in [start, end) into the security master; a JSON-able summary."""
     from mbats.db import connect
-    from mbats.marketdata.client import make_client
+    from mbats.venues.oanda.client import make_client
     from mbats.marketdata.download import download_candles
 
     conn = connect("secmaster")

@@ -1,7 +1,7 @@
 """An OANDA v20 simulator: market replay behind the part of the v20 REST protocol MBATS uses.
 
 The real ``oandapyV20`` client talks to it unchanged (environment ``sim`` in
-``oandapyV20.oandapyV20.TRADING_ENVIRONMENTS``, see :func:`mbats.marketdata.client.register_environment`).
+``oandapyV20.oandapyV20.TRADING_ENVIRONMENTS``, see :func:`mbats.venues.oanda.client.register_environment`).
 
 Endpoints
     ``GET /v3/instruments/{i}/candles`` (granularity, count ≤ 5,000, from/to in RFC 3339 or UNIX

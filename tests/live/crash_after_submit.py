@@ -11,7 +11,7 @@ import signal
 from oandapyV20.endpoints.orders import OrderCreate
 
 from mbats.live.cli import main
-from mbats.marketdata.client import OandaClient
+from mbats.venues.oanda.client import OandaClient
 
 _send = OandaClient._send  # the one place every request goes out
 

@@ -36,7 +36,7 @@ def test_oco_is_refused_with_a_clear_reason_not_ignored(sim, risk_conn, caplog):
     server = sim()
     cfg = LiveConfig("live_probe", ["EUR_USD"], params={"every": "2", "oco": "true"}, granularity="M10",
                      max_bars=3, warmup=3, sim_step=True)
-    with caplog.at_level(logging.ERROR, logger="mbats.live.execution"):
+    with caplog.at_level(logging.ERROR, logger="mbats.venues.oanda.execution"):
         result = run(cfg, risk=RiskLimits(), settings=sim_settings(server))
     units = [float(t["units"]) for t in server.sim.account.transactions if t.get("reason") == "CLIENT_ORDER"]
     assert units and all(u > 0 for u in units)  # the OCO sell never reached OANDA

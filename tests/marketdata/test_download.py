@@ -15,7 +15,7 @@ import pytest
 
 from mbats.config import reset_settings_cache
 from mbats.errors import ConfigError, DataValidationError, NotFoundError, ServiceUnavailableError
-from mbats.marketdata.client import make_client
+from mbats.venues.oanda.client import make_client
 from mbats.marketdata.download import download_candles, download_instruments
 from mbats.secmaster import read_bars
 from mbats.sim import Fault
@@ -122,7 +122,7 @@ def test_killed_download_resumes_without_gap_or_duplicate(oanda_env, clean_symbo
     """SIGKILL a download process mid-run, run again: the stored series is exactly the source."""
     conn, sim = clean_symbols, oanda_env.sim
     sim.faults.add(Fault("delay", count=100, seconds=0.4, path="/candles"))  # slow enough to kill mid-run
-    script = ("from mbats.db import connect; from mbats.marketdata.client import make_client; "
+    script = ("from mbats.db import connect; from mbats.venues.oanda.client import make_client; "
               "from mbats.marketdata.download import download_candles; "
               f"download_candles(make_client(), connect('secmaster'), '{SYMBOL}', 'M1', start='{DATA_START}', progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ),

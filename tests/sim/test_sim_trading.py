@@ -24,7 +24,7 @@ import pytest
 import requests
 from oandapyV20 import API
 
-from mbats.marketdata.client import register_environment
+from mbats.venues.oanda.client import register_environment
 from mbats.sim import DEFAULT_ACCOUNT, DEFAULT_TOKEN, Fault, SimConfig, SimServer, Simulator
 
 T0 = pd.Timestamp("2024-03-05 10:00", tz="UTC")

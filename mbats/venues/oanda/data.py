@@ -28,8 +28,8 @@ from oandapyV20.exceptions import V20Error
 from tenacity import Retrying, retry_if_exception_type, stop_never, wait_exponential
 
 from mbats.errors import ConfigError, MbatsError
-from mbats.marketdata.candles import parse_candles
-from mbats.marketdata.client import OandaClient
+from mbats.venues.oanda.candles import parse_candles
+from mbats.venues.oanda.client import OandaClient
 from mbats.secmaster.granularity import backtrader_timeframe, bar_length
 
 log = logging.getLogger(__name__)

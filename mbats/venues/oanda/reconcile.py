@@ -22,7 +22,7 @@ import oandapyV20.endpoints.transactions as transactions_ep
 import pandas as pd
 
 from mbats.errors import NotFoundError
-from mbats.marketdata.client import OandaClient
+from mbats.venues.oanda.client import OandaClient
 
 log = logging.getLogger(__name__)
 _STATUS = {"PENDING": "accepted", "FILLED": "completed", "TRIGGERED": "completed", "CANCELLED": "canceled"}

@@ -35,9 +35,9 @@ import oandapyV20.endpoints.positions as positions_ep
 import oandapyV20.endpoints.transactions as transactions_ep
 import pandas as pd
 
-from mbats.backtest.broker import FxCosts
+from mbats.kernel.costs import FxCosts
 from mbats.errors import MbatsError, NotFoundError
-from mbats.marketdata.client import OandaClient
+from mbats.venues.oanda.client import OandaClient
 
 log = logging.getLogger(__name__)
 _TYPES = {bt.Order.Market: "MARKET", bt.Order.Limit: "LIMIT", bt.Order.Stop: "STOP"}
