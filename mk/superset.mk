@@ -18,6 +18,6 @@ superset-lock: $(UV) ## re-resolve requirements/superset.lock from requirements/
 	$(UV) pip compile -q --python-version 3.11 requirements/superset.in -o $(SUPERSET_LOCK)
 
 superset-bundle: venv ## regenerate the dashboards bundle in services/superset/bundle from the views
-	$(VENV)/bin/python -m mbats.dashboards.cli bundle
+	$(VENV)/bin/python -m mbats.cli.dashboards bundle
 
 EXTRA_VENVS += venv-superset

@@ -8,12 +8,12 @@ import click
 import typer
 
 from mbats.cli import backtest, data, db, runs
+from mbats.cli.dashboards import dashboards_app
+from mbats.cli.live import live_app
+from mbats.cli.ml import ml_app
+from mbats.cli.sim import download_command, gaps_command, sim_app
+from mbats.cli.sweep import sweep_command
 from mbats.errors import MbatsError
-from mbats.dashboards.cli import dashboards_app
-from mbats.live.commands import live_app
-from mbats.marketdata.cli import download_command, gaps_command, sim_app
-from mbats.ml.cli import ml_app
-from mbats.research.cli import sweep_command
 
 app = typer.Typer(
     name="mbats",

@@ -1,7 +1,7 @@
 """`mbats live`, except that the process dies (SIGKILL) the moment its first order reaches OANDA.
 
 That is the worst moment to crash: the order exists at the broker but the runner never saw the
-acknowledgement. The restart test runs this instead of `python -m mbats.live.cli`, so production
+acknowledgement. The restart test runs this instead of `python -m mbats.cli.live`, so production
 code carries no test hook.
 """
 
@@ -10,7 +10,7 @@ import signal
 
 from oandapyV20.endpoints.orders import OrderCreate
 
-from mbats.live.cli import main
+from mbats.cli.live import main
 from mbats.venues.oanda.client import OandaClient
 
 _send = OandaClient._send  # the one place every request goes out

@@ -17,7 +17,7 @@ import pytest
 
 from tests.live.conftest import client_orders_at_sim, net_units, risk_rows, sim_env
 
-RUNNER = [sys.executable, "-m", "mbats.live.cli", "live_probe", "-i", "EUR_USD", "-g", "M10", "--mode", "paper",
+RUNNER = [sys.executable, "-m", "mbats.cli.live", "live_probe", "-i", "EUR_USD", "-g", "M10", "--mode", "paper",
           "--warmup", "5", "--sim-step", "--json"]
 
 

@@ -14,14 +14,15 @@ import time
 import psycopg2
 import pytest
 
-from mbats.live.config import LiveConfig, RiskLimits
+from mbats.kernel.limits import RiskLimits
+from mbats.live.config import LiveConfig
 from mbats.live.persistence import sweep_stale_runs
 from mbats.live.session import KillSwitchTripped, run
 from tests.live.conftest import client_orders_at_sim, net_units, risk_rows, sim_env, sim_settings
 
-RUNNER = [sys.executable, "-m", "mbats.live.cli", "live_probe", "-i", "EUR_USD", "-g", "M10", "--mode", "paper",
+RUNNER = [sys.executable, "-m", "mbats.cli.live", "live_probe", "-i", "EUR_USD", "-g", "M10", "--mode", "paper",
           "--warmup", "5", "--sim-step", "--json"]
-COMMANDS = [sys.executable, "-m", "mbats.live.commands"]
+COMMANDS = [sys.executable, "-m", "mbats.cli.live"]
 
 
 def _nav(server) -> float:

@@ -9,7 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from mbats.marketdata.calendar import trading_bar_times
-from mbats.marketdata.cli import download_command, gaps_command, sim_app
+from mbats.cli.sim import download_command, gaps_command, sim_app
 from mbats.marketdata.gaps import find_gaps
 from tests.marketdata.conftest import DATA_START, SYMBOL
 

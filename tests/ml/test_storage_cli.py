@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from typer.testing import CliRunner
 
-from mbats.ml.cli import ml_app
+from mbats.cli.ml import ml_app
 
 PROJECT = Path(__file__).resolve().parents[2]
 runner = CliRunner()

@@ -1,6 +1,4 @@
 """`mbats sweep`: a two-stage parameter sweep (vectorised pre-screen, backtrader re-runs of the best).
-
-The lead wires :func:`sweep_command` into the typer app as ``sweep``.
 """
 
 from __future__ import annotations

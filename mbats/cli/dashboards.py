@@ -1,6 +1,6 @@
 """`mbats dashboards …`: keep the Superset bundle in step with the `dash` views.
 
-The lead wires ``dashboards_app`` into the main CLI; ``python -m mbats.dashboards.cli`` works too.
+``python -m mbats.cli.dashboards`` runs the group on its own (`make superset-bundle` does).
 """
 
 from __future__ import annotations

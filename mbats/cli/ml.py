@@ -34,7 +34,7 @@ def train_command(
     as_json: bool = typer.Option(False, "--json", help="print machine-readable results"),
 ) -> None:
     """Train, validate walk-forward, log to MLflow and register a new version as @challenger."""
-    from mbats.backtest.strategies import parse_param_options
+    from mbats.kernel.strategies import parse_param_options
     from mbats.errors import UsageError
     from mbats.ml.train import TrainSpec, train
     from mbats.specs import RangeSpec, check, check_symbol

@@ -81,7 +81,7 @@ def download_command(
     MBATS_OANDA_ENVIRONMENT (practice | live | sim), MBATS_OANDA_TOKEN and MBATS_OANDA_ACCOUNT_ID.
     """
     from mbats.db import connect
-    from mbats.marketdata.client import make_client
+    from mbats.venues.oanda.client import make_client
     from mbats.marketdata.download import download_candles, download_instruments
 
     start_ts, end_ts = _utc(start, "--start"), _utc(end, "--end")
