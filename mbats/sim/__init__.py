@@ -47,8 +47,14 @@ Account
     mid × margin rate. An order whose fill would push the margin used past the NAV is cancelled
     with reason ``INSUFFICIENT_MARGIN`` (market orders at once, pending ones when triggered), as
     OANDA does; a second *pending* order with a client id already pending is refused
-    (``CLIENT_ORDER_ID_ALREADY_EXISTS``). **Financing, commissions, dividends and guaranteed stops are not
-    simulated (always 0).** The transactions stream is not implemented.
+    (``CLIENT_ORDER_ID_ALREADY_EXISTS``). Financing: at 17:00 New York every trade opened before it is
+    charged or paid |units| x mid x its side's annual rate x days charged / 365 (Wednesday 3,
+    weekends 0) in a ``DAILY_FINANCING`` transaction, from per-instrument terms (``SimConfig.financing``,
+    else the illustrative table in :mod:`mbats.secmaster.financing`), also served as each instrument's
+    ``financing`` and ``marginRate``. Margin uses the larger of the account's and the instrument's
+    rate; once the NAV is at or below half the margin used, every position is closed out
+    (``MARGIN_CLOSEOUT``). **Commissions, dividends and guaranteed stops are not simulated (always
+    0).** The transactions stream is not implemented.
 
 Faults (tests)
     :class:`mbats.sim.faults.Fault` via ``Simulator.faults.add(...)`` or ``POST /admin/faults``:

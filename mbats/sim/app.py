@@ -179,7 +179,7 @@ def create_app(sim: Simulator) -> FastAPI:
                 "minimumTradeSize": "1", "maximumTrailingStopDistance": f"{10 ** (pip_location + 4):.{ins.display_precision}f}",
                 "minimumTrailingStopDistance": f"{5 * 10 ** pip_location:.{ins.display_precision}f}",
                 "maximumPositionSize": "0", "maximumOrderUnits": "100000000",
-                "marginRate": f"{sim.config.margin_rate:g}",
+                **sim.account.terms[name].to_oanda(),  # marginRate and financing (rates, days charged)
             })
         return _json({"instruments": items, "lastTransactionID": sim.account.last_transaction_id})
 

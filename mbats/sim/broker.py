@@ -6,13 +6,19 @@ first-out (a netting account, like OANDA's default); LIMIT and STOP orders and t
 trailing-SL orders on trades are checked against each bar as it completes: a stop beyond the
 bar's open fills at the open (gap), otherwise at its price; when SL and TP both fall inside one
 bar, the stop loss is assumed to come first. P&L is converted to the home currency at the
-current mid. Financing, commissions and guaranteed stops are left out (always 0).
+current mid. Financing is OANDA's daily rollover (:mod:`mbats.secmaster.financing`): at 17:00 New
+York every trade opened before it is charged or paid |units| x mid x annual rate x days / 365
+(Wednesday three days), converted at the current mid, in a DAILY_FINANCING transaction. Margin per
+trade is |units| x mid x the larger of the account's and the instrument's margin rate; when the NAV
+falls to half the margin used, every open trade is closed (MARKET_ORDER reason MARGIN_CLOSEOUT).
+Commissions and guaranteed stops are left out (always 0).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mbats.secmaster.financing import FinancingTerms, simulator_terms
 from mbats.sim.market import Market, fmt_time
 
 ENTRY_TYPES = ("MARKET", "LIMIT", "STOP")
@@ -110,17 +116,23 @@ class Trade:
     close_price_sum: float = 0.0  # units-weighted, for averageClosePrice
     closing_transaction_ids: list[str] = field(default_factory=list)
     dependents: dict[str, str] = field(default_factory=dict)  # order type → order id
+    financing: float = 0.0  # home currency, paid (< 0) or received over its life
 
 
 class Account:
     """One OANDA-style account trading on a :class:`Market`."""
 
     def __init__(self, market: Market, account_id: str, balance: float = 100_000.0, currency: str = "USD",
-                 margin_rate: float = 0.02, alias: str = "MBATS simulator"):
+                 margin_rate: float = 0.02, alias: str = "MBATS simulator",
+                 terms: dict[str, FinancingTerms] | None = None):
         self.market = market
         self.id, self.currency, self.margin_rate, self.alias = account_id, currency, margin_rate, alias
+        # financing and margin terms per instrument (the illustrative table unless given)
+        self.terms = {**simulator_terms(market.series, margin_rate), **{k.upper(): v for k, v in (terms or {}).items()}}
         self.balance = 0.0
         self.realized_pl = 0.0
+        self.financing = 0.0
+        self.closeouts = 0
         self.orders: dict[str, Order] = {}
         self.trades: dict[str, Trade] = {}
         self.transactions: list[dict] = []
@@ -159,9 +171,13 @@ class Account:
         exit_price = bid if trade.current_units > 0 else ask
         return self.to_home(trade.instrument, trade.current_units * (exit_price - trade.price))
 
+    def margin_rate_of(self, instrument: str) -> float:
+        """OANDA applies the larger of the account's and the instrument's margin rate."""
+        return max(self.margin_rate, self.terms[instrument.upper()].margin_rate)
+
     def margin(self, trade: Trade) -> float:
         mid, _ = self.market.mid(trade.instrument)
-        return self.to_home(trade.instrument, abs(trade.current_units) * mid) * self.margin_rate
+        return self.to_home(trade.instrument, abs(trade.current_units) * mid) * self.margin_rate_of(trade.instrument)
 
     def open_trades(self, instrument: str | None = None) -> list[Trade]:
         return [t for t in self.trades.values() if t.state == "OPEN" and (instrument is None or t.instrument == instrument)]
@@ -170,13 +186,13 @@ class Account:
         trades = self.open_trades()
         upl = sum(self.unrealized(t) for t in trades)
         margin_used = sum(self.margin(t) for t in trades)
-        position_value = margin_used / self.margin_rate if self.margin_rate else 0.0
+        position_value = sum(self.margin(t) / self.margin_rate_of(t.instrument) for t in trades)
         nav = self.balance + upl
         return {
             "id": self.id, "alias": self.alias, "currency": self.currency, "balance": money(self.balance),
             "createdByUserID": 1, "createdTime": fmt_time(self.created_time), "guaranteedStopLossOrderMode": "DISABLED",
             "pl": money(self.realized_pl), "resettablePL": money(self.realized_pl), "resettablePLTime": "0",
-            "financing": money(0), "commission": money(0), "dividendAdjustment": money(0),
+            "financing": money(self.financing), "commission": money(0), "dividendAdjustment": money(0),
             "guaranteedExecutionFees": money(0), "marginRate": f"{self.margin_rate:g}",
             "openTradeCount": len(trades), "openPositionCount": len({t.instrument for t in trades}),
             "pendingOrderCount": sum(o.state == "PENDING" for o in self.orders.values()),
@@ -195,7 +211,7 @@ class Account:
         out = {"id": t.id, "instrument": t.instrument, "price": f"{t.price:.{d}f}", "openTime": fmt_time(t.open_time),
                "initialUnits": f"{t.initial_units:.0f}", "initialMarginRequired": money(0),
                "state": t.state, "currentUnits": f"{t.current_units:.0f}", "realizedPL": money(t.realized_pl),
-               "financing": money(0), "dividendAdjustment": money(0)}
+               "financing": money(t.financing), "dividendAdjustment": money(0)}
         if t.state == "OPEN":
             out.update(unrealizedPL=money(self.unrealized(t)), marginUsed=money(self.margin(t)))
         else:
@@ -227,7 +243,8 @@ class Account:
             avg = sum(t.current_units * t.price for t in trades) / units if units else 0.0
             upl = sum(self.unrealized(t) for t in trades)
             res = {"units": f"{units:.0f}", "pl": money(realized), "resettablePL": money(realized),
-                   "unrealizedPL": money(upl), "financing": money(0), "tradeIDs": [t.id for t in trades]}
+                   "unrealizedPL": money(upl), "financing": money(sum(t.financing for t in trades)),
+                   "tradeIDs": [t.id for t in trades]}
             if units:
                 res["averagePrice"] = f"{avg:.{d}f}"
             return res
@@ -240,7 +257,8 @@ class Account:
         upl = sum(self.unrealized(t) for t in longs + shorts)
         return {"instrument": name, "long": side(longs, long_pl), "short": side(shorts, short_pl),
                 "pl": money(long_pl + short_pl), "resettablePL": money(long_pl + short_pl), "unrealizedPL": money(upl),
-                "marginUsed": money(sum(self.margin(t) for t in longs + shorts)), "financing": money(0),
+                "marginUsed": money(sum(self.margin(t) for t in longs + shorts)),
+                "financing": money(sum(t.financing for t in every)),
                 "commission": money(0)}
 
     # --- orders ---------------------------------------------------------------------------
@@ -290,7 +308,7 @@ class Account:
         if opened == 0:
             return True
         mid, _ = self.market.mid(order.instrument)
-        per_unit = self.to_home(order.instrument, mid) * self.margin_rate
+        per_unit = self.to_home(order.instrument, mid) * self.margin_rate_of(order.instrument)
         trades = self.open_trades()
         used = sum(self.margin(t) for t in trades) - min(abs(order.units), opposite) * per_unit
         nav = self.balance + sum(self.unrealized(t) for t in trades)
@@ -509,6 +527,58 @@ class Account:
         return {"orderCreateTransaction": create, **fill,
                 "relatedTransactionIDs": [t["id"] for t in self.transactions if t["batchID"] == create["id"]],
                 "lastTransactionID": self.last_transaction_id}
+
+    # --- financing and margin closeout -------------------------------------------------------
+    def rollover(self, when: int, weekday: int) -> dict | None:
+        """OANDA's daily financing at ``when`` (17:00 New York, ``weekday`` 0 = Monday).
+
+        Every trade opened before ``when`` pays or earns |units| x current mid x its side's annual
+        rate x the days charged that weekday / 365, converted into the home currency at the current
+        mid; one DAILY_FINANCING transaction carries the total, per position and per trade.
+        """
+        per_instrument: dict[str, list[tuple[Trade, float]]] = {}
+        for trade in self.open_trades():
+            terms = self.terms[trade.instrument]
+            if trade.open_time >= when or terms.days_on(weekday) == 0:
+                continue
+            mid, _ = self.market.mid(trade.instrument)
+            amount = self.to_home(trade.instrument, terms.charge(trade.current_units, mid, weekday))
+            per_instrument.setdefault(trade.instrument, []).append((trade, amount))
+        if not per_instrument:
+            return None
+        total, positions = 0.0, []
+        for name, rows in sorted(per_instrument.items()):
+            for trade, amount in rows:
+                trade.financing += amount
+            subtotal = sum(amount for _, amount in rows)
+            total += subtotal
+            positions.append({"instrument": name, "financing": money(subtotal),
+                              "openTradeFinancings": [{"tradeID": t.id, "financing": money(a)} for t, a in rows]})
+        self.balance += total
+        self.financing += total
+        return self._txn(type="DAILY_FINANCING", financing=money(total), accountBalance=money(self.balance),
+                         accountFinancingMode="DAILY", positionFinancings=positions, time=when)
+
+    def closeout_due(self) -> bool:
+        """OANDA closes everything out once the NAV is at or below half the margin used."""
+        trades = self.open_trades()
+        if not trades:
+            return False
+        try:
+            used = sum(self.margin(t) for t in trades)
+        except OrderError:  # a cross with no home-currency pair replayed cannot be valued
+            return False
+        nav = self.balance + sum(self.unrealized(t) for t in trades)
+        return nav <= used / 2
+
+    def margin_closeout(self) -> None:
+        """Close every open position at the current price (MARKET_ORDER, reason MARGIN_CLOSEOUT)."""
+        self.closeouts += 1
+        for name in sorted({t.instrument for t in self.open_trades()}):
+            units = sum(t.current_units for t in self.open_trades(name))
+            order = Order(id="", type="MARKET", instrument=name, create_time=self.market.now, units=-units,
+                          time_in_force="FOK", position_fill="REDUCE_ONLY")
+            self._market_close(order, "MARGIN_CLOSEOUT", {"marginCloseout": {"reason": "MARGIN_CHECK_VIOLATION"}})
 
     # --- replay ---------------------------------------------------------------------------
     def on_bar(self, symbol: str, i: int) -> None:

@@ -11,6 +11,7 @@ from datetime import datetime
 import pandas as pd
 
 from mbats.errors import MbatsError
+from mbats.secmaster.financing import FinancingTerms, rollovers
 from mbats.sim.broker import Account
 from mbats.sim.faults import FaultPlan
 from mbats.sim.market import Market, parse_time
@@ -52,6 +53,7 @@ class SimConfig:
     heartbeat_seconds: float = 5.0
     stream_poll_seconds: float = 0.05
     max_requests_per_second: float | None = 120.0  # OANDA's limit; beyond it answers 429
+    financing: dict[str, FinancingTerms] | None = None  # per instrument; None: the illustrative table
     extra: dict = field(default_factory=dict)
 
 
@@ -68,7 +70,7 @@ class Simulator:
             self.market.now = self.market.start
         self.lock = threading.RLock()
         self.account = Account(self.market, self.config.account_id, self.config.balance, self.config.currency,
-                               self.config.margin_rate)
+                               self.config.margin_rate, terms=self.config.financing)
         self.faults = FaultPlan()
         self.stats: Counter = Counter()
         self.stopping = threading.Event()
@@ -115,9 +117,19 @@ class Simulator:
             return
         busy = any(o.state == "PENDING" for o in self.account.orders.values()) or self.account.open_trades()
         if busy:
-            for t_open, symbol, i in self.market.completed_between(old, target):
-                self.market.now = t_open + self.market.step  # value the account as of each bar's close
-                self.account.on_bar(symbol, i)
+            # bars completing and 17:00 New York rollovers, in time order (a bar ending at 17:00 first)
+            events = [(t_open + self.market.step, 0, symbol, i)
+                      for t_open, symbol, i in self.market.completed_between(old, target)]
+            events += [(int(ts.value), 1, "", weekday) for ts, weekday in
+                       rollovers(pd.Timestamp(old, tz="UTC"), pd.Timestamp(target, tz="UTC")).itertuples(index=False)]
+            for when, kind, symbol, i in sorted(events):
+                self.market.now = when  # value the account as of each bar's close
+                if kind == 0:
+                    self.account.on_bar(symbol, i)
+                else:
+                    self.account.rollover(when, i)
+                if self.account.closeout_due():
+                    self.account.margin_closeout()
         self.market.now = target
         if self.mode == "speed":  # keep wall-clock pacing anchored to manual jumps
             self._wall0, self._sim0 = time.monotonic(), target
