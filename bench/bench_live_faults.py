@@ -24,7 +24,8 @@ from pydantic import SecretStr
 from mbats.config import get_settings
 from mbats.db import connect
 from mbats.db.migrate import upgrade_all
-from mbats.live.config import LiveConfig, RiskLimits
+from mbats.kernel.limits import RiskLimits
+from mbats.live.config import LiveConfig
 from mbats.live.session import run
 from mbats.sim import DEFAULT_ACCOUNT, DEFAULT_TOKEN, Fault, SimConfig, SimServer, Simulator, synthetic_bars
 

@@ -16,7 +16,7 @@ import pandas as pd
 from research_common import year_of_minutes  # noqa: I001  (also sets MBATS_STRATEGIES_DIR)
 
 from mbats.backtest.runner import BacktestSpec, simulate
-from mbats.backtest.strategies import find_strategy
+from mbats.kernel.strategies import find_strategy
 
 
 class ClosedTrades(bt.Analyzer):

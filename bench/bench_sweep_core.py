@@ -43,7 +43,7 @@ def _peak_mb(who: int = resource.RUSAGE_SELF) -> float:
 def run_variant(name: str) -> dict:
     os.environ["MBATS_COMPILED_CORE"] = "false" if name.startswith("numpy") else "true"
     from mbats.backtest.runner import BacktestSpec
-    from mbats.backtest.strategies import find_strategy
+    from mbats.kernel.strategies import find_strategy
     from mbats.research.core import score_grid
     from mbats.research.sweep import _map, _vector_task, make_pool, sort_key
 

@@ -41,7 +41,7 @@ def build(dep: Deployment):
         @task
         def preflight() -> dict:
             """Check the strategy exists and the account resolves before the session starts."""
-            from mbats.backtest.strategies import coerce_params, find_strategy
+            from mbats.kernel.strategies import coerce_params, find_strategy
 
             coerce_params(find_strategy(dep.strategy), dep.params)
             return {"deployment": dep.name, "account_set": dep.resolved_account() is not None}

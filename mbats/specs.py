@@ -140,7 +140,7 @@ class BacktestRequest(RangeSpec):
     @field_validator("sizer")
     @classmethod
     def _sizer(cls, v: str) -> str:
-        from mbats.backtest.broker import parse_sizer
+        from mbats.kernel.sizing import parse_sizer
 
         try:
             parse_sizer(v)
@@ -158,7 +158,7 @@ BACKTEST_OPTIONS = {"start": "--from", "end": "--to", "cash": "--cash", "commiss
 
 def check_strategy_params(strategy: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """Typed, in-range strategy parameters (unknown names and absurd values are usage errors)."""
-    from mbats.backtest.strategies import coerce_params, find_strategy
+    from mbats.kernel.strategies import coerce_params, find_strategy
 
     return coerce_params(find_strategy(strategy), dict(params))
 
@@ -184,7 +184,7 @@ SWEEP_OPTIONS = {"top": "--top", "rank_by": "--rank-by", "tolerance": "--toleran
 
 def check_grid(strategy: str, grid: Mapping[str, list], fixed: Mapping[str, Any]) -> None:
     """Every grid value must be a valid, in-range value of a declared parameter of the strategy."""
-    from mbats.backtest.strategies import coerce_params, find_strategy
+    from mbats.kernel.strategies import coerce_params, find_strategy
 
     cls = find_strategy(strategy)
     for name, values in grid.items():

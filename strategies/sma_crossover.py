@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from mbats.backtest.signals import SignalStrategy
-from mbats.research.indicators import SmaCross, crossover, hold_targets, sma
+from mbats.kernel.indicators import SmaCross, crossover, hold_targets, sma
+from mbats.kernel.signals import SignalStrategy
 
 
 class SmaCrossover(SignalStrategy):

@@ -1,4 +1,4 @@
-"""Pre-trade risk limits in backtests: the live RiskManager's checks, applied to backtrader's broker.
+"""Pre-trade risk limits in backtests: the kernel's RiskManager checks, applied to backtrader's broker.
 
 The same rules that guard a live account (``--max-units``, ``--max-gross-exposure``, counted at the
 worst case where every pending entry order fills) decide here whether an order is accepted, so a
@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import backtrader as bt
 
-from mbats.live.config import RiskLimits
-from mbats.live.risk import RiskManager
+from mbats.kernel.limits import RiskLimits, RiskManager
 
 
 class LimitedBroker(bt.brokers.BackBroker):

@@ -9,26 +9,24 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 
 import backtrader as bt
 import pandas as pd
 
-import mbats
-from mbats.backtest import fx
-from mbats.backtest.broker import FxCosts, parse_sizer
 from mbats.backtest.feed import from_bt_datenum, make_feed
 from mbats.backtest.recorder import Recorder, Recording
-from mbats.backtest.strategies import coerce_params, find_strategy, strategy_name
-from mbats.config import PROJECT_ROOT
 from mbats.errors import MbatsError, NotFoundError
+from mbats.kernel import fx
+from mbats.kernel.costs import FxCosts, fill_cost_per_unit, has_bid_ask, side_costs
+from mbats.kernel.sizing import parse_sizer
+from mbats.kernel.strategies import coerce_params, find_strategy, strategy_name
+from mbats.kernel.trades import TRADE_COLUMNS, trades_fingerprint
+from mbats.kernel.version import code_version
 from mbats.risk.metrics import compute_metrics, drawdown
 from mbats.secmaster.granularity import check_granularity
-from mbats.secmaster.instruments import pip_size
 
 
 def _default_account_currency() -> str:
@@ -51,7 +49,7 @@ class BacktestSpec:
     sizer: str = "fixed:units=10000"
     run_type: str = "backtest"
     sweep_id: str | None = None
-    # P&L and costs are booked in this currency (MBATS_ACCOUNT_CURRENCY when not given); see mbats.backtest.fx
+    # P&L and costs are booked in this currency (MBATS_ACCOUNT_CURRENCY when not given); see mbats.kernel.fx
     account_currency: str = field(default_factory=lambda: _default_account_currency())
     slippage_pips: float = 0.0    # every fill is this many pips worse than its price (fixed; 0: off)
     # Pre-trade limits as in live trading (None: off); blocked orders are Rejected and become risk_events
@@ -99,68 +97,13 @@ class BacktestResult:
         return trades_fingerprint(self.trades)
 
 
-TRADE_COLUMNS = ["trade_ref", "instrument", "direction", "size", "entry_ts", "entry_price", "exit_ts",
-                 "exit_price", "pnl", "pnl_net", "commission", "return_pct", "mfe_pct", "mae_pct", "bars_held",
-                 "is_open"]
-
-
-def trades_fingerprint(trades: pd.DataFrame) -> str:
-    """A hash of the trade list (instrument, times, prices, sizes, P&L) to prove runs identical.
-
-    Numeric columns in the layout of :mod:`mbats.research.fingerprint`, shared by every engine.
-    """
-    from mbats.research.fingerprint import trades_fingerprint as fingerprint
-
-    return fingerprint(trades)
-
-
-@lru_cache(maxsize=1)
-def code_version() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
-                             text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        sha, dirty = "", ""
-    suffix = f"+g{sha}{'.dirty' if dirty else ''}" if sha else ""
-    return f"mbats {mbats.__version__}{suffix}"
-
-
-_pip_size = pip_size  # the secmaster's rule; kept under the old name for research imports
-
-
 BID_ASK = "bid/ask candles"
 MID_SPREAD = "mid + configured spread"
-
-
-def has_bid_ask(frame: pd.DataFrame) -> bool:
-    """Bars that carry the bid and ask opens fills need (every bar)."""
-    return all(c in frame.columns and frame[c].notna().all() for c in ("bid_open", "ask_open"))
 
 
 def price_sources(spec: BacktestSpec, bars: dict[str, pd.DataFrame]) -> dict[str, str]:
     """Per instrument, what its fills are priced from (the run records it)."""
     return {s: BID_ASK if has_bid_ask(bars[s]) else MID_SPREAD for s in spec.instruments}
-
-
-def fill_cost_per_unit(spec: BacktestSpec, symbol: str, bid_ask: bool = False) -> float:
-    """Quote-currency cost per unit of every fill: half the spread (unless bid/ask) plus the slippage.
-
-    Fills stay at the bar's (mid) price and these are booked as costs, like the spread always was:
-    a buy that slips 0.5 pip pays 0.5 pip per unit, exactly as if it had filled 0.5 pip higher.
-    With bid/ask candles the bar's own ask (buys) or bid (sells) replaces the configured spread.
-    """
-    return ((0.0 if bid_ask else spec.spread_pips / 2.0) + spec.slippage_pips) * _pip_size(symbol)
-
-
-def _side_costs(spec: BacktestSpec, symbol: str, frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    """Per-bar cost per unit of a buy and of a sell filled at that bar's open."""
-    if has_bid_ask(frame):
-        extra = fill_cost_per_unit(spec, symbol, bid_ask=True)
-        return frame["ask_open"] - frame["open"] + extra, frame["open"] - frame["bid_open"] + extra
-    flat = pd.Series(fill_cost_per_unit(spec, symbol), index=frame.index)
-    return flat, flat
 
 
 def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: type[bt.Strategy] | None = None) -> Simulation:
@@ -180,7 +123,7 @@ def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: ty
     for symbol in spec.instruments:
         feed = cerebro.adddata(make_feed(symbol, spec.granularity, bars[symbol]))
         if has_bid_ask(bars[symbol]):
-            buy, sell = _side_costs(spec, symbol, bars[symbol])
+            buy, sell = side_costs(spec, symbol, bars[symbol])
             costs = FxCosts(half_spread=0.0, rate=spec.commission, data=feed, buy_costs=buy.tolist(),
                             sell_costs=sell.tolist())
         else:
@@ -219,7 +162,7 @@ def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: ty
             positions.append({"ts": last_ts, "instrument": data._name, "size": pos.size, "avg_price": pos.price,
                               "market_price": data.close[0], "unrealized_pnl": pos.size * (data.close[0] - pos.price)})
     if any(rate.legs for rate in rates.values()):  # otherwise backtrader's books are already in the account currency
-        costs = {s: (*_side_costs(spec, s, bars[s]), spec.commission) for s in spec.instruments}
+        costs = {s: (*side_costs(spec, s, bars[s]), spec.commission) for s in spec.instruments}
         equity = fx.rebook(spec.cash, recording.fills, trades, equity, positions, bars, rates, costs)
     equity["drawdown_pct"] = drawdown(equity["value"])
     return Simulation(recording, open_trades, positions, equity, trades, params,
@@ -232,7 +175,7 @@ def _limited_broker(spec: BacktestSpec):
     if spec.max_units is None and spec.max_gross_exposure is None:
         return None
     from mbats.backtest.limits import LimitedBroker
-    from mbats.live.config import RiskLimits
+    from mbats.kernel.limits import RiskLimits
 
     return LimitedBroker(RiskLimits(max_units=spec.max_units, max_gross_exposure=spec.max_gross_exposure),
                          spec.account_currency)
@@ -262,7 +205,7 @@ def _conversion_bars(spec: BacktestSpec, bars: dict[str, pd.DataFrame]) -> dict[
     """The stored pairs that can convert the run's quote currencies into its account currency.
 
     Read from a week before the start, so the first fill has a rate in force; pairs not stored are
-    skipped here and named by :func:`mbats.backtest.fx.build_rate` if the run needs them.
+    skipped here and named by :func:`mbats.kernel.fx.build_rate` if the run needs them.
     """
     from datetime import timedelta
 

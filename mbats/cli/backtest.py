@@ -13,7 +13,7 @@ def backtest_values(strategy: str, instruments: list[str], granularity: str, sta
                     account_currency: str | None = None, slippage: float = 0.0,
                     max_units: float | None = None, max_gross_exposure: float | None = None) -> dict:
     """The options of a backtest (or a sweep's base) checked against their ranges, named as options."""
-    from mbats.backtest.strategies import parse_param_options
+    from mbats.kernel.strategies import parse_param_options
     from mbats.specs import BACKTEST_OPTIONS, BacktestRequest, check, check_strategy_params
 
     values = dict(strategy=strategy, instruments=list(instruments), granularity=granularity,

@@ -7,32 +7,10 @@ from datetime import datetime
 
 from mbats.config import Settings
 from mbats.errors import ConfigError
+from mbats.kernel.limits import RiskLimits
 
 LIVE_CONFIRMATION = "yes-i-mean-real-money"
 MODES = ("paper", "live")
-
-
-@dataclass
-class RiskLimits:
-    """Pre-trade limits; ``None`` switches a rule off."""
-
-    max_units: float | None = None  # per instrument, absolute units after the order
-    max_gross_exposure: float | None = None  # Σ |units| × price in account currency
-    max_orders_per_minute: int | None = None
-    max_daily_loss: float | None = None  # account currency, from the day's first NAV
-    webhook_url: str | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> "RiskLimits":
-        webhook = settings.live_risk_webhook_url
-        return cls(settings.live_max_units, settings.live_max_gross_exposure, settings.live_max_orders_per_minute,
-                   settings.live_max_daily_loss, webhook.get_secret_value() if webhook else None)
-
-    def public(self) -> dict:
-        """The limits as stored in runs.broker: the webhook URL (a secret) only as host and hash."""
-        from mbats.redact import url_ref
-
-        return {**vars(self), "webhook_url": url_ref(self.webhook_url)}
 
 
 @dataclass

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from psycopg2.extras import Json
 
-from mbats.live.risk import Breach
+from mbats.kernel.limits import Breach
 from mbats.risk import store as risk_store
 
 _ORDER_COLS = ("order_ref", "client_order_id", "parent_ref", "instrument", "created_at", "side", "order_type", "size",

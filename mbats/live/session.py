@@ -30,19 +30,21 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 import oandapyV20.endpoints.accounts as accounts_ep
+from oandapyV20 import API
 
-from mbats.backtest.runner import code_version
-from mbats.backtest.signals import has_signals, preloaded_bars, signal_params
-from mbats.backtest.strategies import coerce_params, find_strategy, strategy_name
 from mbats.config import Settings, get_settings
 from mbats.errors import ConfigError, MbatsError
-from mbats.live.config import LiveConfig, RiskLimits, check_mode
+from mbats.kernel.limits import RiskLimits, RiskManager
+from mbats.kernel.signals import has_signals, preloaded_bars, signal_params
+from mbats.kernel.sizing import parse_sizer
+from mbats.kernel.strategies import coerce_params, find_strategy, strategy_name
+from mbats.kernel.version import code_version
+from mbats.live.config import LiveConfig, check_mode
 from mbats.venues.oanda.data import PriceHub, make_live_feed
 from mbats.venues.oanda.execution import OandaBroker
 from mbats.live.persistence import KillSwitchStore, LiveStore, account_key, sweep_stale_runs
 from mbats.venues.oanda.reconcile import ReconcileReport, reconcile
 from mbats.live.recorder import LiveRecorder
-from mbats.live.risk import RiskManager
 from mbats.venues.oanda.client import SIM_ENVIRONMENT, make_client
 from mbats.secmaster.granularity import check_granularity
 
@@ -229,7 +231,10 @@ def _trade(cfg: LiveConfig, cls, params: dict, client, settings: Settings, store
     risk = RiskManager(cfg.risk, currency, record=store.risk_event, state=kill_state)
     risk.run_id = run_id
 
-    hub = PriceHub(client, cfg.instruments, cfg.granularity, sim_step=cfg.sim_step)
+    stream_api = API(access_token=settings.oanda_token.get_secret_value(), environment=client.environment,
+                     request_params={"timeout": (10, settings.live_heartbeat_timeout)})
+    hub = PriceHub(client, stream_api, cfg.instruments, cfg.granularity, settings.live_heartbeat_timeout,
+                   sim_step=cfg.sim_step, token=settings.oanda_token.get_secret_value())
     # bars after the last one this run traded on are live; on a fresh start, everything backfilled is warm-up
     last = store.last_bar_ts() or store.noted("live_after") if resumed else None
     hub.live_after = pd.Timestamp(last).tz_convert("UTC") if last is not None else None
@@ -248,7 +253,8 @@ def _trade(cfg: LiveConfig, cls, params: dict, client, settings: Settings, store
     cerebro.setbroker(broker)
     for name in cfg.instruments:
         cerebro.adddata(make_live_feed(hub, name, broker=broker, until=cfg.until, max_bars=cfg.max_bars))
-    cerebro.addsizer(bt.sizers.FixedSize, stake=cfg.units)
+    sizer_cls, sizer_kwargs = parse_sizer(f"fixed:units={cfg.units}")  # the kernel's sizer, as backtests size
+    cerebro.addsizer(sizer_cls, **sizer_kwargs)
     cerebro.addstrategy(live_strategy(cls), **params)
 
     status = {"value": "finished", "reason": None}

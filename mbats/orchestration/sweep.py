@@ -88,7 +88,7 @@ def normalize_conf(conf: dict | None) -> dict:
     if not grid:
         raise SweepConfError("give a parameter grid (conf.grid: {name: [values]}) or ranges "
                              "(conf.ranges: {name: {start, stop, step}})")
-    from mbats.backtest.strategies import coerce_params, find_strategy
+    from mbats.kernel.strategies import coerce_params, find_strategy
 
     cls = find_strategy(strategy)  # unknown strategy → NotFoundError naming the available ones
     for name in grid:

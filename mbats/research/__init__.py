@@ -2,7 +2,7 @@
 
 Airflow's ``backtest_sweep`` DAG (via :mod:`mbats.orchestration.sweep`) looks up
 ``run_sweep_config`` and ``rank_sweep`` here. They are imported lazily so that strategies
-importing :mod:`mbats.research.indicators` stay light.
+importing :mod:`mbats.kernel.indicators` stay light.
 """
 
 __all__ = ["rank_sweep", "run_sweep_config"]

@@ -6,12 +6,12 @@ One call scores every configuration of a grid over one instrument's bars:
   backtrader's ``math.fsum`` window) and shared by every configuration; a grid with more distinct
   periods than fit in ``SMA_MATRIX_BYTES`` recomputes each configuration's two SMAs instead;
 * signals become target positions, filled at the next bar's open with half the spread and the
-  commission per fill, reversals and exits as :class:`~mbats.backtest.signals.SignalStrategy`
+  commission per fill, reversals and exits as :class:`~mbats.kernel.signals.SignalStrategy`
   trades them;
 * equity is followed bar by bar for drawdowns, exposure and the daily values the return ratios
   need; the ranking metrics come out as ``compute_metrics`` would compute them;
 * trades stay columnar (numpy arrays, one slice per configuration); the fingerprint hashes those
-  arrays directly (:mod:`mbats.research.fingerprint`) and rows are built only on request
+  arrays directly (:mod:`mbats.kernel.trades`) and rows are built only on request
   (:meth:`GridScores.trades_frame`).
 
 Two engines give the same results bit for bit: ``numba`` (compiled kernels in
@@ -44,13 +44,15 @@ import empyrical as ep
 import numpy as np
 import pandas as pd
 
-from mbats.backtest.runner import TRADE_COLUMNS, BacktestSpec, fill_cost_per_unit
-from mbats.backtest.signals import has_signals
-from mbats.backtest.strategies import strategy_name
+from mbats.backtest.runner import BacktestSpec
+from mbats.kernel.costs import fill_cost_per_unit
+from mbats.kernel.trades import TRADE_COLUMNS
+from mbats.kernel.signals import has_signals
+from mbats.kernel.strategies import strategy_name
 from mbats.config import PROJECT_ROOT, get_settings
 from mbats.errors import MbatsError
-from mbats.research.fingerprint import NAT, fingerprint_arrays
-from mbats.research.indicators import SmaCross, _exact_window_sums, crossover, hold_targets
+from mbats.kernel.trades import NAT, fingerprint_arrays
+from mbats.kernel.indicators import SmaCross, _exact_window_sums, crossover, hold_targets
 from mbats.risk import metrics as risk_metrics
 
 log = logging.getLogger(__name__)

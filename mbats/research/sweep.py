@@ -28,9 +28,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from mbats.backtest.runner import BacktestSpec, load_bars, run_backtest, simulate, trades_fingerprint
-from mbats.backtest.signals import has_signals
-from mbats.backtest.strategies import coerce_params, find_strategy, strategy_name
+from mbats.backtest.runner import BacktestSpec, load_bars, run_backtest, simulate
+from mbats.kernel.trades import trades_fingerprint
+from mbats.kernel.signals import has_signals
+from mbats.kernel.strategies import coerce_params, find_strategy, strategy_name
 from mbats.errors import MbatsError
 from mbats.research.core import score_grid, unsupported
 from mbats.research.grid import expand_grid

@@ -12,7 +12,8 @@ from datetime import datetime
 
 import pandas as pd
 
-from mbats.backtest.runner import BacktestSpec, load_bars, run_backtest, trades_fingerprint
+from mbats.backtest.runner import BacktestSpec, load_bars, run_backtest
+from mbats.kernel.trades import trades_fingerprint
 from mbats.errors import MbatsError
 from mbats.research.sweep import sort_key, store_ranks
 from mbats.research.vectorised import vector_simulate

@@ -20,10 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mbats.backtest.broker import parse_sizer
-from mbats.backtest.runner import TRADE_COLUMNS, BacktestSpec, fill_cost_per_unit
-from mbats.backtest.signals import has_signals
-from mbats.backtest.strategies import coerce_params, find_strategy, strategy_name
+from mbats.backtest.runner import BacktestSpec
+from mbats.kernel.costs import fill_cost_per_unit
+from mbats.kernel.sizing import parse_sizer
+from mbats.kernel.trades import TRADE_COLUMNS
+from mbats.kernel.signals import has_signals
+from mbats.kernel.strategies import coerce_params, find_strategy, strategy_name
 from mbats.errors import MbatsError
 from mbats.risk.metrics import compute_metrics, drawdown
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from mbats.backtest.runner import BacktestSpec, fill_cost_per_unit
-from mbats.backtest.strategies import coerce_params, find_strategy
+from mbats.backtest.runner import BacktestSpec
+from mbats.kernel.costs import fill_cost_per_unit
+from mbats.kernel.strategies import coerce_params, find_strategy
 from mbats.errors import MbatsError
 from mbats.research.grid import expand_grid
 from mbats.research.sweep import sort_key

@@ -56,7 +56,7 @@ def write_run_report(run_id: int, strategy: str, params: dict, spec, metrics: di
         by_instrument.append({"instrument": instrument, "trades": len(group), "pnl_net": group["pnl_net"].sum(),
                               "win_rate": 100.0 * (group["pnl_net"] > 0).mean()})
     env = Environment(loader=PackageLoader("mbats.risk", "templates"), autoescape=select_autoescape())
-    from mbats.backtest.runner import code_version
+    from mbats.kernel.version import code_version
 
     html = env.get_template("run_report.html.j2").render(
         run_id=run_id, strategy=strategy, params=params, instruments=spec.instruments, granularity=spec.granularity,

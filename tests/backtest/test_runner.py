@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from mbats.backtest.runner import BacktestSpec, load_bars, run_backtest, simulate
-from mbats.backtest.strategies import coerce_params, find_strategy
+from mbats.kernel.strategies import coerce_params, find_strategy
 from mbats.errors import MbatsError, NotFoundError
 from mbats.risk.metrics import METRIC_DESCRIPTIONS
 
@@ -69,7 +69,7 @@ def test_same_inputs_give_identical_trades(sample_data):
     bars = load_bars(spec)
     first = simulate(spec, bars)
     second = simulate(spec, load_bars(spec))
-    from mbats.backtest.runner import trades_fingerprint
+    from mbats.kernel.trades import trades_fingerprint
 
     assert len(first.trades) > 50
     assert trades_fingerprint(first.trades) == trades_fingerprint(second.trades)

@@ -7,7 +7,8 @@ from collections import Counter
 
 import pytest
 
-from mbats.live.config import LiveConfig, RiskLimits
+from mbats.kernel.limits import RiskLimits
+from mbats.live.config import LiveConfig
 from mbats.live.session import run
 from mbats.sim import Fault
 from tests.live.conftest import client_orders_at_sim, fills_at_sim, net_units, sim_settings

@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from mbats.live.config import LiveConfig, RiskLimits
+from mbats.kernel.limits import RiskLimits
+from mbats.live.config import LiveConfig
 from mbats.live.session import run
 from tests.live.conftest import client_orders_at_sim, risk_rows, sim_settings
 

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from mbats.errors import ConfigError
-from mbats.live.config import LiveConfig, RiskLimits, check_mode
+from mbats.kernel.limits import RiskLimits
+from mbats.live.config import LiveConfig, check_mode
 from mbats.live.session import run
 from mbats.sim import Fault
 from tests.live.conftest import client_orders_at_sim, fills_at_sim, net_units, sim_settings

@@ -33,7 +33,7 @@ def _run(cls, bars: pd.DataFrame, feed) -> list[tuple]:
 
 def test_live_path_orders_equal_backtest_path_orders(monkeypatch):
     from mbats.backtest.feed import make_feed
-    from mbats.backtest.strategies import find_strategy
+    from mbats.kernel.strategies import find_strategy
 
     bars = planted_bars(n_weeks=2).set_index("ts")
     data = make_dataset(bars)

@@ -13,12 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mbats.backtest.runner import BacktestSpec, simulate, trades_fingerprint
-from mbats.backtest.strategies import find_strategy
+from mbats.backtest.runner import BacktestSpec, simulate
+from mbats.kernel.trades import trades_fingerprint
+from mbats.kernel.strategies import find_strategy
 from mbats.config import PROJECT_ROOT, reset_settings_cache
 from mbats.research import core
 from mbats.research.grid import expand_grid
-from mbats.research.indicators import crossover, hold_targets, sma
+from mbats.kernel.indicators import crossover, hold_targets, sma
 from mbats.research.sweep import SweepRequest, run_sweep
 from mbats.risk.metrics import compute_metrics
 
@@ -222,7 +223,7 @@ def test_first_run_says_it_is_compiling_and_the_next_loads_the_cache(tmp_path):
     script = ("from dataclasses import replace\n"
               "import pandas as pd\n"
               "from mbats.backtest.runner import BacktestSpec\n"
-              "from mbats.backtest.strategies import find_strategy\n"
+              "from mbats.kernel.strategies import find_strategy\n"
               "from mbats.research.core import score_grid\n"
               "from mbats.secmaster.samples import synthetic_minutes\n"
               "_, f = synthetic_minutes('GBP_USD', 1.27, '2024-01-01', '2024-01-03')\n"
@@ -270,8 +271,8 @@ def test_bars_the_core_cannot_score_are_one_clear_error(gbpusd_m1):
 
 
 def test_every_bundled_signal_strategy_scores_in_the_core_and_agrees_with_backtrader(gbpusd_m1):
-    from mbats.backtest.signals import has_signals
-    from mbats.backtest.strategies import available_strategies, declared_params, strategy_name
+    from mbats.kernel.signals import has_signals
+    from mbats.kernel.strategies import available_strategies, declared_params, strategy_name
 
     signal_strategies = [cls for cls in available_strategies() if has_signals(cls)]
     assert signal_strategies

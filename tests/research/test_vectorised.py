@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mbats.backtest.runner import BacktestSpec, simulate, trades_fingerprint
-from mbats.backtest.strategies import find_strategy
-from mbats.research.indicators import crossover, sma
+from mbats.backtest.runner import BacktestSpec, simulate
+from mbats.kernel.trades import trades_fingerprint
+from mbats.kernel.strategies import find_strategy
+from mbats.kernel.indicators import crossover, sma
 from mbats.research.vectorised import vector_simulate
 from mbats.risk.metrics import compute_metrics
 

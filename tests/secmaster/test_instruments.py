@@ -1,7 +1,9 @@
 
+from types import SimpleNamespace
+
 import pytest
 
-from mbats.backtest import runner
+from mbats.kernel.costs import fill_cost_per_unit
 from mbats.secmaster.instruments import Instrument, pip_size
 
 
@@ -10,4 +12,4 @@ from mbats.secmaster.instruments import Instrument, pip_size
 def test_pip_size_is_the_same_for_the_secmaster_and_every_engine(symbol, pip):
     assert pip_size(symbol) == pip
     assert Instrument.fx(symbol, vendor="test").pip_size == pip
-    assert runner._pip_size(symbol) == pip
+    assert fill_cost_per_unit(SimpleNamespace(spread_pips=2.0, slippage_pips=0.0), symbol) == pip  # kernel costs use it

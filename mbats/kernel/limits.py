@@ -1,4 +1,7 @@
-"""Pre-trade risk limits and the daily-loss kill switch.
+"""Pre-trade risk limits and the daily-loss kill switch, the same in backtests and live sessions.
+
+Backtests apply the pre-trade checks through :class:`mbats.backtest.limits.LimitedBroker`; live
+sessions through :mod:`mbats.live.session`.
 
 A breach blocks the order (the strategy gets it back Rejected); the daily-loss breach trips the
 kill switch: pending orders cancelled, positions closed, the session stopped. The tripped state
@@ -22,9 +25,32 @@ from datetime import datetime, timezone
 import requests
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_fixed
 
-from mbats.live.config import RiskLimits
+from mbats.config import Settings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class RiskLimits:
+    """Pre-trade limits; ``None`` switches a rule off."""
+
+    max_units: float | None = None  # per instrument, absolute units after the order
+    max_gross_exposure: float | None = None  # Σ |units| × price in account currency
+    max_orders_per_minute: int | None = None
+    max_daily_loss: float | None = None  # account currency, from the day's first NAV
+    webhook_url: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "RiskLimits":
+        webhook = settings.live_risk_webhook_url
+        return cls(settings.live_max_units, settings.live_max_gross_exposure, settings.live_max_orders_per_minute,
+                   settings.live_max_daily_loss, webhook.get_secret_value() if webhook else None)
+
+    def public(self) -> dict:
+        """The limits as stored in runs.broker: the webhook URL (a secret) only as host and hash."""
+        from mbats.redact import url_ref
+
+        return {**vars(self), "webhook_url": url_ref(self.webhook_url)}
 
 
 @dataclass

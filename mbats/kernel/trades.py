@@ -1,4 +1,6 @@
-"""The trade-list fingerprint: SHA-256 of numeric columns in one fixed layout, for every engine.
+"""Trade lists shared by every engine: the columns (:data:`TRADE_COLUMNS`) and the fingerprint.
+
+The fingerprint is a SHA-256 of numeric columns in one fixed layout.
 
 Backtrader runs, the vectorised simulator and the compiled sweep core all hash their trades
 through :func:`fingerprint_arrays`, so equal fingerprints mean equal trade lists bit for bit
@@ -28,6 +30,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
+TRADE_COLUMNS = ["trade_ref", "instrument", "direction", "size", "entry_ts", "entry_price", "exit_ts",
+                 "exit_price", "pnl", "pnl_net", "commission", "return_pct", "mfe_pct", "mae_pct", "bars_held",
+                 "is_open"]
 
 LAYOUT = "mbats.trades.v1"
 NAT = np.iinfo(np.int64).min

@@ -1,1 +1,0 @@
-"""Trading venues: one adapter package per broker or data vendor (today only :mod:`.oanda`)."""
