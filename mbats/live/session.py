@@ -30,7 +30,6 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 import oandapyV20.endpoints.accounts as accounts_ep
-from oandapyV20 import API
 
 from mbats.config import Settings, get_settings
 from mbats.errors import ConfigError, MbatsError
@@ -231,10 +230,7 @@ def _trade(cfg: LiveConfig, cls, params: dict, client, settings: Settings, store
     risk = RiskManager(cfg.risk, currency, record=store.risk_event, state=kill_state)
     risk.run_id = run_id
 
-    stream_api = API(access_token=settings.oanda_token.get_secret_value(), environment=client.environment,
-                     request_params={"timeout": (10, settings.live_heartbeat_timeout)})
-    hub = PriceHub(client, stream_api, cfg.instruments, cfg.granularity, settings.live_heartbeat_timeout,
-                   sim_step=cfg.sim_step, token=settings.oanda_token.get_secret_value())
+    hub = PriceHub(client, cfg.instruments, cfg.granularity, sim_step=cfg.sim_step)
     # bars after the last one this run traded on are live; on a fresh start, everything backfilled is warm-up
     last = store.last_bar_ts() or store.noted("live_after") if resumed else None
     hub.live_after = pd.Timestamp(last).tz_convert("UTC") if last is not None else None

@@ -15,23 +15,21 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
 import pandas as pd
-from oandapyV20.endpoints.accounts import AccountInstruments
-from oandapyV20.endpoints.instruments import InstrumentsCandles
 from tqdm import tqdm
 
-from mbats.errors import DataValidationError, MbatsError, NotFoundError
+from mbats.errors import MbatsError, NotFoundError
 from mbats.marketdata.calendar import trading_bar_times
-from mbats.venues.oanda.candles import check_price, parse_candles
-from mbats.venues.oanda.client import OandaClient
 from mbats.marketdata.store import write_sides
-from mbats.secmaster import Instrument, get_instrument_id, upsert_instruments, write_bars
+from mbats.secmaster import get_instrument_id, upsert_instruments, write_bars
 from mbats.secmaster.bars import last_bar_time
 from mbats.secmaster.granularity import check_granularity
-from mbats.secmaster.loads import Provenance, finish_load, start_load
+from mbats.secmaster.loads import finish_load, start_load
+from mbats.venues.oanda.candles import check_price, fetch_candles
+from mbats.venues.oanda.client import OandaClient
+from mbats.venues.oanda.instruments import fetch_instruments, fx_instrument, provenance
 
 MAX_COUNT = 5000  # OANDA's maximum candles per request
 DEFAULT_HISTORY = pd.Timedelta(days=365)
-VENDOR = "oanda"
 
 
 @dataclass
@@ -63,52 +61,11 @@ def _utc(t: datetime | str | pd.Timestamp) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def _instrument_from_oanda(item: dict, source: str, vendor: str = VENDOR) -> Instrument:
-    name = item["name"]
-    base, _, quote = name.partition("_")
-    pip = 10.0 ** int(item.get("pipLocation", -4))
-    return Instrument(
-        symbol=name,
-        base_currency=base[:3].upper(),
-        quote_currency=quote[:3].upper(),
-        pip_size=pip,
-        vendor=vendor,
-        source=source,
-        is_synthetic=vendor != VENDOR,
-        display_name=item.get("displayName"),
-        instrument_type=item.get("type", "CURRENCY"),
-        display_precision=item.get("displayPrecision"),
-    )
-
-
 def download_instruments(client: OandaClient, conn, currency_only: bool = True) -> dict[str, int]:
     """The account's tradeable instruments into ``instruments`` (idempotent); {symbol: id}."""
-    account = client.require_account()
-    payload = client.request(AccountInstruments(account))
-    items = payload.get("instruments") if isinstance(payload, dict) else None
-    if not isinstance(items, list):
-        raise DataValidationError(f"OANDA {client.environment}: account instruments response has no 'instruments' list")
-    source = f"oanda:{client.environment}"
-    try:
-        instruments = [
-            _instrument_from_oanda(item, source, vendor_of(client))
-            for item in items
-            if not currency_only or item.get("type", "CURRENCY") == "CURRENCY"
-        ]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataValidationError(f"OANDA {client.environment}: malformed instrument entry ({exc})") from None
-    ids = upsert_instruments(conn, instruments)
+    ids = upsert_instruments(conn, fetch_instruments(client, currency_only))
     conn.commit()
     return ids
-
-
-def vendor_of(client: OandaClient) -> str:
-    """The simulator's bars are never labelled as OANDA's."""
-    return "oanda-sim" if client.environment == "sim" else VENDOR
-
-
-def provenance(client: OandaClient) -> Provenance:
-    return Provenance("download", vendor_of(client), f"oanda:{client.environment}", client.environment == "sim")
 
 
 def _instrument_id(conn, symbol: str, client: OandaClient) -> int:
@@ -116,8 +73,7 @@ def _instrument_id(conn, symbol: str, client: OandaClient) -> int:
         return get_instrument_id(conn, symbol)
     except NotFoundError:
         # an FX pair nobody listed yet: register it rather than make the user run two commands
-        ids = upsert_instruments(conn, [Instrument.fx(symbol, vendor_of(client), source=f"oanda:{client.environment}",
-                                                      is_synthetic=client.environment == "sim")])
+        ids = upsert_instruments(conn, [fx_instrument(client, symbol)])
         conn.commit()
         return ids[symbol.upper()]
 
@@ -171,8 +127,8 @@ def download_candles(
         while end_ts is None or cursor < end_ts:
             params = {"granularity": granularity, "price": price, "count": page_size,
                       "from": _oanda_time(cursor), "includeFirst": "true" if include_first else "false"}
-            payload = client.request(InstrumentsCandles(symbol, params=params))
-            page = parse_candles(payload, f"OANDA {symbol} {granularity} candles from {params['from']}", price)
+            page = fetch_candles(client, symbol, source=f"OANDA {symbol} {granularity} candles from {params['from']}",
+                                 **params)
             mid = page.mid
             if end_ts is not None and not mid.empty:
                 keep = (mid["ts"] < end_ts).to_numpy()

@@ -1,4 +1,6 @@
-"""OANDA candle payloads → validated bar frames (mid, and bid/ask when asked for).
+"""OANDA candles: one request (:func:`fetch_candles`) and its payload → validated bar frames.
+
+Mid prices always, bid/ask when asked for. Downloads and live backfills both fetch through here.
 
 Every field is checked before anything is written: a payload with a missing, non-numeric or
 inconsistent candle raises :class:`DataValidationError` naming the candle, so the page it came
@@ -11,9 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from oandapyV20.endpoints.instruments import InstrumentsCandles
 
 from mbats.errors import DataValidationError
 from mbats.secmaster.validate import validate_bars
+from mbats.venues.oanda.client import OandaClient
 
 PRICE_KEYS = {"M": "mid", "B": "bid", "A": "ask"}
 OHLC = (("o", "open"), ("h", "high"), ("l", "low"), ("c", "close"))
@@ -91,3 +95,11 @@ def parse_candles(payload: object, source: str, price: str = "M") -> CandlePage:
     mid = frames.pop("mid")
     sides = {k: v.drop(columns="volume") for k, v in frames.items()}
     return CandlePage(mid, sides, len(candles), bool((~complete).any()), times.iloc[-1])
+
+
+def fetch_candles(client: OandaClient, instrument: str, granularity: str, price: str = "M",
+                  source: str | None = None, **params) -> CandlePage:
+    """One ``GET /v3/instruments/{instrument}/candles`` request (``count``/``from``/… in ``params``), validated."""
+    params = {"granularity": granularity, "price": price, **params}
+    payload = client.request(InstrumentsCandles(instrument, params=params))
+    return parse_candles(payload, source or f"{instrument} {granularity} candles", price)

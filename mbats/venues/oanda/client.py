@@ -1,11 +1,15 @@
-"""The OANDA v20 REST client: oandapyV20 plus a rate cap, retries and errors a user can act on.
+"""The OANDA v20 clients: oandapyV20 plus a rate cap, retries and errors a user can act on.
+
+:func:`make_client` is the one factory: from an :class:`OandaConfig` it builds the REST client
+and, on demand (:meth:`OandaClient.stream_api`), the streaming client, so market-data downloads
+and live sessions share one construction path and nothing else handles the token.
 
 oandapyV20 picks its hosts from the module-level ``TRADING_ENVIRONMENTS`` table; the simulator is
 added there as environment ``sim`` (URL from ``MBATS_OANDA_SIM_URL``), so the same client code
 talks to OANDA practice, live or the local simulator.
 
-The token only ever lives in the requests session's Authorization header: it is never logged,
-printed or put in an error message.
+The token only ever lives in the config and the requests sessions' Authorization header: it is
+never logged, printed or put in an error message.
 """
 
 from __future__ import annotations
@@ -24,13 +28,14 @@ from oandapyV20.endpoints.apirequest import APIRequest
 from oandapyV20.exceptions import V20Error
 from tenacity import Retrying, before_sleep_log, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from mbats.config import Settings, get_settings
+from mbats.config import Settings
 from mbats.errors import ConfigError, MbatsError, NotFoundError, ServiceUnavailableError
+from mbats.venues.oanda.config import SIM_ENVIRONMENT, STREAM_CONNECT_TIMEOUT, OandaConfig
 
 log = logging.getLogger(__name__)
 # oandapyV20 logs every failed request at ERROR; keep it off stderr unless the app configures logging
 logging.getLogger("oandapyV20").addHandler(logging.NullHandler())
-SIM_ENVIRONMENT = "sim"
+__all__ = ["SIM_ENVIRONMENT", "OandaClient", "OandaConfig", "RateLimiter", "make_client", "register_environment"]
 
 
 def register_environment(name: str, url: str, stream_url: str | None = None) -> None:
@@ -77,18 +82,46 @@ class OandaClient:
     """oandapyV20 ``API`` with a rate cap, tenacity retries and MBATS errors; counts requests."""
 
     api: API
-    environment: str
-    account_id: str | None
+    config: OandaConfig = field(repr=False)
     limiter: RateLimiter
-    attempts: int = 6
-    max_wait: float = 20.0
     requests_made: int = 0
     retries: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _stream_api: API | None = field(default=None, repr=False)
+
+    @property
+    def environment(self) -> str:
+        return self.config.environment
+
+    @property
+    def account_id(self) -> str | None:
+        return self.config.account_id
+
+    @property
+    def attempts(self) -> int:
+        return self.config.retry_attempts
+
+    @property
+    def max_wait(self) -> float:
+        return self.config.retry_max_wait
 
     @property
     def base_url(self) -> str:
         return oanda_module.TRADING_ENVIRONMENTS[self.environment]["api"]
+
+    def stream_api(self) -> API:
+        """The streaming client (price stream): same token and host table, a read timeout of the
+        heartbeat timeout so a silent stream raises instead of hanging. Built once, on first use."""
+        if self._stream_api is None:
+            self._stream_api = _build_api(self.config, (STREAM_CONNECT_TIMEOUT, self.config.stream_timeout_seconds))
+        return self._stream_api
+
+    def advance_sim_clock(self, bars: int = 1) -> None:
+        """Step the simulator's replay clock (its admin endpoint); only the simulator has one."""
+        if not self.config.is_sim:
+            raise ConfigError("only the simulator has a replay clock (MBATS_OANDA_ENVIRONMENT=sim)")
+        resp = self.api.client.post(f"{self.base_url}/admin/clock/advance", json={"bars": bars}, timeout=10)
+        resp.raise_for_status()
 
     def require_account(self) -> str:
         if not self.account_id:
@@ -188,24 +221,16 @@ def _describe(exc: BaseException | None) -> str:
     return type(exc).__name__ if exc is not None else "unknown error"
 
 
-def make_client(settings: Settings | None = None) -> OandaClient:
-    """A client for the configured environment (practice, live or the local simulator)."""
-    settings = settings or get_settings()
-    if settings.oanda_token is None or not settings.oanda_token.get_secret_value():
-        raise ConfigError("no OANDA token: set MBATS_OANDA_TOKEN (and MBATS_OANDA_ACCOUNT_ID)")
-    environment = settings.oanda_environment
-    if environment == SIM_ENVIRONMENT:
-        register_environment(SIM_ENVIRONMENT, settings.oanda_sim_url)
-    api = API(
-        access_token=settings.oanda_token.get_secret_value(),
-        environment=environment,
-        request_params={"timeout": settings.oanda_timeout_seconds},
-    )
-    return OandaClient(
-        api=api,
-        environment=environment,
-        account_id=settings.oanda_account_id,
-        limiter=RateLimiter(settings.oanda_requests_per_second),
-        attempts=max(1, settings.oanda_retry_attempts),
-        max_wait=settings.oanda_retry_max_wait,
-    )
+def _build_api(config: OandaConfig, timeout: float | tuple[float, float]) -> API:
+    """An oandapyV20 ``API`` for the configured environment (the simulator's host registered first)."""
+    if config.is_sim:
+        register_environment(SIM_ENVIRONMENT, config.sim_url)
+    return API(access_token=config.token.get_secret_value(), environment=config.environment,
+               request_params={"timeout": timeout})
+
+
+def make_client(settings: Settings | OandaConfig | None = None) -> OandaClient:
+    """The client for the configured environment (practice, live or the local simulator)."""
+    config = settings if isinstance(settings, OandaConfig) else OandaConfig.from_settings(settings)
+    return OandaClient(api=_build_api(config, config.timeout_seconds), config=config,
+                       limiter=RateLimiter(config.requests_per_second))

@@ -1,4 +1,6 @@
-"""Live bars for backtrader: historical backfill, then bars completed while the price stream runs.
+"""OANDA market data: candles (history and backfill) and the pricing stream turned into live bars.
+
+Candle payloads are parsed and validated by :mod:`.candles` (downloads use the same parser).
 
 :class:`PriceHub` owns one pricing stream for all instruments in a background thread. Prices and
 heartbeats are the clock: once a price (or heartbeat) is stamped past the end of the next bar,
@@ -19,16 +21,14 @@ import time
 from dataclasses import dataclass, field
 
 import backtrader as bt
-import oandapyV20.endpoints.instruments as instruments_ep
 import oandapyV20.endpoints.pricing as pricing_ep
 import pandas as pd
 import requests
-from oandapyV20 import API
 from oandapyV20.exceptions import V20Error
 from tenacity import Retrying, retry_if_exception_type, stop_never, wait_exponential
 
 from mbats.errors import ConfigError, MbatsError
-from mbats.venues.oanda.candles import parse_candles
+from mbats.venues.oanda.candles import fetch_candles
 from mbats.venues.oanda.client import OandaClient
 from mbats.secmaster.granularity import backtrader_timeframe, bar_length
 
@@ -63,13 +63,13 @@ class HubStats:
 class PriceHub:
     """Prices in, complete bars out (one queue per instrument)."""
 
-    def __init__(self, client: OandaClient, stream_api: API, instruments: list[str], granularity: str,
-                 heartbeat_timeout: float = 20.0, sim_step: bool = False, token: str | None = None) -> None:
-        self.client, self.stream_api = client, stream_api
+    def __init__(self, client: OandaClient, instruments: list[str], granularity: str,
+                 sim_step: bool = False) -> None:
+        self.client = client  # REST for candles; its stream_api() for the price stream
         self.instruments, self.granularity = list(instruments), granularity
         self.step = bar_length(granularity)
-        self.heartbeat_timeout = heartbeat_timeout
-        self.sim_step, self._token = sim_step, token
+        self.heartbeat_timeout = client.config.stream_timeout_seconds
+        self.sim_step = sim_step
         self.queues: dict[str, queue.Queue[Bar]] = {i: queue.Queue() for i in self.instruments}
         self.last_bar: dict[str, pd.Timestamp | None] = {i: None for i in self.instruments}
         self.quotes: dict[str, tuple[float, float]] = {}
@@ -90,10 +90,8 @@ class PriceHub:
 
     # --- candles --------------------------------------------------------------------------
     def _candles(self, instrument: str, **params) -> pd.DataFrame:
-        params = {"granularity": self.granularity, "price": "M", **params}
         self.stats.candle_requests += 1
-        payload = self.client.request(instruments_ep.InstrumentsCandles(instrument, params=params))
-        frame = parse_candles(payload, f"{instrument} {self.granularity} candles").mid
+        frame = fetch_candles(self.client, instrument, self.granularity, **params).mid
         return frame.set_index(pd.DatetimeIndex(frame["ts"])) if len(frame) else frame
 
     def backfill(self, count: int) -> None:
@@ -178,7 +176,7 @@ class PriceHub:
         endpoint = pricing_ep.PricingStream(account, params={"instruments": ",".join(self.instruments)})
         self.stats.connects += 1
         try:
-            for msg in self.stream_api.request(endpoint):
+            for msg in self.client.stream_api().request(endpoint):
                 if self.stopped.is_set():
                     return
                 self._handle(msg)
@@ -214,9 +212,7 @@ class PriceHub:
         if not self.sim_step or self._advanced_for == after:
             return
         self._advanced_for = after
-        resp = requests.post(f"{self.client.base_url}/admin/clock/advance", json={"bars": 1}, timeout=10,
-                             headers={"Authorization": f"Bearer {self._token}"})
-        resp.raise_for_status()
+        self.client.advance_sim_clock(1)
 
     def mid(self, instrument: str) -> float | None:
         q = self.quotes.get(instrument)
