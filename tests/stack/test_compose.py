@@ -14,7 +14,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".cache" / "venv" / "bin"
 COMPOSE = ROOT / "docker-compose.yml"
-ONE_SHOT = {"minio-init", "mbats-init", "airflow-init", "superset-init"}
+ONE_SHOT = {"minio-volume", "minio-init", "mlflow-init", "mbats-init", "airflow-init", "superset-init"}
 UIS = {"airflow-api-server", "superset", "mlflow", "minio", "jupyter", "pgadmin"}
 SECRET_WORD = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY\b|FERNET", re.I)
 
@@ -61,7 +61,8 @@ def test_env_generator_fills_every_secret_and_keeps_an_existing_env(tmp_path):
 
 
 def test_compose_config_is_valid_with_every_service(config):
-    expected = {"postgres", "redis", "minio", "minio-init", "mlflow", "mlflow-serving", "mbats-init", "airflow-init",
+    expected = {"postgres", "redis", "minio", "minio-volume", "minio-init", "mlflow", "mlflow-init", "mlflow-serving",
+                "mbats-init", "airflow-init",
                 "airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
                 "airflow-worker", "strategy-runner", "superset", "superset-init", "oanda-sim", "jupyter", "pgadmin"}
     assert set(config["services"]) == expected
