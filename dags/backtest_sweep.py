@@ -15,12 +15,13 @@ Configurations run on the strategy-runner Celery queue (ignored by the LocalExec
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task
 
 from mbats.orchestration import strategy_queue
 from mbats.orchestration import sweep as sw
+from mbats.orchestration import sweep_retry
 
 
 @dag(
@@ -59,13 +60,21 @@ def backtest_sweep():
     def configurations(conf: dict) -> list[dict]:
         return sw.expand_grid(conf)
 
-    @task(queue=strategy_queue(), map_index_template="{{ mbats_label }}", retries=1)
+    # retried at once on another runner when its runner dies (a backtest is cheap to redo)
+    @task(queue=strategy_queue(), map_index_template="{{ mbats_label }}", retries=1,
+          retry_delay=timedelta(seconds=20))
     def run_configuration(config: dict, conf: dict) -> dict:
         """One backtest of the sweep."""
-        get_current_context()["mbats_label"] = sw.label(config)
+        ctx = get_current_context()
+        ctx["mbats_label"] = sw.label(config)
+        if ctx["ti"].try_number > 1:  # never two runs of one configuration in the sweep
+            done = sweep_retry.previous_attempt(conf["sweep_id"], config)
+            if done is not None:
+                return done
         return sw.run_config(conf, config, conf.get("parent_run_id"))
 
-    @task(trigger_rule="all_done")
+    # writes ranks into the risk DB: on the strategy runners (the default queue's workers load bars only)
+    @task(queue=strategy_queue(), trigger_rule="all_done")
     def rank(conf: dict) -> dict:
         """Rank the sweep's runs in the risk DB and list the best configurations."""
         summary = sw.rank(conf["sweep_id"], conf["metric"], conf["top"], conf.get("parent_run_id"))

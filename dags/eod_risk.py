@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo
 
 from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
 
+from mbats.orchestration import strategy_queue
+
 
 @dag(
     dag_id="eod_risk",
@@ -33,7 +35,8 @@ from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, t
     },
 )
 def eod_risk():
-    @task
+    # writes the risk DB: on the strategy runners (the default queue's workers load bars only)
+    @task(queue=strategy_queue())
     def compute_eod_risk() -> dict:
         from mbats.risk.eod import run_eod
 

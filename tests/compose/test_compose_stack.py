@@ -28,7 +28,7 @@ SWEEP_ID = f"compose-{uuid.uuid4().hex[:8]}"
 LONG_RUNNING = {"postgres", "redis", "minio", "mlflow", "mlflow-serving", "airflow-api-server", "airflow-scheduler",
                 "airflow-dag-processor", "airflow-triggerer", "airflow-worker", "strategy-runner", "superset",
                 "oanda-sim"}
-ONE_SHOT = {"minio-init", "mbats-init", "airflow-init", "superset-init"}
+ONE_SHOT = {"minio-volume", "minio-init", "mlflow-init", "mbats-init", "airflow-init", "superset-init"}
 
 
 def query(stack: dict, database: str, sql: str, args=()) -> list[tuple]:
@@ -127,6 +127,64 @@ def test_backtest_sweep_runs_on_both_strategy_runners_into_the_risk_db_mlflow_an
     by_id = {r.info.run_id: r for r in found}
     run_ids = {r[2] for r in runs if r[2]}
     assert run_ids and run_ids <= set(by_id), (runs, sorted(by_id))
+
+
+def test_a_strategy_runner_killed_mid_sweep_neither_stops_nor_duplicates_it(stack, airflow):
+    """Kill one runner container while it runs sweep configurations: Airflow fails them once their
+    heartbeat stops and retries them on the other runner; every configuration has exactly one run."""
+    sweep_id = f"{SWEEP_ID}-kill"
+    grid = {"fast": [5, 10], "slow": [20, 30, 40, 60]}
+    conf = {"strategy": "sma_crossover", "instruments": ["EUR_USD"], "granularity": "H1", "start": START[:10],
+            "end": END[:10], "grid": grid, "metric": "sharpe", "top": 2, "sweep_id": sweep_id}
+    runners = runner_hostnames()
+    assert len(runners) == 2
+    assert airflow.patch("/api/v2/dags/backtest_sweep", json={"is_paused": False}).status_code == 200
+    r = airflow.post("/api/v2/dags/backtest_sweep/dagRuns", json={"logical_date": None, "conf": conf})
+    assert r.status_code == 200, r.text
+    run_id = r.json()["dag_run_id"]
+    tis_url = f"/api/v2/dags/backtest_sweep/dagRuns/{run_id}/taskInstances"
+
+    def a_runner_is_busy():
+        tis = airflow.get(tis_url, params={"limit": 200}).json()["task_instances"]
+        busy = [t for t in tis if t["task_id"] == "run_configuration" and t["state"] == "running"
+                and t["hostname"] in runners]
+        return busy[0] if busy else None
+
+    victim_ti = wait("a sweep configuration running on a runner", a_runner_is_busy, timeout=600, interval=1)
+    victim = runners[victim_ti["hostname"]]
+    subprocess.run(["podman", "kill", "--signal", "KILL", victim], check=True, capture_output=True, timeout=60)
+    try:
+        def finished():
+            state = airflow.get(f"/api/v2/dags/backtest_sweep/dagRuns/{run_id}").json()["state"]
+            return state if state in ("success", "failed") else None
+
+        state = wait(f"backtest_sweep {run_id} after killing {victim}", finished, timeout=1500, interval=5)
+        tis = airflow.get(tis_url, params={"limit": 200}).json()["task_instances"]
+        victim_running = subprocess.run(["podman", "inspect", "--format", "{{.State.Running}}", victim],
+                                        capture_output=True, text=True, timeout=60).stdout.strip() == "true"
+    finally:
+        airflow.patch("/api/v2/dags/backtest_sweep", json={"is_paused": True})
+        # the killed runner back (its restart policy may already have done so)
+        compose("up", "-d", "--wait", "--wait-timeout", "600", "--scale", "strategy-runner=2", timeout=900)
+    assert state == "success", [(t["task_id"], t["map_index"], t["state"], t["try_number"]) for t in tis]
+    mapped = {t["map_index"]: t for t in tis if t["task_id"] == "run_configuration"}
+    assert len(mapped) == 8 and {t["state"] for t in mapped.values()} == {"success"}
+    retried = mapped[victim_ti["map_index"]]
+    assert retried["try_number"] >= 2, retried  # the killed attempt failed and was retried
+    survivor = next(h for h, name in runners.items() if name != victim)
+    if not victim_running:  # still dead (no restart policy kicked in): the retry ran on the other runner
+        assert retried["hostname"] == survivor, (retried["hostname"], survivor)
+    assert retried["hostname"] in runners, retried
+
+    # exactly one finished run per configuration, and one rank each
+    runs = query(stack, "risk", "SELECT id, status, params FROM runs WHERE sweep_id = %s", (sweep_id,))
+    configs = sorted((r[2]["fast"], r[2]["slow"]) for r in runs)
+    assert configs == sorted((f, s) for f in grid["fast"] for s in grid["slow"]), runs
+    assert {r[1] for r in runs} == {"finished"}, runs
+    ranks = query(stack, "risk", "SELECT m.value FROM run_metrics m JOIN runs r ON r.id = m.run_id "
+                  "WHERE r.sweep_id = %s AND m.metric = 'sweep_rank'", (sweep_id,))
+    assert sorted(v for (v,) in ranks) == [float(i) for i in range(1, 9)], ranks
+    assert query(stack, "risk", "SELECT count(*) FROM sweep_scores WHERE sweep_id = %s", (sweep_id,)) == [(0,)]
 
 
 def test_a_trained_and_promoted_model_is_served_by_mlflow_serving(stack):
