@@ -19,6 +19,8 @@ from mbats.sim.broker import OrderError
 from mbats.sim.faults import Fault
 from mbats.sim.market import fmt_time, parse_time
 from mbats.sim.simulator import Simulator
+from mbats.sim.validation import (BadRequest, OrderRejected, check_candles_query, check_order,
+                                  check_position_close, int_param, reject_body)
 
 MAX_COUNT = 5000
 PRICE_KEYS = {"M": "mid", "B": "bid", "A": "ask"}
@@ -56,6 +58,14 @@ def create_app(sim: Simulator) -> FastAPI:
     @app.exception_handler(OrderError)
     async def _order_error(_: Request, exc: OrderError):
         return _error(exc.status, exc.message, exc.code)
+
+    @app.exception_handler(BadRequest)
+    async def _bad_request(_: Request, exc: BadRequest):
+        return _error(400, exc.message)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception):  # OANDA's shape, never a traceback
+        return _error(500, "An internal server error occurred")
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError):
@@ -115,9 +125,10 @@ def create_app(sim: Simulator) -> FastAPI:
         from_ns, to_ns = _time_param(q, "from"), _time_param(q, "to")
         if "count" in q and from_ns is not None and to_ns is not None:
             raise OandaError(400, "'count' cannot be specified when 'from' and 'to' are both given")
+        if from_ns is not None and to_ns is not None and to_ns < from_ns:
+            raise OandaError(400, "Invalid value specified for 'to': it is before 'from'")
+        check_candles_query(q, MAX_COUNT)  # count, includeFirst, smooth, alignments
         count = _int_param(q, "count", 500)
-        if not 1 <= count <= MAX_COUNT:
-            raise OandaError(400, "Maximum value for 'count' exceeded" if count > MAX_COUNT else "Invalid value specified for 'count'")
         include_first = q.get("includeFirst", "true").lower() != "false"
         with sim.lock:
             sim.sync()
@@ -186,7 +197,7 @@ def create_app(sim: Simulator) -> FastAPI:
     @app.get("/v3/accounts/{account_id}/changes", dependencies=v3)
     def account_changes(account_id: str, request: Request):
         account(account_id)
-        since = _int_param(request.query_params, "sinceTransactionID", 0)
+        since = _int_param(request.query_params, "sinceTransactionID", 0, low=0)
         with sim.lock:
             sim.sync()
             acct = sim.account
@@ -273,7 +284,16 @@ def create_app(sim: Simulator) -> FastAPI:
             body = await request.json()
         except ValueError:
             raise OandaError(400, "Invalid JSON in the request body") from None
-        return await asyncio.to_thread(_processed, request, lambda: _json(sim.account.create_order(body), 201))
+        precision = {n: sim.market.instrument(n).instrument.display_precision or 5 for n in sim.market.series}
+
+        def create() -> Response:
+            try:  # checked like OANDA before anything changes; a reject is a transaction too
+                check_order(body, precision, sim.market.now)
+            except OrderRejected as exc:
+                return _json(reject_body(sim.account, exc), 400)
+            return _json(sim.account.create_order(body), 201)
+
+        return await asyncio.to_thread(_processed, request, create)
 
     def _locked(fn):
         with sim.lock:
@@ -383,6 +403,7 @@ def create_app(sim: Simulator) -> FastAPI:
     async def position_close(account_id: str, instrument: str, request: Request):
         account(account_id)
         body = await _optional_json(request)
+        check_position_close(body)
         return await asyncio.to_thread(_processed, request,
                                        lambda: _json(sim.account.close_position(instrument, body)))
 
@@ -390,7 +411,7 @@ def create_app(sim: Simulator) -> FastAPI:
     @app.get("/v3/accounts/{account_id}/transactions/sinceid", dependencies=v3)
     def transactions_since(account_id: str, request: Request):
         account(account_id)
-        since = _int_param(request.query_params, "id", None)
+        since = _int_param(request.query_params, "id", None, low=0)
         if since is None:
             raise OandaError(400, "Invalid value specified for 'id'")
         with sim.lock:
@@ -400,7 +421,9 @@ def create_app(sim: Simulator) -> FastAPI:
     @app.get("/v3/accounts/{account_id}/transactions/idrange", dependencies=v3)
     def transactions_range(account_id: str, request: Request):
         account(account_id)
-        lo, hi = _int_param(request.query_params, "from", 1), _int_param(request.query_params, "to", 10**12)
+        lo, hi = _int_param(request.query_params, "from", 1, low=1), _int_param(request.query_params, "to", 10**12, low=1)
+        if hi < lo:
+            raise OandaError(400, "Invalid value specified for 'to': it is below 'from'")
         with sim.lock:
             txns = [t for t in sim.account.transactions if lo <= int(t["id"]) <= hi]
             return _json({"transactions": txns, "lastTransactionID": sim.account.last_transaction_id})
@@ -408,7 +431,7 @@ def create_app(sim: Simulator) -> FastAPI:
     @app.get("/v3/accounts/{account_id}/transactions", dependencies=v3)
     def transactions(account_id: str, request: Request):
         account(account_id)
-        page = _int_param(request.query_params, "pageSize", 100)
+        page = _int_param(request.query_params, "pageSize", 100, low=1, high=1000)
         with sim.lock:
             last = int(sim.account.last_transaction_id)
             base = str(request.base_url).rstrip("/")
@@ -443,7 +466,10 @@ def create_app(sim: Simulator) -> FastAPI:
                 raise OandaError(400, "Invalid value specified for 'to'") from None
             await asyncio.to_thread(sim.advance_to, target)
         else:
-            await asyncio.to_thread(sim.advance, int(body.get("bars", 1)))
+            bars = body.get("bars", 1)
+            if isinstance(bars, bool) or not isinstance(bars, int) or not 0 <= bars <= 10**7:
+                raise OandaError(400, "Invalid value specified for 'bars' (a whole number from 0)")
+            await asyncio.to_thread(sim.advance, bars)
         return {"time": fmt_time(sim.now)}
 
     @app.get("/admin/faults", dependencies=[Depends(authorised)])
@@ -492,18 +518,16 @@ def _time_param(q, name: str) -> int | None:
     if name not in q:
         return None
     try:
-        return parse_time(q[name])
-    except ValueError:
+        ns = parse_time(q[name])
+    except (ValueError, OverflowError):
         raise OandaError(400, f"Invalid value specified for '{name}'") from None
+    if not 0 <= ns < 2**63 - 1:  # before 1970 or past 2262: nothing a datetime64 can hold
+        raise OandaError(400, f"Invalid value specified for '{name}'")
+    return ns
 
 
-def _int_param(q, name: str, default):
-    if name not in q:
-        return default
-    try:
-        return int(q[name])
-    except ValueError:
-        raise OandaError(400, f"Invalid value specified for '{name}'") from None
+def _int_param(q, name: str, default, low: int | None = None, high: int | None = None):
+    return int_param(q, name, default, low, high)
 
 
 def _newest_matching(items, query, state: str | None, default_state: str) -> list:
@@ -511,7 +535,7 @@ def _newest_matching(items, query, state: str | None, default_state: str) -> lis
     state = state or query.get("state", default_state).upper()
     instrument = query.get("instrument")
     ids = set(_list_param(query, "ids"))
-    count = _int_param(query, "count", 50)
+    count = _int_param(query, "count", 50, low=1, high=500)
     return [x for x in reversed(list(items))
             if (state == "ALL" or x.state == state) and (not instrument or x.instrument == instrument)
             and (not ids or x.id in ids)][:count]

@@ -289,7 +289,7 @@ def test_lost_answer_fault_processes_the_order_then_answers_an_error(make_sim):
 
 def test_margin_is_checked_as_oanda_does(make_sim):
     server, api = make_sim("10:02", balance=1_000.0, margin_rate=0.02)  # 1,000 USD buys ≤ ~45,000 EUR_USD
-    r = place(api, instrument="EUR_USD", units="1000000000")
+    r = place(api, instrument="EUR_USD", units="100000000")  # the most one order may carry
     assert r["orderCancelTransaction"]["reason"] == "INSUFFICIENT_MARGIN" and "orderFillTransaction" not in r
     assert place(api, instrument="EUR_USD", units="40000")["orderFillTransaction"]["units"] == "40000"
     r = place(api, instrument="EUR_USD", units="10000")  # 50,000 × 1.1 × 2 % = 1,100 > NAV
