@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import time
+import xmlrpc.client
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -94,6 +95,26 @@ class Stack:
 
         return superuser_url(self.settings.home / "pgdata", self.settings.embedded_pg_port)
 
+    @property
+    def own_roles(self) -> bool:
+        """Each service its own PostgreSQL role (mbats.stack.dbroles): on the embedded server, whose
+        superuser the stack holds. With MBATS_DATABASE_URL every service uses that URL's user."""
+        return not self.settings.database_url
+
+    def db_passwords(self) -> dict[str, str]:
+        from mbats.stack import dbroles
+
+        return dbroles.passwords(self.state, dbroles.given_passwords())
+
+    def service_url(self, kind: str) -> str:
+        """Server URL (no database) of the role a service connects as: airflow, mlflow, superset,
+        readonly (dashboards), tasks (Airflow tasks, client.env), sim."""
+        if not self.own_roles:
+            return self.database_url()
+        from mbats.stack.dbroles import role_names, role_url
+
+        return role_url(self.database_url(), role_names()[kind], self.db_passwords()[kind])
+
     def s3_credentials(self) -> tuple[str, str]:
         if self.settings.s3_access_key and self.settings.s3_secret_key:
             return self.settings.s3_access_key, self.settings.s3_secret_key.get_secret_value()
@@ -129,7 +150,7 @@ class Stack:
         oanda = {"MBATS_OANDA_ENVIRONMENT": self.settings.oanda_environment, "MBATS_OANDA_TOKEN": token}
         if not token:  # no OANDA account configured: everything talks to the local simulator
             oanda = {"MBATS_OANDA_ENVIRONMENT": "sim", "MBATS_OANDA_TOKEN": self.sim_token()}
-        return oanda | {"MBATS_HOME": str(self.settings.home), "MBATS_DATABASE_URL": self.database_url(),
+        return oanda | {"MBATS_HOME": str(self.settings.home), "MBATS_DATABASE_URL": self.service_url("tasks"),
                 "MBATS_MLFLOW_TRACKING_URI": urls["mlflow"], "MBATS_S3_ENDPOINT": urls["s3"],
                 "MBATS_S3_ACCESS_KEY": access, "MBATS_S3_SECRET_KEY": secret,
                 "MBATS_S3_REGION": self.settings.s3_region, "MBATS_OANDA_SIM_URL": urls["oanda-sim"],
@@ -154,10 +175,10 @@ class Stack:
                 f"-s3.port.grpc={p + 6}", f"-webdav.port={p + 7}", f"-admin.port={p + 8}",
                 f"-admin.port.grpc={p + 9}", "-s3.port.iceberg=0", "-s3.port.lance=0",
                 f"-metricsPort={p + 10}", f"-debug.port={p + 11}"]
-        db = self.database_url()
-        mlflow_env = base | client | {
+        mlflow_env = {k: v for k, v in (base | client).items() if k != "MBATS_DATABASE_URL"} | {
             "PATH": f"{main_bin}:{path}", "PYTHON": f"{main_bin}/python",
-            "MLFLOW_BACKEND_STORE_URI": db.replace("postgresql://", "postgresql+psycopg2://", 1) + "/" + self.settings.mlflow_db,
+            "MLFLOW_BACKEND_STORE_URI": self.service_url("mlflow").replace("postgresql://", "postgresql+psycopg2://", 1)
+            + "/" + self.settings.mlflow_db,
             "MLFLOW_ARTIFACTS_DESTINATION": f"s3://{self.settings.s3_bucket_artifacts}",
             "MLFLOW_S3_ENDPOINT_URL": client["MBATS_S3_ENDPOINT"], "AWS_ACCESS_KEY_ID": access,
             "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": self.settings.s3_region,
@@ -171,7 +192,8 @@ class Stack:
             "PATH": f"{af_bin}:{path}", "AIRFLOW_HOME": str(home / "airflow"),
             "AIRFLOW_API_PORT": str(st.airflow_port),
             "AIRFLOW_ADMIN_PASSWORD": _reveal(st.airflow_admin_password),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db.replace("postgresql://", "postgresql+psycopg2://", 1) + "/airflow",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.service_url("airflow").replace("postgresql://", "postgresql+psycopg2://", 1)
+            + "/airflow",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(st.airflow_log_port),
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "airflow" / "logs"),
@@ -179,31 +201,36 @@ class Stack:
         superset_env = base | {
             "SUPERSET_BIN_DIR": ss_bin, "PATH": f"{ss_bin}:{path}",
             "SUPERSET_SECRET_KEY": _reveal(st.superset_secret_key),
-            "SUPERSET_DATABASE_URI": f"{db}/superset", "SUPERSET_ADMIN_USER": st.superset_admin_user,
+            "SUPERSET_DATABASE_URI": f"{self.service_url('superset')}/superset", "SUPERSET_ADMIN_USER": st.superset_admin_user,
             "SUPERSET_ADMIN_PASSWORD": _reveal(st.superset_admin_password),
             "MBATS_SUPERSET_DATA_URL": self.superset_data_url(), "MBATS_RISK_DB": self.settings.risk_db,
             "MBATS_SECMASTER_DB": self.settings.secmaster_db,
             "SUPERSET_HOST": "127.0.0.1", "SUPERSET_PORT": str(st.superset_port), "SUPERSET_WORKERS": "1",
             "PYTHONWARNINGS": "ignore"}
-        sim_env = base | client | {"MBATS_BIN_DIR": main_bin, "OANDA_SIM_HOST": "127.0.0.1",
+        sim_env = base | client | {"MBATS_DATABASE_URL": self.service_url("sim"), "MBATS_BIN_DIR": main_bin, "OANDA_SIM_HOST": "127.0.0.1",
                                    "OANDA_SIM_PORT": str(self.sim_port),
                                    "OANDA_SIM_INSTRUMENTS": " ".join(sorted(set(DEFAULT_INSTRUMENTS) | set(configured_instruments())))}
         urls = self.urls()
         af = str(SERVICES / "airflow" / "start.sh")
+        later = {"autostart": "false"}  # started by `up` once `airflow db migrate` ran (or was not needed)
         return [
             Program("s3", weed, base | {"PATH": f"{main_bin}:{path}"}, urls["s3"], "any", 60,
                     {"stopwaitsecs": "10"}),
             Program("mlflow", ["bash", str(SERVICES / "mlflow" / "start.sh")], mlflow_env, urls["mlflow"] + "/health"),
             Program("airflow-api-server", [af, "api-server"], airflow_env, urls["airflow"] + "/api/v2/monitor/health",
-                    "airflow"),
-            Program("airflow-scheduler", [af, "scheduler"], airflow_env),
-            Program("airflow-dag-processor", [af, "dag-processor"], airflow_env),
-            Program("superset", [str(SERVICES / "superset" / "start.sh"), "all"], superset_env,
+                    "airflow", extra=later),
+            Program("airflow-scheduler", [af, "scheduler"], airflow_env, extra=later),
+            Program("airflow-dag-processor", [af, "dag-processor"], airflow_env, extra=later),
+            # start.sh init only when its inputs changed (mbats.stack.superset_start), then start.sh serve
+            Program("superset", [f"{main_bin}/python", "-m", "mbats.stack.superset_start", str(home)], superset_env,
                     urls["superset"] + "/health", "superset", 600, {"startsecs": "0"}),
             Program("oanda-sim", [str(SERVICES / "oanda-sim" / "start.sh")], sim_env, urls["oanda-sim"] + "/health"),
         ]
 
     def superset_data_url(self) -> str:
+        """The dashboards' data source: the read-only role (SELECT on the dash views only)."""
+        if self.own_roles:
+            return self.service_url("readonly")
         from mbats.dashboards.views import readonly_role
 
         pw = self.stack.superset_db_password.get_secret_value() if self.stack.superset_db_password else ""
@@ -274,13 +301,13 @@ class Stack:
 
     def status(self) -> dict[str, dict]:
         out: dict[str, dict] = {}
-        ctl = self.ctl("status") if self.supervisord_pid() else None
+        running = self.supervisord_pid() is not None
         states = {}
-        if ctl is not None:
-            for line in ctl.stdout.splitlines():
-                parts = line.split()
-                if len(parts) >= 2:
-                    states[parts[0]] = parts[1]
+        if running:
+            try:
+                states = {i["name"]: i["statename"] for i in self._rpc().supervisor.getAllProcessInfo()}
+            except (OSError, StopIteration, xmlrpc.client.Error):
+                running = False
         state = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
         from mbats.db import embedded
 
@@ -289,13 +316,18 @@ class Stack:
                            "healthy": bool(pg_up) or pg_up is None, "url": self.database_url().split("@")[-1],
                            "started_by_stack": state.get("started_postgres", False)}
         for prog in self.programs():
-            proc = states.get(prog.name, "STOPPED" if ctl is not None else "not started")
+            proc = states.get(prog.name, "STOPPED" if running else "not started")
             out[prog.name] = {"process": proc, "healthy": proc == "RUNNING" and self.healthy(prog),
                               "url": prog.health or ""}
         return out
 
     # --- up / down ---------------------------------------------------------------------------
     def up(self, timeout: float = 900, echo=print) -> dict[str, dict]:
+        t0 = time.monotonic()
+
+        def say(msg: str) -> None:  # every line says how long `up` has been running
+            echo(f"[{time.monotonic() - t0:5.1f} s] {msg}")
+
         missing = self.stack.missing_secrets()
         if missing:
             raise ConfigError(f"{', '.join(missing)} not set: run `make env` (writes .env with fresh secrets) "
@@ -305,30 +337,38 @@ class Stack:
                 raise ConfigError(f"{venv} is missing: run `make venv venv-airflow venv-superset`")
         self.logs.mkdir(parents=True, exist_ok=True)
         if self.supervisord_pid():
-            echo(f"the stack is already running (supervisord pid {self.supervisord_pid()}); applying changed "
-                 "settings (programs whose settings changed restart)")
-            self.write_conf(self.programs())
+            say(f"the stack is already running (supervisord pid {self.supervisord_pid()}); applying changed "
+                "settings (programs whose settings changed restart, stopped ones start)")
+            programs = self.programs()
+            self.write_conf(programs)
             self.ctl("reread")
-            echo(self.ctl("update").stdout.strip())
+            out = self.ctl("update").stdout.strip()
+            if out:
+                say(out)
+            self._airflow_migrate(next(p for p in programs if p.name == "airflow-scheduler"), say)
+            self._start_all()
         else:
-            state = {"started_postgres": self._start_postgres(echo)}
+            state = {"started_postgres": self._start_postgres(say)}
             self.state_file.write_text(json.dumps(state))
-            self._prepare_databases(echo)
+            self._prepare_databases(say)
             access, secret = self.s3_credentials()
             (self.state / "s3.json").write_text(json.dumps({"identities": [{
                 "name": "mbats", "credentials": [{"accessKey": access, "secretKey": secret}],
                 "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}))
             (self.state / "s3.json").chmod(0o600)
             programs = self.programs()
-            self._airflow_migrate(next(p for p in programs if p.name == "airflow-scheduler"), echo)
             self.write_conf(programs)
             env = {k: v for k, v in os.environ.items()}
             subprocess.run([str(VENVS["main"] / "bin" / "supervisord"), "-c", str(self.conf)], check=True, env=env)
-            echo(f"supervisord started; logs in {self.logs}")
+            say(f"supervisord started; logs in {self.logs}")
+            # Airflow's components wait for its migration; the other services boot meanwhile.
+            self._airflow_migrate(next(p for p in programs if p.name == "airflow-scheduler"), say)
+            self._start_all()
         (self.state / "client.env").write_text("".join(f"{k}={v}\n" for k, v in self.client_env().items()))
         (self.state / "client.env").chmod(0o600)
-        self._wait_healthy(timeout, echo)
+        self._wait_healthy(timeout, say, t0)
         self._ensure_buckets()
+        say("all services healthy")
         return self.status()
 
     def _start_postgres(self, echo) -> bool:
@@ -347,50 +387,155 @@ class Stack:
         return True
 
     def _prepare_databases(self, echo) -> None:
-        from mbats import db
-        from mbats.dashboards.views import apply_views
-        from mbats.db.migrate import upgrade_all
+        from mbats.stack.initstamp import Stamp
 
-        upgrade_all()
-        for name in ("airflow", "superset", "mlflow_auth"):
-            db.ensure_database(name)
-        auth_db = self.database_url().replace("postgresql://", "postgresql+psycopg2://", 1) + "/mlflow_auth"
+        t0 = time.monotonic()
+        stamp = Stamp(self.state, "databases")
+        if self.own_roles and stamp.fresh(self._databases_digest()):
+            echo("postgres: migrations, views and roles unchanged since the last start; skipped")
+            self._write_mlflow_auth_ini()
+            return
+        stamp.clear()
+        from mbats.db.migrate import upgrade_all  # alembic: seconds of imports, only when needed
+
+        upgrade_all()  # secmaster, risk (+ views, read-only and service roles), mlflow database
+        if self.own_roles:
+            from mbats.stack import dbroles
+
+            dbroles.apply(self.database_url(), self.db_passwords(), self.settings.mlflow_db)
+            stamp.record(self._databases_digest())
+            roles = "; a role per service (airflow, mlflow, superset, read-only dashboards, tasks, sim)"
+        else:
+            from mbats import db
+            from mbats.dashboards.views import apply_views
+
+            for name in ("airflow", "superset", "mlflow_auth"):
+                db.ensure_database(name)
+            pw = self.stack.superset_db_password.get_secret_value() if self.stack.superset_db_password else None
+            apply_views(password=pw)
+            roles = "; every service connects as the user of MBATS_DATABASE_URL"
+        self._write_mlflow_auth_ini()
+        echo(f"postgres: databases migrated, views applied{roles} ({time.monotonic() - t0:.0f} s)")
+
+    def _databases_digest(self) -> str:
+        """Inputs of the database preparation: migrations, views, role code and passwords, and what the
+        server holds (alembic revisions and tables of secmaster and risk, databases and owners, roles)."""
+        from mbats.dashboards.views import readonly_role
+        from mbats.stack.initstamp import database_fingerprint, digest
+
+        su, s = self.database_url(), self.settings
+        tables = "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+        server = database_fingerprint(f"{su}/postgres", "SELECT datname, pg_get_userbyid(datdba) FROM pg_database "
+                                      "ORDER BY 1", "SELECT rolname, rolcanlogin FROM pg_roles ORDER BY 1")
+        return digest(PROJECT_ROOT / "db", PROJECT_ROOT / "mbats" / "db", PROJECT_ROOT / "mbats" / "dashboards",
+                      PROJECT_ROOT / "mbats" / "stack" / "dbroles.py", json.dumps(self.db_passwords(), sort_keys=True),
+                      s.secmaster_db, s.risk_db, s.mlflow_db, readonly_role(), server,
+                      *(database_fingerprint(f"{su}/{name}", tables) for name in (s.secmaster_db, s.risk_db)))
+
+    def _write_mlflow_auth_ini(self) -> None:
+        auth_db = self.service_url("mlflow").replace("postgresql://", "postgresql+psycopg2://", 1) + "/mlflow_auth"
         ini = self.state / "mlflow_basic_auth.ini"
+        ini.touch(mode=0o600)
+        ini.chmod(0o600)
         ini.write_text("[mlflow]\ndefault_permission = READ\n"
                        f"database_uri = {auth_db}\n"
                        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
-        ini.chmod(0o600)
-        pw = self.stack.superset_db_password.get_secret_value() if self.stack.superset_db_password else None
-        apply_views(password=pw)
-        echo("postgres: secmaster, risk, mlflow migrated; airflow, superset, mlflow_auth databases present; views applied")
 
     def _airflow_migrate(self, prog: Program, echo) -> None:
+        """``airflow db migrate`` unless its inputs (Airflow version, metadata DB and its revision) are unchanged."""
+        from mbats.stack.initstamp import Stamp, database_fingerprint, digest, installed
+
+        conn = prog.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+
+        def inputs() -> str:
+            return digest(PROJECT_ROOT / "requirements" / "airflow.lock", installed(VENVS["airflow"], "apache_airflow"),
+                          conn, database_fingerprint(conn))
+
+        stamp = Stamp(self.state, "airflow-migrate")
+        if stamp.fresh(inputs()):
+            echo("airflow: metadata database unchanged since the last migration; `airflow db migrate` skipped")
+            return
+        stamp.clear()
         log = self.logs / "airflow-migrate.log"
+        t0 = time.monotonic()
         with log.open("w") as out:
             r = subprocess.run([str(SERVICES / "airflow" / "start.sh"), "migrate"], env=prog.env, stdout=out,
                                stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, timeout=600)
         if r.returncode:
             raise ServiceUnavailableError(f"airflow db migrate failed, see {log}:\n{log.read_text()[-2000:]}")
-        echo("airflow: metadata database migrated")
+        stamp.record(inputs())
+        echo(f"airflow: metadata database migrated ({time.monotonic() - t0:.0f} s)")
 
-    def _wait_healthy(self, timeout: float, echo) -> None:
+    # --- supervisord's XML-RPC (no supervisorctl process per poll) -----------------------------
+    def _rpc(self):
+        from urllib.parse import quote
+
+        password = next(line.split("=", 1)[1] for line in self.conf.read_text().splitlines()
+                        if line.startswith("password="))
+        return xmlrpc.client.ServerProxy(
+            f"http://mbats:{quote(password, safe='')}@127.0.0.1:{self.stack.supervisor_port}/RPC2")
+
+    def _start_all(self) -> None:
+        """Start every program that is not running (Airflow's wait for the migration: autostart off)."""
+
+        rpc = self._rpc()
+        for info in rpc.supervisor.getAllProcessInfo():
+            if info["statename"] in ("STOPPED", "EXITED", "FATAL"):
+                try:
+                    rpc.supervisor.startProcess(info["name"], False)
+                except xmlrpc.client.Fault as exc:  # ALREADY_STARTED: a race with autorestart
+                    if "ALREADY_STARTED" not in exc.faultString:
+                        raise
+
+    def _wait_healthy(self, timeout: float, echo, t0: float | None = None) -> None:
+        """Poll until every program answers healthy; show who is still pending and for how long."""
+        from rich.console import Console
+        from rich.live import Live
+        from rich.table import Table
+
+        t0 = time.monotonic() if t0 is None else t0
         pending = {p.name: p for p in self.programs() if p.health}
         deadline = time.monotonic() + timeout
-        while pending and time.monotonic() < deadline:
-            states = {}
-            for line in self.ctl("status").stdout.splitlines():
-                parts = line.split()
-                if len(parts) >= 2:
-                    states[parts[0]] = parts[1]
-            for name, prog in list(pending.items()):
-                if states.get(name) in ("FATAL", "EXITED", "BACKOFF") and states.get(name) != "BACKOFF":
-                    log = self.logs / f"{name}.log"
-                    tail = log.read_text(errors="replace")[-2500:] if log.exists() else ""
-                    raise ServiceUnavailableError(f"{name} is {states[name]}; see {log}:\n{tail}")
-                if self.healthy(prog):
-                    echo(f"{name}: healthy at {prog.health}")
-                    del pending[name]
-            time.sleep(2)
+        rpc = self._rpc()
+        console = Console(stderr=True)
+        last_note = time.monotonic()
+
+        def table(states: dict[str, str]) -> Table:
+            t = Table(title=f"waiting for the stack ({time.monotonic() - t0:.0f} s)", title_justify="left")
+            for col in ("service", "process", "health"):
+                t.add_column(col)
+            for name in pending:
+                t.add_row(name, states.get(name, "?"), "waiting")
+            return t
+
+        live = Live(table({}), console=console, transient=True, refresh_per_second=2) if console.is_terminal else None
+        try:
+            if live:
+                live.start()
+            while pending and time.monotonic() < deadline:
+                states = {i["name"]: i["statename"] for i in rpc.supervisor.getAllProcessInfo()}
+                for name, prog in list(pending.items()):
+                    if states.get(name) in ("FATAL", "EXITED"):
+                        log = self.logs / f"{name}.log"
+                        tail = log.read_text(errors="replace")[-2500:] if log.exists() else ""
+                        raise ServiceUnavailableError(f"{name} is {states[name]}; see {log}:\n{tail}")
+                    if self.healthy(prog):
+                        del pending[name]
+                        message = f"{name}: healthy at {prog.health}"
+                        if live:
+                            live.console.print(f"[{time.monotonic() - t0:5.1f} s] {message}")
+                        else:
+                            echo(message)
+                if live:
+                    live.update(table(states))
+                elif pending and time.monotonic() - last_note >= 20:  # no terminal: a line now and then
+                    last_note = time.monotonic()
+                    echo("waiting for " + ", ".join(f"{n} ({states.get(n, '?')})" for n in pending))
+                if pending:
+                    time.sleep(1)
+        finally:
+            if live:
+                live.stop()
         if pending:
             raise ServiceUnavailableError(f"not healthy after {timeout:.0f} s: {', '.join(pending)}; "
                                           f"logs in {self.logs}")
@@ -458,6 +603,32 @@ def print_status(status: dict[str, dict]) -> bool:
     return ok
 
 
+# docker compose's published ports (.env); the local stack has its own (MBATS_STACK_*), see print_urls
+COMPOSE_PORTS = ("AIRFLOW_PORT", "SUPERSET_PORT", "MLFLOW_PORT", "MINIO_PORT", "POSTGRES_PORT", "OANDA_SIM_PORT")
+
+
+def print_urls(stack: "Stack") -> None:
+    """Where the local stack's services really are, with the setting behind each port."""
+    from dotenv import dotenv_values
+
+    urls, st = stack.urls(), stack.stack
+    pg = stack.database_url().split("@")[-1]
+    rows = [("Airflow", urls["airflow"], "MBATS_STACK_AIRFLOW_PORT", "admin / AIRFLOW_ADMIN_PASSWORD"),
+            ("Superset", urls["superset"], "MBATS_STACK_SUPERSET_PORT", f"{st.superset_admin_user} / SUPERSET_ADMIN_PASSWORD"),
+            ("MLflow", urls["mlflow"], "MBATS_STACK_MLFLOW_PORT", f"{st.mlflow_admin_user} / MLFLOW_ADMIN_PASSWORD"),
+            ("S3", urls["s3"], "MBATS_STACK_S3_PORT", "client.env"),
+            ("OANDA sim", urls["oanda-sim"], "MBATS_OANDA_SIM_URL", "token in client.env"),
+            ("PostgreSQL", pg, "MBATS_DATABASE_URL" if stack.settings.database_url else "MBATS_EMBEDDED_PG_PORT", "")]
+    print("\nLocal stack (make stack-up) URLs, and the setting that picks each port:")
+    for name, url, setting, login in rows:
+        print(f"  {name:11} {url:28} {setting:26} {login}")
+    print(f"Client settings: set -a; . {stack.state / 'client.env'}; set +a")
+    compose = {k: v for k, v in (dotenv_values(".env") | dict(os.environ)).items() if k in COMPOSE_PORTS and v}
+    if compose:
+        print("Not used by the local stack (docker compose's published ports): "
+              + ", ".join(f"{k}={v}" for k, v in sorted(compose.items())))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     cmd = argv[0] if argv else "status"
@@ -466,17 +637,15 @@ def main(argv: list[str] | None = None) -> int:
         if cmd == "up":
             status = stack.up()
             ok = print_status(status)
-            urls = stack.urls()
-            print(f"\nAirflow  {urls['airflow']}  (admin / AIRFLOW_ADMIN_PASSWORD)\n"
-                  f"Superset {urls['superset']}  ({stack.stack.superset_admin_user} / SUPERSET_ADMIN_PASSWORD)\n"
-                  f"MLflow   {urls['mlflow']}\nS3       {urls['s3']}\nOANDA sim {urls['oanda-sim']}\n"
-                  f"Client settings: set -a; . {stack.state / 'client.env'}; set +a")
+            print_urls(stack)
             return 0 if ok else 3
         if cmd == "down":
             stack.down()
             return 0
         if cmd == "status":
-            return 0 if print_status(stack.status()) else 3
+            ok = print_status(stack.status())
+            print_urls(stack)
+            return 0 if ok else 3
         if cmd == "env":
             print("".join(f"{k}={v}\n" for k, v in stack.client_env().items()), end="")
             return 0

@@ -34,12 +34,15 @@ def test_programs_use_the_service_start_scripts_and_their_own_venvs(stack):
     assert set(programs) == {"s3", "mlflow", "airflow-api-server", "airflow-scheduler", "airflow-dag-processor",
                              "superset", "oanda-sim"}
     assert programs["mlflow"].command[-1] == str(ROOT / "services" / "mlflow" / "start.sh")
-    assert programs["superset"].command == [str(ROOT / "services" / "superset" / "start.sh"), "all"]
+    # Superset through the init-stamp wrapper: start.sh init only when its inputs changed, then start.sh serve
+    assert programs["superset"].command == [str(ROOT / ".cache" / "venv" / "bin" / "python"), "-m",
+                                            "mbats.stack.superset_start", str(stack.state)]
     assert programs["oanda-sim"].command == [str(ROOT / "services" / "oanda-sim" / "start.sh")]
     for name in ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor"):
         assert programs[name].command == [str(ROOT / "services" / "airflow" / "start.sh"), name.split("-", 1)[1]]
         assert programs[name].env["PATH"].startswith(str(ROOT / ".cache" / "venv-airflow" / "bin"))
         assert programs[name].env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+        assert programs[name].extra["autostart"] == "false"  # `up` starts them after `airflow db migrate`
     assert programs["superset"].env["SUPERSET_BIN_DIR"] == str(ROOT / ".cache" / "venv-superset" / "bin")
     assert programs["s3"].command[:2] == [str(ROOT / ".cache" / "venv" / "bin" / "weed"), "mini"]
     # without an OANDA token everything talks to the simulator, with one shared token
@@ -93,3 +96,57 @@ def test_up_refuses_without_the_secrets(stack, monkeypatch):
     monkeypatch.delenv("SUPERSET_SECRET_KEY")
     with pytest.raises(ConfigError, match="SUPERSET_SECRET_KEY.*make env"):
         Stack.load().up(echo=lambda *_: None)
+
+
+def test_each_service_connects_as_its_own_role(stack):
+    """No program gets the superuser: a role per service (mbats.stack.dbroles), passwords kept 0600."""
+    from urllib.parse import urlparse
+
+    programs = {p.name: p for p in stack.programs()}
+    users = {
+        "airflow": urlparse(programs["airflow-scheduler"].env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]).username,
+        "airflow tasks": urlparse(programs["airflow-scheduler"].env["MBATS_DATABASE_URL"]).username,
+        "mlflow": urlparse(programs["mlflow"].env["MLFLOW_BACKEND_STORE_URI"]).username,
+        "superset": urlparse(programs["superset"].env["SUPERSET_DATABASE_URI"]).username,
+        "dashboards": urlparse(programs["superset"].env["MBATS_SUPERSET_DATA_URL"]).username,
+        "simulator": urlparse(programs["oanda-sim"].env["MBATS_DATABASE_URL"]).username,
+        "client.env": urlparse(stack.client_env()["MBATS_DATABASE_URL"]).username,
+    }
+    assert users == {"airflow": "airflow", "airflow tasks": "mbats_tasks", "mlflow": "mlflow", "superset": "superset",
+                     "dashboards": "mbats_superset", "simulator": "mbats_sim", "client.env": "mbats_tasks"}
+    assert "MBATS_DATABASE_URL" not in programs["mlflow"].env  # MLflow needs no platform database
+    passwords = stack.state / "db_passwords.json"
+    assert passwords.stat().st_mode & 0o077 == 0
+    assert stack.programs()[1].env == programs["mlflow"].env  # generated once, then the same
+
+
+def test_stack_status_names_the_ports_it_uses_and_the_compose_ones_it_does_not(stack, monkeypatch, capsys):
+    from mbats.stack.local import print_urls
+
+    monkeypatch.setenv("AIRFLOW_PORT", "8081")
+    print_urls(stack)
+    out = capsys.readouterr().out
+    assert f"http://127.0.0.1:{stack.stack.airflow_port}" in out and "MBATS_STACK_AIRFLOW_PORT" in out
+    assert "Not used by the local stack (docker compose's published ports): AIRFLOW_PORT=8081" in out
+
+
+def test_superset_init_digest_follows_its_inputs(tmp_path, monkeypatch):
+    """The stamp that lets a warm start skip Superset's init changes with a setting or a bundle file."""
+    import shutil
+
+    from mbats.stack import superset_start
+
+    service = tmp_path / "superset"
+    shutil.copytree(ROOT / "services" / "superset", service, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(superset_start, "SERVICE", service)
+    env = {"SUPERSET_BIN_DIR": str(ROOT / ".cache" / "venv-superset" / "bin"), "SUPERSET_ADMIN_PASSWORD": "a",
+           "SUPERSET_DATABASE_URI": "postgresql://nobody:x@127.0.0.1:1/superset"}
+    first = superset_start.init_digest(env)
+    assert superset_start.init_digest(env) == first
+    assert superset_start.init_digest(env | {"SUPERSET_ADMIN_PASSWORD": "b"}) != first
+    (service / "__pycache__").mkdir()
+    (service / "__pycache__" / "x.pyc").write_bytes(b"cache")  # byte code is not an input
+    assert superset_start.init_digest(env) == first
+    chart = next(service.glob("bundle/**/*.yaml"))
+    chart.write_text(chart.read_text() + "\n# changed\n")
+    assert superset_start.init_digest(env) != first

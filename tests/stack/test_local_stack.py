@@ -121,7 +121,8 @@ def test_all_services_are_healthy_with_one_log_each(stack):
     print(f"stack up in {stack['up_seconds']:.0f} s")
     status = stack_cmd(stack["stack_env"], stack["state"], "status", timeout=120)
     assert status.returncode == 0, status.stdout + status.stderr
-    lines = {line.split()[0]: line for line in status.stdout.splitlines() if line.strip()}
+    table, _, urls = status.stdout.partition("\n\n")  # one line per service, then the URLs in use
+    lines = {line.split()[0]: line for line in table.splitlines() if line.strip()}
     expected = {"postgres", "s3", "mlflow", "airflow-api-server", "airflow-scheduler", "airflow-dag-processor",
                 "superset", "oanda-sim"}
     assert set(lines) == expected
@@ -132,6 +133,34 @@ def test_all_services_are_healthy_with_one_log_each(stack):
     listening = [v for k, v in stack["ports"].items() if k != "MBATS_STACK_AIRFLOW_LOG_PORT"]
     assert open_ports(listening) == listening
     assert httpx.get(stack["urls"]["sim"] + "/health", timeout=5).json()["status"] == "ok"
+    assert f"{stack['urls']['airflow']}" in urls and "MBATS_STACK_AIRFLOW_PORT" in urls
+    # progress while waiting: every line of `up` says how long it has been running
+    assert all(line.startswith("[") and " s] " in line for line in stack["up"].stdout.split("\n\n")[0].splitlines()
+               if line.strip() and not line.startswith(tuple(expected))), stack["up"].stdout
+
+
+def test_each_service_connects_as_its_own_role(stack):
+    """Issue 17: no service of the stack holds the superuser; each has the role made for it."""
+    from mbats.db.embedded import superuser_url
+
+    su = superuser_url(Path(stack["stack_env"]["MBATS_HOME"]) / "pgdata",
+                       int(stack["stack_env"]["MBATS_EMBEDDED_PG_PORT"]))
+    conn = psycopg2.connect(su + "/postgres")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT DISTINCT datname, usename FROM pg_stat_activity WHERE datname IS NOT NULL "
+                        "AND pid <> pg_backend_pid()")
+            sessions = set(cur.fetchall())
+    finally:
+        conn.close()
+    by_db = {}
+    for database, user in sessions:
+        by_db.setdefault(database, set()).add(user)
+    assert by_db.get("airflow") == {"airflow"}, sessions
+    assert by_db.get("superset") == {"superset"}, sessions
+    assert by_db.get("mlflow", {"mlflow"}) == {"mlflow"} and by_db.get("mlflow_auth", {"mlflow"}) == {"mlflow"}, sessions
+    assert "postgres" not in {user for _, user in sessions}, sessions
+    assert stack["env"]["MBATS_DATABASE_URL"].startswith("postgresql://mbats_tasks:")
 
 
 def test_market_data_dag_loads_bars_from_the_simulator(stack, airflow):
@@ -282,6 +311,20 @@ def test_mlflow_ui_lists_the_registered_model_after_login(stack, artifacts_dir):
         driver.quit()
     assert name in body, body[:2000]
     assert httpx.get(stack["urls"]["mlflow"] + "/", timeout=20).status_code == 401  # the UI asks for a login
+
+
+def test_a_warm_restart_skips_init_whose_inputs_did_not_change(stack):
+    """`down` then `up` on the same data: migrations, Airflow's and Superset's init are skipped."""
+    down = stack_cmd(stack["stack_env"], stack["state"], "down", timeout=300)
+    assert down.returncode == 0, down.stdout + down.stderr
+    t0 = time.time()
+    up = stack_cmd(stack["stack_env"], stack["state"], "up")
+    print(f"warm stack up in {time.time() - t0:.0f} s (cold: {stack['up_seconds']:.0f} s)")
+    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+    assert "migrations, views and roles unchanged since the last start; skipped" in up.stdout
+    assert "`airflow db migrate` skipped" in up.stdout
+    superset_log = (stack["state"] / "stack" / "logs" / "superset.log").read_text()
+    assert superset_log.rstrip().count("init inputs unchanged since the last start") == 1, superset_log[-3000:]
 
 
 def test_stack_down_stops_everything_it_started(stack):
