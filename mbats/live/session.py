@@ -27,48 +27,26 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 import backtrader as bt
-import numpy as np
 import pandas as pd
 import oandapyV20.endpoints.accounts as accounts_ep
 
 from mbats.config import Settings, get_settings
 from mbats.errors import ConfigError, MbatsError
 from mbats.kernel.limits import RiskLimits, RiskManager
-from mbats.kernel.signals import has_signals, preloaded_bars, signal_params
 from mbats.kernel.sizing import parse_sizer
 from mbats.kernel.strategies import coerce_params, find_strategy, strategy_name
 from mbats.kernel.version import code_version
 from mbats.live.config import LiveConfig, check_mode
+from mbats.live.persistence import KillSwitchStore, LiveStore, account_key, sweep_stale_runs
+from mbats.live.recorder import LiveRecorder
+from mbats.live.signals import live_strategy
+from mbats.secmaster.granularity import check_granularity
+from mbats.venues.oanda.client import SIM_ENVIRONMENT, make_client
 from mbats.venues.oanda.data import PriceHub, make_live_feed
 from mbats.venues.oanda.execution import OandaBroker
-from mbats.live.persistence import KillSwitchStore, LiveStore, account_key, sweep_stale_runs
 from mbats.venues.oanda.reconcile import ReconcileReport, reconcile
-from mbats.live.recorder import LiveRecorder
-from mbats.venues.oanda.client import SIM_ENVIRONMENT, make_client
-from mbats.secmaster.granularity import check_granularity
 
 log = logging.getLogger(__name__)
-
-
-def live_strategy(cls: type[bt.Strategy]) -> type[bt.Strategy]:
-    """The class itself, except signal strategies: they recompute ``signals`` on the bars so far each bar.
-
-    A :class:`SignalStrategy` precomputes its targets from preloaded data; live bars arrive one at a
-    time, so the same ``signals`` classmethod runs on the history up to the current bar instead.
-    """
-    if not has_signals(cls):
-        return cls
-
-    def start(self) -> None:
-        self._targets = {}
-
-    def next(self) -> None:
-        params = signal_params(self)
-        for data in self.datas:
-            self._targets[data] = np.asarray(self.signals(preloaded_bars(data), **params), dtype=np.int8).tolist()
-        cls.next(self)
-
-    return type(cls.__name__, (cls,), {"start": start, "next": next, "__module__": cls.__module__})
 
 
 KILL_SWITCH_EXIT = 3
