@@ -118,6 +118,16 @@ class LiveStore:
             row = cur.fetchone()
             return row[0] if row else None
 
+    def data_sources(self) -> list[dict]:
+        """runs.data_sources as recorded so far (a resumed run keeps its earlier sessions' entries)."""
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT data_sources FROM runs WHERE id = %s", (self.run_id,))
+            row = cur.fetchone()
+            return list(row[0] or []) if row else []
+
+    def set_data_sources(self, sources: list[dict]) -> None:
+        risk_store.set_run_fields(self.conn, self.run_id, data_sources=Json(sources))
+
     # --- reads (reconciliation) ---------------------------------------------------------------
     def open_orders(self) -> list[dict]:
         with self.conn.cursor() as cur:

@@ -218,6 +218,8 @@ def _trade(cfg: LiveConfig, cls, params: dict, client, settings: Settings, store
         if doing and (hub.live_after is None or pd.Timestamp(doing) > hub.live_after):
             hub.in_flight = pd.Timestamp(doing).tz_convert("UTC")
     hub.backfill(cfg.warmup)
+    earlier_sources = store.data_sources() if resumed else []
+    store.set_data_sources(earlier_sources + hub.data_sources())
     if hub.live_after is None:
         hub.live_after = max(b for b in hub.last_bar.values() if b is not None)
         store.note(live_after=hub.live_after.isoformat())
@@ -270,6 +272,7 @@ def _trade(cfg: LiveConfig, cls, params: dict, client, settings: Settings, store
         strat = cerebro.run()[0]
     finally:
         hub.stop()
+        store.set_data_sources(earlier_sources + hub.data_sources())
     if hub.error is not None and stopper.signal is None:
         raise hub.error
     rec: LiveRecorder = strat.analyzers.live

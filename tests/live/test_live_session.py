@@ -135,3 +135,24 @@ def test_live_mode_needs_a_live_environment_and_explicit_confirmation(sim):
         check_mode(live, "paper", confirm_live=False)
     check_mode(live, "live", confirm_live=True)
     check_mode(live.model_copy(update={"live_confirm": "yes-i-mean-real-money"}), "live", confirm_live=False)
+
+
+def test_a_session_records_its_data_sources_backfill_and_stream(sim, risk_conn):
+    server = sim(start="2024-03-05T06:00Z")
+    cfg = LiveConfig("sma_crossover", ["EUR_USD", "USD_JPY"], params={"fast": "3", "slow": "8"}, granularity="M10",
+                     max_bars=4, warmup=12, sim_step=True)
+    result = run(cfg, risk=RiskLimits(), settings=sim_settings(server))
+    (sources, data_from), = _rows(risk_conn, "SELECT data_sources, data_from FROM runs WHERE id = %s", result.run_id)
+    by_key = {(s["instrument"], s["kind"]): s for s in sources}
+    assert set(by_key) == {(i, k) for i in ("EUR_USD", "USD_JPY") for k in ("live-backfill", "live-stream")}
+    for s in sources:  # the simulator's bars are never labelled as OANDA's
+        assert (s["vendor"], s["source"], s["is_synthetic"], s["granularity"]) == ("oanda-sim", "oanda:sim", True, "M10")
+    backfill = by_key[("EUR_USD", "live-backfill")]
+    assert backfill["bars"] == 12
+    assert pd.Timestamp(backfill["last"]) - pd.Timestamp(backfill["first"]) == pd.Timedelta(minutes=10 * 11)
+    assert pd.Timestamp(backfill["last"]) < pd.Timestamp("2024-03-05T06:00Z")  # history before the replay clock
+    stream = by_key[("EUR_USD", "live-stream")]
+    assert stream["bars"] >= result.live_bars == 4
+    assert pd.Timestamp(stream["first"]) == pd.Timestamp(data_from)
+    assert pd.Timestamp(stream["first"]) == pd.Timestamp(backfill["last"]) + pd.Timedelta(minutes=10)
+    assert stream["prices"] > 0 and stream["reconnects"] == 0

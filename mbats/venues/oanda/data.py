@@ -81,6 +81,9 @@ class PriceHub:
         self.history_until: dict[str, pd.Timestamp] = {}
         self.in_flight: pd.Timestamp | None = None
         self.stats = HubStats(bars={i: 0 for i in self.instruments})
+        # what was queued, per (instrument, phase): backfill at start, then bars completed on the stream
+        self.phase = "backfill"
+        self.delivered: dict[tuple[str, str], dict] = {}
         self.error: BaseException | None = None
         self.stopped = threading.Event()
         self._lock = threading.Lock()
@@ -96,6 +99,7 @@ class PriceHub:
 
     def backfill(self, count: int) -> None:
         """Queue the last ``count`` complete bars of every instrument (warm-up, or live after ``live_after``)."""
+        self.phase = "backfill"
         for instrument in self.instruments:
             frame = self._candles(instrument, count=max(1, min(count + 1, 5000)))
             if self.downtime_is_history and len(frame):
@@ -103,6 +107,7 @@ class PriceHub:
             self._enqueue(instrument, frame.tail(count) if count else frame.iloc[0:0])
             if self.last_bar[instrument] is None and len(frame):  # nothing queued: start after the newest bar
                 self.last_bar[instrument] = frame.index[-1]
+        self.phase = "stream"
 
     def _enqueue(self, instrument: str, frame: pd.DataFrame) -> int:
         last = self.last_bar[instrument]
@@ -117,6 +122,9 @@ class PriceHub:
                                             float(row["volume"]), live))
             last = ts
             n += 1
+        if n:
+            seen = self.delivered.setdefault((instrument, self.phase), {"bars": 0, "first": frame.index[-n]})
+            seen.update(bars=seen["bars"] + n, last=last)
         self.last_bar[instrument] = last
         self.stats.bars[instrument] += n
         return n
@@ -213,6 +221,30 @@ class PriceHub:
             return
         self._advanced_for = after
         self.client.advance_sim_clock(1)
+
+    def data_sources(self) -> list[dict]:
+        """Where this session's bars came from, per instrument: the start-up backfill and the live stream.
+
+        Both are OANDA candles fetched directly (no security-master load behind them), so each entry
+        names the venue, the environment and the range and count of bars queued; the stream entry
+        also counts the price messages and reconnects that drove it.
+        """
+        from mbats.venues.oanda.instruments import source_of, vendor_of
+
+        out = []
+        for instrument in self.instruments:
+            for phase in ("backfill", "stream"):
+                seen = self.delivered.get((instrument, phase), {"bars": 0})
+                entry = {"instrument": instrument, "kind": f"live-{phase}", "load_id": None,
+                         "vendor": vendor_of(self.client), "is_synthetic": self.client.config.is_sim,
+                         "source": source_of(self.client), "granularity": self.granularity, "bars": seen["bars"],
+                         "first": seen["first"].isoformat() if "first" in seen else None,
+                         "last": seen["last"].isoformat() if "last" in seen else None}
+                if phase == "stream":
+                    entry.update(endpoint="pricing/stream + candles", prices=self.stats.prices,
+                                 reconnects=self.stats.reconnects)
+                out.append(entry)
+        return out
 
     def mid(self, instrument: str) -> float | None:
         q = self.quotes.get(instrument)
