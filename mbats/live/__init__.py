@@ -1,10 +1,10 @@
-"""Paper and live trading on OANDA v20 with backtrader (issue 6).
+"""Paper and live trading sessions: a backtest's strategy class trading an OANDA account bar by bar.
 
-Adapter package, nautilus-style: :mod:`.config` (settings, limits, the live-mode guard),
-:mod:`.data` (price stream → bars), :mod:`.execution` (the broker), :mod:`mbats.kernel.limits` (pre-trade
-limits, kill switch, webhook, shared with backtests), :mod:`.reconcile` (start-up reconciliation), :mod:`.persistence`
-(risk-DB writes as they happen), :mod:`.session` (one session, until its window ends) and
-:mod:`.cli` (``mbats live``).
+:mod:`.config` (session settings and the live-mode guard), :mod:`.signals` (signal strategies at a
+constant cost per bar), :mod:`.session` (one session, until its window ends), :mod:`.persistence`
+(risk-DB writes as they happen) and :mod:`.recorder` (the per-bar snapshot analyzer). The venue
+itself (price stream, broker, reconciliation) is :mod:`mbats.venues.oanda`; pre-trade limits are
+:mod:`mbats.kernel.limits`, shared with backtests; the command is :mod:`mbats.cli.live`.
 """
 
 from mbats.live.config import LIVE_CONFIRMATION, LiveConfig
