@@ -54,13 +54,19 @@ def fx_instrument(client: OandaClient, symbol: str) -> Instrument:
     return Instrument.fx(symbol, vendor_of(client), source=source_of(client), is_synthetic=client.config.is_sim)
 
 
-def fetch_instruments(client: OandaClient, currency_only: bool = True) -> list[Instrument]:
-    """The account's tradeable instruments (currency pairs only unless ``currency_only`` is off)."""
-    account = client.require_account()
-    payload = client.request(AccountInstruments(account))
+def account_instruments(client: OandaClient, names: list[str] | None = None) -> list[dict]:
+    """OANDA's entries for the account's instruments (all, or ``names``): pip location, margin, financing…"""
+    params = {"instruments": ",".join(n.upper() for n in names)} if names else None
+    payload = client.request(AccountInstruments(client.require_account(), params=params))
     items = payload.get("instruments") if isinstance(payload, dict) else None
     if not isinstance(items, list):
         raise DataValidationError(f"OANDA {client.environment}: account instruments response has no 'instruments' list")
+    return items
+
+
+def fetch_instruments(client: OandaClient, currency_only: bool = True) -> list[Instrument]:
+    """The account's tradeable instruments (currency pairs only unless ``currency_only`` is off)."""
+    items = account_instruments(client)
     try:
         return [instrument_from_oanda(item, source_of(client), vendor_of(client)) for item in items
                 if not currency_only or item.get("type", "CURRENCY") == "CURRENCY"]
