@@ -16,6 +16,7 @@ from datetime import datetime
 import backtrader as bt
 import pandas as pd
 
+from mbats.backtest.account import AccountRules, OandaAccountMixin, OandaBroker, Prices, book_financing
 from mbats.backtest.feed import from_bt_datenum, make_feed
 from mbats.backtest.recorder import Recorder, Recording
 from mbats.errors import MbatsError, NotFoundError
@@ -26,6 +27,7 @@ from mbats.kernel.strategies import coerce_params, find_strategy, strategy_name
 from mbats.kernel.trades import TRADE_COLUMNS, trades_fingerprint
 from mbats.kernel.version import code_version
 from mbats.risk.metrics import compute_metrics, drawdown
+from mbats.secmaster.financing import Schedule
 from mbats.secmaster.granularity import check_granularity
 
 
@@ -75,6 +77,8 @@ class Simulation:
     bars: int
     seconds: float
     risk_events: list[dict] = field(default_factory=list)  # orders the pre-trade limits blocked
+    financing: list[dict] = field(default_factory=list)  # one row per position and rollover
+    financing_note: str = "off"  # where the rates came from, or why financing is off
 
 
 @dataclass
@@ -106,10 +110,13 @@ def price_sources(spec: BacktestSpec, bars: dict[str, pd.DataFrame]) -> dict[str
     return {s: BID_ASK if has_bid_ask(bars[s]) else MID_SPREAD for s in spec.instruments}
 
 
-def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: type[bt.Strategy] | None = None) -> Simulation:
+def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: type[bt.Strategy] | None = None,
+             schedule: Schedule | None = None) -> Simulation:
     """Run backtrader over in-memory bars; fills at the next bar's open, costs via :class:`FxCosts`.
 
     ``bars`` may hold more pairs than the run trades: those convert P&L into the account currency.
+    ``schedule`` holds the financing/margin terms (:mod:`mbats.backtest.account`); without terms for
+    every instrument there is no financing and margin is the account's 2 %.
     """
     rates = {s: fx.build_rate(fx.quote_currency(s), spec.account_currency, bars, spec.granularity)
              for s in spec.instruments}  # before the run: a missing conversion series fails fast
@@ -118,8 +125,13 @@ def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: ty
     started = time.perf_counter()
     cerebro = bt.Cerebro(stdstats=False)
     limited = _limited_broker(spec)
-    if limited is not None:
-        cerebro.setbroker(limited)
+    broker = limited if limited is not None else OandaBroker()
+    schedule = schedule or Schedule()
+    missing = schedule.missing(spec.instruments)
+    broker.setup_account(AccountRules(schedule, Prices(bars, _bar_step(spec.granularity)), spec.account_currency,
+                                      {s: side_costs(spec, s, bars[s]) for s in spec.instruments},
+                                      financing=not missing), spec.cash)
+    cerebro.setbroker(broker)
     for symbol in spec.instruments:
         feed = cerebro.adddata(make_feed(symbol, spec.granularity, bars[symbol]))
         if has_bid_ask(bars[symbol]):
@@ -164,10 +176,30 @@ def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: ty
     if any(rate.legs for rate in rates.values()):  # otherwise backtrader's books are already in the account currency
         costs = {s: (*side_costs(spec, s, bars[s]), spec.commission) for s in spec.instruments}
         equity = fx.rebook(spec.cash, recording.fills, trades, equity, positions, bars, rates, costs)
+    book_financing(equity, trades, broker.financing_entries)
+    margin = pd.Series(broker.margin_used, dtype="float64")
+    equity["margin_used"] = margin.reindex(pd.DatetimeIndex(equity.index).round("s")).ffill().fillna(0.0).to_numpy()
     equity["drawdown_pct"] = drawdown(equity["value"])
+    events = (limited.risk_events() if limited is not None else []) + broker.margin_events
     return Simulation(recording, open_trades, positions, equity, trades, params,
                       bars=sum(len(b) for b in bars.values()), seconds=time.perf_counter() - started,
-                      risk_events=limited.risk_events() if limited is not None else [])
+                      risk_events=sorted(events, key=lambda e: e["ts"]), financing=broker.financing_entries,
+                      financing_note=financing_note(schedule, spec.instruments))
+
+
+def financing_note(schedule: Schedule, instruments: list[str]) -> str:
+    """What the run's financing comes from (the rates' sources), or why it is off."""
+    missing = schedule.missing(instruments)
+    if missing:
+        return f"off: no rates stored for {', '.join(missing)} (margin at the account's 2 %)"
+    return "rates: " + ", ".join(sorted({r.source for s in instruments for r in schedule.terms[s.upper()]}))
+
+
+def _bar_step(granularity: str) -> pd.Timedelta:
+    from mbats.secmaster.granularity import GRANULARITIES
+
+    step = GRANULARITIES[granularity]
+    return step if isinstance(step, pd.Timedelta) else pd.Timedelta(days=7)  # W / M: never "in progress" at 17:00
 
 
 def _limited_broker(spec: BacktestSpec):
@@ -177,7 +209,10 @@ def _limited_broker(spec: BacktestSpec):
     from mbats.backtest.limits import LimitedBroker
     from mbats.kernel.limits import RiskLimits
 
-    return LimitedBroker(RiskLimits(max_units=spec.max_units, max_gross_exposure=spec.max_gross_exposure),
+    class LimitedOandaBroker(OandaAccountMixin, LimitedBroker):
+        """The pre-trade limits first (transmit), OANDA's account rules when the order reaches the bar."""
+
+    return LimitedOandaBroker(RiskLimits(max_units=spec.max_units, max_gross_exposure=spec.max_gross_exposure),
                          spec.account_currency)
 
 
@@ -231,6 +266,18 @@ def _conversion_bars(spec: BacktestSpec, bars: dict[str, pd.DataFrame]) -> dict[
     return out
 
 
+def load_schedule(instruments: list[str]) -> Schedule:
+    """The financing/margin terms stored for ``instruments`` (those with none are absent)."""
+    from mbats.db import connect
+    from mbats.secmaster.financing import read_schedule
+
+    conn = connect("secmaster")
+    try:
+        return read_schedule(conn, instruments)
+    finally:
+        conn.close()
+
+
 def data_sources(spec: BacktestSpec) -> list[dict]:
     """Where the bars of the run's range came from (per instrument and load), for runs.data_sources."""
     from mbats.db import connect
@@ -249,7 +296,7 @@ def _prices_note(sources: dict[str, str]) -> str | dict[str, str]:
 
 
 def run_backtest(spec: BacktestSpec, *, track: bool = True, bars: dict[str, pd.DataFrame] | None = None,
-                 write_report: bool = True) -> BacktestResult:
+                 write_report: bool = True, schedule: Schedule | None = None) -> BacktestResult:
     """Run, record in the risk database, write the report and log to MLflow."""
     from mbats.db import connect
     from mbats.risk import store
@@ -264,6 +311,7 @@ def run_backtest(spec: BacktestSpec, *, track: bool = True, bars: dict[str, pd.D
     bars = bars if bars is not None else load_bars(spec)
     for symbol in spec.instruments:  # a missing conversion series is a usage error, not a failed run
         fx.build_rate(fx.quote_currency(symbol), spec.account_currency, bars, spec.granularity)
+    schedule = schedule if schedule is not None else load_schedule(spec.instruments)
     data_from = min(b.index[0] for b in bars.values())
     data_to = max(b.index[-1] for b in bars.values())
     conn = connect("risk")
@@ -276,6 +324,7 @@ def run_backtest(spec: BacktestSpec, *, track: bool = True, bars: dict[str, pd.D
                     "account_currency": spec.account_currency, "slippage_pips": spec.slippage_pips,
                     "risk_limits": {"max_units": spec.max_units, "max_gross_exposure": spec.max_gross_exposure},
                     "prices": _prices_note(price_sources(spec, bars)),
+                    "financing": financing_note(schedule, spec.instruments),
                     # lets the stale-run sweep (`mbats live sweep-stale`) fail a run whose process died
                     "process": {"pid": os.getpid(), "host": socket.gethostname()}},
             code_version=code_version(), sweep_id=spec.sweep_id, **model_fields,
@@ -283,9 +332,12 @@ def run_backtest(spec: BacktestSpec, *, track: bool = True, bars: dict[str, pd.D
         if bars_from_db:  # the provenance of exactly the bars this run read
             store.set_run_fields(conn, run_id, data_sources=store.Json(data_sources(spec)))
         try:
-            sim = simulate(spec, bars, cls)
+            sim = simulate(spec, bars, cls, schedule)
             metrics = compute_metrics(sim.equity["value"], sim.trades, sim.recording.bars,
                                       sim.recording.bars_in_market)
+            store.merge_run_broker(conn, run_id, {  # what the account rules did, next to the settings
+                "financing_total": round(float(sum(f["amount"] for f in sim.financing)), 6),
+                "margin_used_max": round(float(sim.equity["margin_used"].max()), 6) if len(sim.equity) else 0.0})
             report_path = None
             if write_report:
                 from mbats.risk.report import write_run_report
@@ -296,7 +348,7 @@ def run_backtest(spec: BacktestSpec, *, track: bool = True, bars: dict[str, pd.D
                 conn, run_id, orders=list(sim.recording.orders.values()), fills=sim.recording.fills,
                 trades=sim.trades.to_dict("records"), positions=sim.positions, equity=sim.equity,
                 metrics=metrics, bars=sim.bars, data_from=data_from, data_to=data_to, report_path=report_path,
-                risk_events=sim.risk_events,
+                risk_events=sim.risk_events, financing=sim.financing,
             )
         except BaseException as exc:
             store.mark_failed(conn, run_id, f"{type(exc).__name__}: {exc}")

@@ -21,7 +21,8 @@ from mbats.errors import NotFoundError
 log = logging.getLogger(__name__)
 
 EQUITY_FIELDS = (("run_id", "int8"), ("ts", "timestamptz"), ("cash", "float8"), ("value", "float8"),
-                 ("drawdown_pct", "float8"))
+                 ("drawdown_pct", "float8"), ("margin_used", "float8"))
+FINANCING_COLUMNS = ("ts", "instrument", "units", "price", "annual_rate", "days", "amount_quote", "fx_rate", "amount")
 _RUN_COLUMNS = ("run_type", "mode", "strategy", "params", "instruments", "granularity", "data_from", "data_to",
                 "cash", "broker", "code_version", "sweep_id", "account", "model_uri", "model_version")
 
@@ -111,6 +112,7 @@ def save_results(
     data_to: datetime | None,
     report_path: str | None = None,
     risk_events: list[dict] = (),
+    financing: list[dict] = (),
 ) -> None:
     """Write everything a run produced and mark it finished, in one transaction."""
     with conn.cursor() as cur:
@@ -122,13 +124,16 @@ def save_results(
         _insert_rows(cur, "trades", run_id, trades, ("trade_ref", "instrument", "direction", "size", "entry_ts",
                                                       "entry_price", "exit_ts", "exit_price", "pnl", "pnl_net",
                                                       "commission", "return_pct", "mfe_pct", "mae_pct",
-                                                      "bars_held", "is_open"))
+                                                      "bars_held", "is_open", "financing"))
         _insert_rows(cur, "positions", run_id, positions, ("ts", "instrument", "size", "avg_price", "market_price",
                                                             "unrealized_pnl"))
         if len(equity):
             copy_in(cur, "equity", EQUITY_FIELDS,
                     {"run_id": [run_id] * len(equity), "ts": equity.index, "cash": equity["cash"],
-                     "value": equity["value"], "drawdown_pct": equity["drawdown_pct"]}, len(equity))
+                     "value": equity["value"], "drawdown_pct": equity["drawdown_pct"],
+                     "margin_used": equity["margin_used"] if "margin_used" in equity else [float("nan")] * len(equity)},
+                    len(equity))
+        _insert_rows(cur, "financing", run_id, financing, FINANCING_COLUMNS)
         _insert_rows(cur, "risk_events", run_id, risk_events, ("ts", "rule", "instrument", "detail", "action"))
         _insert_rows(cur, "run_metrics", run_id, ({"metric": k, "value": v} for k, v in metrics.items()),
                      ("metric", "value"))
@@ -148,6 +153,13 @@ def set_run_fields(conn, run_id: int, **fields) -> None:
     assignments = ", ".join(f"{k} = %s" for k in fields)
     with conn.cursor() as cur:
         cur.execute(f"UPDATE runs SET {assignments} WHERE id = %s", (*fields.values(), run_id))
+    conn.commit()
+
+
+def merge_run_broker(conn, run_id: int, extra: dict) -> None:
+    """Add keys to a run's ``broker`` JSON (figures known only once the run has happened)."""
+    with conn.cursor() as cur:
+        cur.execute("UPDATE runs SET broker = broker || %s WHERE id = %s", (Json(extra), run_id))
     conn.commit()
 
 

@@ -1,0 +1,288 @@
+"""OANDA's account rules in backtests: daily financing, margin checks and margin closeout.
+
+backtrader trades each pair in its quote currency; this broker keeps, next to it, the account the
+way OANDA (and the project's simulator, :mod:`mbats.sim.broker`) keeps it, in the account currency:
+
+* **Financing**: at every 17:00 New York rollover, each position opened before it pays or earns
+  |units| x mid x its side's annual rate x days charged / 365 (Wednesday three days), converted
+  at the mid of the conversion pair (:mod:`mbats.secmaster.financing`). The mid at a moment is
+  the open of the bar starting then, else the close of the last bar ended by then — the
+  simulator's price rule — so both engines charge the same amounts.
+* **Margin**: a new order is accepted only if the margin used after it (|units| x mid x the larger
+  of the account's and the instrument's margin rate, in the account currency) stays within the
+  NAV; otherwise it is rejected with backtrader's ``Margin`` status and OANDA's reason
+  ``INSUFFICIENT_MARGIN`` (a risk event of the run). It replaces backtrader's own stock-like cash
+  check, which asks for the whole notional. Checked where it fills: at the fill bar's open.
+* **Closeout**: when the NAV (positions valued at the side they would close on) is at or below
+  half the margin used, every position is closed at that bar's open (``MARGIN_CLOSEOUT``).
+
+Strategies see backtrader's cash, which leaves financing out: a percent sizer sizes on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+
+from mbats.secmaster.financing import FinancingTerms, Schedule, rollovers
+
+DEFAULT_MARGIN_RATE = 0.02  # OANDA's 50:1 for majors, the simulator's default account margin rate
+HUB = "USD"
+
+
+def _utc(ts) -> pd.Timestamp:
+    ts = pd.Timestamp(ts)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+@dataclass
+class Prices:
+    """Mid prices of every loaded pair at any moment, by the simulator's rule."""
+
+    bars: dict[str, pd.DataFrame]
+    step: pd.Timedelta
+    _cols: dict = field(default_factory=dict, repr=False)
+
+    def _columns(self, symbol: str):
+        if symbol not in self._cols:
+            frame = self.bars[symbol]
+            self._cols[symbol] = (pd.DatetimeIndex(frame.index).tz_convert("UTC").as_unit("ns").asi8,
+                                  frame["open"].to_numpy(dtype="float64"), frame["close"].to_numpy(dtype="float64"))
+        return self._cols[symbol]
+
+    def mid(self, symbol: str, when: pd.Timestamp) -> float | None:
+        """The open of the bar in progress at ``when`` (one starting then counts), else the last close."""
+        times, opens, closes = self._columns(symbol)
+        t = _utc(when).value
+        i = int(np.searchsorted(times, t, side="right")) - 1
+        if i < 0:
+            return None
+        return float(opens[i]) if t < times[i] + self.step.value else float(closes[i])
+
+    def conversion(self, quote: str, account: str, when: pd.Timestamp) -> float:
+        """Account-currency units per unit of ``quote`` at ``when`` (direct, inverse or through USD)."""
+        if quote == account:
+            return 1.0
+        for legs in _legs(quote, account):
+            if all(pair in self.bars for pair, _ in legs):
+                rate = 1.0
+                for pair, invert in legs:
+                    price = self.mid(pair, when)
+                    if price is None:
+                        break
+                    rate *= 1.0 / price if invert else price
+                else:
+                    return rate
+        from mbats.errors import NotFoundError
+
+        raise NotFoundError(f"no {quote}_{account} (or {account}_{quote}) price at {when} to convert {quote} "
+                            f"into {account}; load that pair's bars")
+
+
+def _legs(quote: str, account: str) -> list[list[tuple[str, bool]]]:
+    direct = [[(f"{quote}_{account}", False)], [(f"{account}_{quote}", True)]]
+    if HUB in (quote, account):
+        return direct
+    to_hub = [(f"{quote}_{HUB}", False), (f"{HUB}_{quote}", True)]
+    from_hub = [(f"{HUB}_{account}", False), (f"{account}_{HUB}", True)]
+    return direct + [[a, b] for a in to_hub for b in from_hub]
+
+
+@dataclass
+class AccountRules:
+    """What the broker needs to keep an OANDA account: terms, prices, exit costs, account currency."""
+
+    schedule: Schedule
+    prices: Prices
+    account_currency: str
+    exit_costs: dict[str, tuple[pd.Series, pd.Series]]  # per unit of a buy / a sell at each bar's open
+    margin_rate: float = DEFAULT_MARGIN_RATE
+    financing: bool = True  # False when no rates are stored: margin still applies, at the account's rate
+
+    def terms(self, symbol: str, when: pd.Timestamp) -> FinancingTerms | None:
+        return self.schedule.at(symbol, when)
+
+    def margin_rate_of(self, symbol: str, when: pd.Timestamp) -> float:
+        terms = self.terms(symbol, when)
+        return max(self.margin_rate, terms.margin_rate) if terms is not None else self.margin_rate
+
+    def exit_cost(self, symbol: str, units: float, when: pd.Timestamp) -> float:
+        """Per-unit cost of closing ``units`` at ``when``: a long sells (bid side), a short buys."""
+        buy, sell = self.exit_costs[symbol]
+        series = sell if units > 0 else buy
+        i = max(int(series.index.searchsorted(_utc(when), side="right")) - 1, 0)
+        return float(series.iloc[i])
+
+
+class OandaAccountMixin:
+    """Financing, OANDA's margin check and margin closeout on top of a backtrader broker."""
+
+    def setup_account(self, rules: AccountRules, cash: float) -> None:
+        self.rules = rules
+        self.balance = float(cash)  # account currency: cash + realised P&L - costs + financing
+        self.financing_entries: list[dict] = []
+        self.margin_events: list[dict] = []
+        self.margin_used: dict[pd.Timestamp, float] = {}
+        self._last_roll: pd.Timestamp | None = None
+        self._owner = None
+        self._closeout_refs: set[int] = set()
+
+    # --- bookkeeping ------------------------------------------------------------------------
+    def _now(self) -> pd.Timestamp | None:
+        stamps = [d.datetime.datetime(0) for d in self.positions if len(d)]
+        return pd.Timestamp(max(stamps), tz="UTC").round("s") if stamps else None
+
+    def _quote(self, symbol: str) -> str:
+        return symbol.split("_", 1)[1]
+
+    def _to_account(self, symbol: str, amount: float, when: pd.Timestamp) -> float:
+        return amount * self.rules.prices.conversion(self._quote(symbol), self.rules.account_currency, when)
+
+    def notify(self, order):
+        if order.status == bt.Order.Completed and order.executed.size:
+            when = pd.Timestamp(bt.num2date(order.executed.dt), tz="UTC").round("s")
+            self.balance += self._to_account(order.data._name, order.executed.pnl - order.executed.comm, when)
+        return super().notify(order)
+
+    def submit(self, order, check=True):
+        if self._owner is None and order.owner is not None:
+            self._owner = order.owner
+        return super().submit(order, check)
+
+    def _positions(self) -> dict:
+        return {d: p for d, p in self.positions.items() if p.size}
+
+    def account_state(self, when: pd.Timestamp) -> tuple[float, float]:
+        """(NAV, margin used) at ``when`` in the account currency, as the simulator reports them.
+
+        Positions are valued at the side they would close on (mid less the exit cost per unit);
+        backtrader's entry price is the mid and the entry cost is already out of the balance, so
+        this equals the simulator's units x (bid or ask - fill price).
+        """
+        nav, used = self.balance, 0.0
+        for data, pos in self._positions().items():
+            symbol = data._name
+            mid = self.rules.prices.mid(symbol, when)
+            exit_price = mid - np.sign(pos.size) * self.rules.exit_cost(symbol, pos.size, when)
+            nav += self._to_account(symbol, pos.size * (exit_price - pos.price), when)
+            used += self._to_account(symbol, abs(pos.size) * mid, when) * self.rules.margin_rate_of(symbol, when)
+        return nav, used
+
+    # --- the bar ------------------------------------------------------------------------------
+    def next(self):
+        now = self._now()
+        if now is not None:
+            self._roll_over(now)
+            self._check_closeout(now)
+        super().next()
+        if now is not None:
+            self.margin_used[now] = self.account_state(now)[1]
+
+    def _roll_over(self, now: pd.Timestamp) -> None:
+        if self._last_roll is None:
+            self._last_roll = now
+            return
+        if not self.rules.financing:
+            self._last_roll = now
+            return
+        for ts, weekday in rollovers(self._last_roll, now).itertuples(index=False):
+            for data, pos in self._positions().items():
+                terms = self.rules.terms(data._name, ts)
+                if terms is None or not terms.days_on(weekday):
+                    continue
+                price = self.rules.prices.mid(data._name, ts)
+                quote_amount = terms.charge(pos.size, price, weekday)
+                rate = self.rules.prices.conversion(self._quote(data._name), self.rules.account_currency, ts)
+                self.balance += quote_amount * rate
+                self.financing_entries.append({
+                    "ts": ts, "instrument": data._name, "units": pos.size, "price": price,
+                    "annual_rate": terms.rate_for(pos.size), "days": terms.days_on(weekday),
+                    "amount_quote": quote_amount, "fx_rate": rate, "amount": quote_amount * rate})
+        self._last_roll = now
+
+    def _check_closeout(self, now: pd.Timestamp) -> None:
+        positions = self._positions()
+        if not positions or any(o.alive() and o.ref in self._closeout_refs for o in self.pending):
+            return
+        nav, used = self.account_state(now)
+        if nav > used / 2:
+            return
+        self.margin_events.append({"ts": now, "rule": "MARGIN_CLOSEOUT", "instrument": ",".join(
+            sorted(d._name for d in positions)), "detail": f"NAV {nav:.2f} <= half the margin used {used:.2f}",
+                                   "action": "closed every position"})
+        for data, pos in positions.items():
+            make = self.sell if pos.size > 0 else self.buy
+            order = make(self._owner, data, abs(pos.size), exectype=bt.Order.Market, _checksubmit=False)
+            # backtrader fills a market order from the bar after its creation; this one fills at this open
+            order.created.dt = data.datetime[0] - 1e-9
+            self._closeout_refs.add(order.ref)
+
+    # --- OANDA's margin check instead of backtrader's cash check --------------------------------
+    def check_submitted(self):
+        pending: dict = {}
+        while self.submitted:
+            order = self.submitted.popleft()
+            if self._take_children(order) is None:
+                continue
+            now = pd.Timestamp(order.data.datetime.datetime(0), tz="UTC").round("s")
+            units = order.size if order.isbuy() else -abs(order.size)
+            if self._margin_ok(order.data, units, now, pending):
+                pending[order.data] = pending.get(order.data, 0.0) + units
+                self.submit_accept(order)
+                continue
+            nav, used = self.account_state(now)
+            self.margin_events.append({"ts": now, "rule": "INSUFFICIENT_MARGIN", "instrument": order.data._name,
+                                       "detail": f"{units:+.0f} units need more margin than the "
+                                                 f"{max(nav - used, 0):.2f} {self.rules.account_currency} available",
+                                       "action": "order rejected"})
+            order.margin()
+            self.notify(order)
+            self._ococheck(order)
+            self._bracketize(order, cancel=True)
+
+    def _margin_ok(self, data, units: float, when: pd.Timestamp, pending: dict) -> bool:
+        """The simulator's rule: margin used after the fill (at the mid) stays within the NAV."""
+        held = self.positions[data].size + pending.get(data, 0.0)
+        opposite = abs(held) if held * units < 0 else 0.0
+        opened = max(0.0, abs(units) - opposite)
+        if opened == 0:
+            return True
+        mid = self.rules.prices.mid(data._name, when)
+        per_unit = self._to_account(data._name, mid, when) * self.rules.margin_rate_of(data._name, when)
+        nav, used = self.account_state(when)
+        for other, extra in pending.items():  # orders accepted earlier in this bar
+            used += abs(extra) * self._to_account(other._name, self.rules.prices.mid(other._name, when), when) * \
+                self.rules.margin_rate_of(other._name, when)
+        used -= min(abs(units), opposite) * per_unit
+        return used + opened * per_unit <= nav
+
+
+class OandaBroker(OandaAccountMixin, bt.brokers.BackBroker):
+    """backtrader's broker keeping an OANDA account next to it."""
+
+
+def book_financing(equity: pd.DataFrame, trades: pd.DataFrame, entries: list[dict]) -> None:
+    """Add the financing to the equity curve (from each rollover on) and to the trades it fell in."""
+    trades["financing"] = 0.0
+    if not entries:
+        return
+    frame = pd.DataFrame(entries)
+    stamps = pd.DatetimeIndex(equity.index).round("s")
+    cumulative = frame["amount"].cumsum().to_numpy()
+    pos = np.searchsorted(pd.DatetimeIndex(frame["ts"]).as_unit("ns").asi8, stamps.as_unit("ns").asi8,
+                          side="right") - 1
+    booked = np.where(pos >= 0, cumulative[np.clip(pos, 0, None)], 0.0)
+    equity["cash"] = equity["cash"] + booked
+    equity["value"] = equity["value"] + booked
+    if len(trades):
+        entry = pd.DatetimeIndex(trades["entry_ts"]).round("s")
+        exit_ = pd.DatetimeIndex(trades["exit_ts"]).round("s")
+        amounts = np.zeros(len(trades))
+        for row in frame.itertuples(index=False):
+            held = (trades["instrument"].to_numpy() == row.instrument) & (entry < row.ts) & \
+                   (trades["is_open"].to_numpy(dtype=bool) | (exit_ >= row.ts))
+            amounts[np.flatnonzero(held)[:1]] += row.amount  # netting: one trade holds the position
+        trades["financing"] = amounts
