@@ -223,7 +223,8 @@ def load_bars(spec: BacktestSpec) -> dict[str, pd.DataFrame]:
     check_granularity(spec.granularity)
     conn = connect("secmaster")
     try:
-        bars = {s: read_bars(conn, s, spec.granularity, spec.start, spec.end) for s in spec.instruments}
+        # bid/ask columns too where stored: fills then take the bar's own ask (buys) and bid (sells)
+        bars = {s: read_bars(conn, s, spec.granularity, spec.start, spec.end, sides=True) for s in spec.instruments}
     finally:
         conn.close()
     for symbol, frame in bars.items():

@@ -85,7 +85,7 @@ def download_candles(
     granularity: str = "M1",
     start: datetime | str | None = None,
     end: datetime | str | None = None,
-    price: str = "M",
+    price: str = "MBA",  # bid and ask too: backtests fill at them when stored
     progress: bool = True,
     page_size: int = MAX_COUNT,
 ) -> DownloadResult:

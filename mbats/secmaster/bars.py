@@ -110,18 +110,31 @@ def read_bars(
     granularity: str,
     start: datetime | None = None,
     end: datetime | None = None,
+    sides: bool = False,
 ) -> pd.DataFrame:
-    """Bars of one instrument as a DataFrame indexed by UTC open time (``start <= ts < end``)."""
+    """Bars of one instrument as a DataFrame indexed by UTC open time (``start <= ts < end``).
+
+    ``sides``: also the bid_* / ask_* columns when any bar of the range has them stored (NaN where
+    a bar has none), so a backtest fills at the bid and ask wherever they were downloaded.
+    """
     instrument_id = get_instrument_id(conn, symbol)
+    window = (instrument_id, granularity, start or datetime(1900, 1, 1), end or datetime(2200, 1, 1))
+    where = "WHERE instrument_id = %s AND granularity = %s AND ts >= %s AND ts < %s"
     with conn.cursor() as cur:
-        query = cur.mogrify(
-            "SELECT ts, open, high, low, close, volume FROM bars "
-            "WHERE instrument_id = %s AND granularity = %s AND ts >= %s AND ts < %s ORDER BY ts",
-            (instrument_id, granularity, start or datetime(1900, 1, 1), end or datetime(2200, 1, 1)),
-        ).decode()
+        query = cur.mogrify(f"SELECT ts, open, high, low, close, volume FROM bars {where} ORDER BY ts", window).decode()
         rows = copy_out(cur, query, BAR_FIELDS)
-    frame = pd.DataFrame({name: rows[name] for name in ("open", "high", "low", "close", "volume")},
-                         index=utc_index(rows["ts"]))
+        frame = pd.DataFrame({name: rows[name] for name in ("open", "high", "low", "close", "volume")},
+                             index=utc_index(rows["ts"]))
+        if sides:
+            cur.execute(f"SELECT EXISTS (SELECT 1 FROM bars {where} AND bid_open IS NOT NULL)", window)
+            if cur.fetchone()[0]:
+                names = [f"{side}_{field}" for side in ("bid", "ask") for field in ("open", "high", "low", "close")]
+                # binary COPY rows are fixed-width: a missing side travels as NaN
+                columns = ", ".join(f"coalesce({n}, 'NaN'::float8)" for n in names)
+                query = cur.mogrify(f"SELECT {columns} FROM bars {where} ORDER BY ts", window).decode()
+                side_rows = copy_out(cur, query, tuple((n, "float8") for n in names))
+                for name in names:
+                    frame[name] = side_rows[name]
     return frame
 
 
