@@ -1,16 +1,22 @@
-"""``backtest_sweep``: a parameter sweep as mapped backtests, ranked into the risk DB.
+"""``backtest_sweep``: a parameter sweep scored in chunks by the compiled core, its best confirmed in backtrader.
 
 Trigger with conf, e.g.::
 
     {"strategy": "sma_crossover", "instruments": ["EUR_USD"], "granularity": "H1",
      "start": "2017-01-01", "end": "2018-01-01",
      "grid": {"fast": [5, 10, 20]}, "ranges": {"slow": {"start": 30, "stop": 60, "step": 10}},
-     "metric": "sharpe", "top": 5}
+     "metric": "sharpe", "top": 5, "tasks": 2}
 
-One mapped task per configuration, labelled by its parameters; each is a backtest recorded in
-the risk DB (``run_type = 'sweep'``, shared ``sweep_id``) and an MLflow child run of the sweep's
-parent run. ``rank`` stores every run's place as the ``sweep_rank`` metric and lists the best.
-Configurations run on the strategy-runner Celery queue (ignored by the LocalExecutor).
+The same sweep as ``mbats sweep`` (:mod:`mbats.research.sweep`): ``prepare`` records the sweep and
+opens the MLflow parent run; ``score_chunk`` is mapped over chunks of configurations (at least
+``tasks`` of them, up to 5,000 configurations each), each scored by the compiled core on its
+runner's threads into ``sweep_scores``; ``confirm`` ranks every configuration, re-runs the top N
+in backtrader (risk-DB runs with ``run_type = 'sweep'``, MLflow children of the parent), checks
+they agree trade for trade, and stores each re-run's ``sweep_rank``. A strategy without vectorised
+signals gets one backtrader run per mapped task instead (at most 1,000). Every task that writes the
+risk DB runs on the strategy-runner Celery queue (ignored by the LocalExecutor); retried tasks
+rewrite their scores and keep runs an earlier attempt finished, so a killed runner never
+duplicates a run.
 """
 
 from __future__ import annotations
@@ -21,7 +27,6 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from mbats.orchestration import strategy_queue
 from mbats.orchestration import sweep as sw
-from mbats.orchestration import sweep_retry
 
 
 @dag(
@@ -41,50 +46,50 @@ from mbats.orchestration import sweep_retry
                       description="{param: [values]}: every combination is one configuration"),
         "ranges": Param({}, type="object", description="{param: {start, stop, step}} (stop inclusive)"),
         "metric": Param("sharpe", type="string", description="rank by this run metric"),
-        "top": Param(5, type="integer", minimum=1),
+        "top": Param(5, type="integer", minimum=0, description="configurations confirmed in backtrader"),
+        "tasks": Param(2, type="integer", minimum=1, maximum=64,
+                       description="mapped scoring tasks at least (one per strategy runner)"),
         "cash": Param(100000.0, type="number"),
         "commission": Param(0.0, type="number"),
         "spread_pips": Param(0.0, type="number"),
     },
 )
 def backtest_sweep():
-    @task
+    # records the sweep in the risk DB: on the strategy runners (the default queue's workers load bars only)
+    @task(queue=strategy_queue())
     def prepare() -> dict:
-        """Validate the conf, fix the sweep id, open the MLflow parent run."""
-        conf = sw.normalize_conf(dict(get_current_context()["params"]))
-        conf["parent_run_id"] = sw.start_parent_run(conf)
-        print(f"sweep {conf['sweep_id']}: {len(sw.expand_grid(conf))} configurations")
+        """Validate the conf, fix the sweep id, record the sweep and open the MLflow parent run."""
+        conf = sw.prepare(dict(get_current_context()["params"]))
+        print(f"sweep {conf['sweep_id']}: {sw.configurations(conf):,} configurations")
         return conf
 
-    @task
-    def configurations(conf: dict) -> list[dict]:
-        return sw.expand_grid(conf)
+    @task(queue=strategy_queue())
+    def chunks(conf: dict) -> list[dict]:
+        return sw.chunks(conf)
 
-    # retried at once on another runner when its runner dies (a backtest is cheap to redo)
+    # retried on another runner when its runner dies (a chunk rewrites the same scores)
     @task(queue=strategy_queue(), map_index_template="{{ mbats_label }}", retries=1,
           retry_delay=timedelta(seconds=20))
-    def run_configuration(config: dict, conf: dict) -> dict:
-        """One backtest of the sweep."""
-        ctx = get_current_context()
-        ctx["mbats_label"] = sw.label(config)
-        if ctx["ti"].try_number > 1:  # never two runs of one configuration in the sweep
-            done = sweep_retry.previous_attempt(conf["sweep_id"], config)
-            if done is not None:
-                return done
-        return sw.run_config(conf, config, conf.get("parent_run_id"))
+    def score_chunk(chunk: dict, conf: dict) -> dict:
+        """Score one chunk of configurations (compiled core; backtrader for strategies without signals)."""
+        get_current_context()["mbats_label"] = chunk["label"]
+        summary = sw.score_chunk(conf, chunk)
+        print(f"{chunk['label']}: {summary['count']} configurations by {summary['engine']} in "
+              f"{summary['seconds']:.2f} s {' '.join(summary['notes'])}")
+        return summary
 
-    # writes ranks into the risk DB: on the strategy runners (the default queue's workers load bars only)
-    @task(queue=strategy_queue(), trigger_rule="all_done")
-    def rank(conf: dict) -> dict:
-        """Rank the sweep's runs in the risk DB and list the best configurations."""
-        summary = sw.rank(conf["sweep_id"], conf["metric"], conf["top"], conf.get("parent_run_id"))
+    @task(queue=strategy_queue(), trigger_rule="all_done", retries=1, retry_delay=timedelta(seconds=20))
+    def confirm(conf: dict) -> dict:
+        """Rank every scored configuration, re-run the top N in backtrader, record ranks; the best."""
+        summary = sw.confirm(conf)
         for row in summary["best"]:
-            print(f"#{row['rank']} run {row['run_id']} {row['params']} {conf['metric']}={row[conf['metric']]}")
+            print(f"#{row['rank']} run {row['run_id']} {row['params']} {conf['metric']}={row[conf['metric']]} "
+                  f"agrees={row['agrees']}")
         return summary
 
     conf = prepare()
-    results = run_configuration.partial(conf=conf).expand(config=configurations(conf))
-    results >> rank(conf)
+    scored = score_chunk.partial(conf=conf).expand(chunk=chunks(conf))
+    scored >> confirm(conf)
 
 
 backtest_sweep()

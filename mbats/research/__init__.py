@@ -1,16 +1,6 @@
-"""Fast research: vectorised pre-screen sweeps, iterative indicators, walk-forward, parallel runs.
+"""Fast research: two-stage parameter sweeps (compiled scoring core, backtrader confirmation),
+vectorised simulation, iterative indicators and walk-forward optimisation.
 
-Airflow's ``backtest_sweep`` DAG (via :mod:`mbats.orchestration.sweep`) looks up
-``run_sweep_config`` and ``rank_sweep`` here. They are imported lazily so that strategies
-importing :mod:`mbats.kernel.indicators` stay light.
+The CLI (``mbats sweep``) and the ``backtest_sweep`` Airflow DAG (through
+:mod:`mbats.orchestration.sweep`) both run :mod:`mbats.research.sweep`.
 """
-
-__all__ = ["rank_sweep", "run_sweep_config"]
-
-
-def __getattr__(name: str):
-    if name in __all__:
-        from mbats.research import tasks
-
-        return getattr(tasks, name)
-    raise AttributeError(name)

@@ -8,8 +8,12 @@ Stage 2 re-runs the top N through :func:`run_backtest` (``run_type="sweep"``, a 
 ``sweep_id``), so the ranked results carry backtrader's exact fills, and compares each re-run
 with its vectorised score: they *agree* when the trade lists are identical (same fingerprint)
 and total return differs by at most ``tolerance_pct`` percentage points.
-Everything lands in the risk DB (``sweeps``, ``sweep_scores``, ``runs``) and in MLflow as a
-parent run whose children are the backtrader re-runs.
+Everything lands in the risk DB (``sweeps``, ``sweep_scores``, ``runs``, written through
+:mod:`mbats.risk.store`) and in MLflow as a parent run whose children are the backtrader re-runs.
+
+The CLI (:func:`run_sweep`, the whole grid in one process) and the Airflow DAG (the same stages
+split into tasks: :func:`open_sweep`, :func:`score_chunk` per chunk of configurations,
+:func:`confirm_sweep`) run the same code and rank by the same rule (:func:`sort_key`).
 """
 
 from __future__ import annotations
@@ -29,15 +33,16 @@ from pathlib import Path
 import pandas as pd
 
 from mbats.backtest.runner import BacktestSpec, load_bars, run_backtest, simulate
-from mbats.kernel.trades import trades_fingerprint
+from mbats.errors import MbatsError
 from mbats.kernel.signals import has_signals
 from mbats.kernel.strategies import coerce_params, find_strategy, strategy_name
-from mbats.errors import MbatsError
+from mbats.kernel.trades import trades_fingerprint
 from mbats.research.core import score_grid, unsupported
-from mbats.research.grid import expand_grid
+from mbats.research.grid import MAX_BACKTRADER_CONFIGS, MAX_CONFIGS, check_size, expand_grid, label
 from mbats.research.vectorised import vector_simulate
 from mbats.risk.metrics import METRIC_DESCRIPTIONS, compute_metrics
 
+# The one ranking rule of every sweep (CLI, DAG, walk-forward): these metrics are better when lower.
 LOWER_IS_BETTER = {"max_drawdown_pct", "max_drawdown_days", "annual_volatility_pct", "var_95_1d_pct",
                    "cvar_95_1d_pct"}
 DEFAULT_TOLERANCE_PCT = 0.01  # percentage points of total return
@@ -208,77 +213,113 @@ def _validate(req: SweepRequest) -> type:
     cls = find_strategy(req.base.strategy)
     if not req.base.instruments:
         raise MbatsError("give at least one instrument")
-    if req.rank_by not in METRIC_DESCRIPTIONS:
-        raise MbatsError(f"cannot rank by '{req.rank_by}'; metrics: {', '.join(METRIC_DESCRIPTIONS)}")
+    check_rank_by(req.rank_by)
     if req.top < 0:
         raise MbatsError("--top must be 0 or more")
     coerce_params(cls, {k: v[0] for k, v in req.grid.items()} | req.base.params)
     return cls
 
 
+def check_rank_by(metric: str) -> None:
+    if metric not in METRIC_DESCRIPTIONS:
+        raise MbatsError(f"cannot rank by '{metric}'; metrics: {', '.join(METRIC_DESCRIPTIONS)}")
+
+
+def config_limit(cls: type, base: BacktestSpec) -> tuple[int, str | None]:
+    """How many configurations a sweep of this strategy and setup may have, and why no more."""
+    if not has_signals(cls):
+        return MAX_BACKTRADER_CONFIGS, (f"{strategy_name(cls)} has no vectorised signals, so every configuration "
+                                        "is a backtrader run")
+    why = unsupported(cls, [base])
+    if why is not None:
+        return MAX_BACKTRADER_CONFIGS, f"the compiled scoring core cannot model this grid: {why}"
+    return MAX_CONFIGS, None
+
+
+def configurations(cls: type, base: BacktestSpec, grid: dict[str, list]) -> list[BacktestSpec]:
+    """One spec per configuration of ``grid`` (grid order), within the limit of :func:`config_limit`."""
+    limit, why = config_limit(cls, base)
+    check_size(grid, limit, why)
+    return [replace(base, params=coerce_params(cls, dict(base.params) | params)) for params in expand_grid(grid, limit)]
+
+
+def score_stage(cls: type, specs: list[BacktestSpec], bars: dict[str, pd.DataFrame], workers: int, pool: Executor,
+                progress: Progress | None = None, first_id: int = 0) -> tuple[list[ConfigScore], str, list[str]]:
+    """Stage 1: every configuration's vectorised score (config ids from ``first_id``), engine, notes.
+
+    A strategy without vectorised signals gets empty scores: backtrader scores it in stage 2.
+    """
+    why = unsupported(cls, specs) if has_signals(cls) else None
+    if has_signals(cls) and why is None:
+        grid = score_grid(cls, specs, bars, threads=workers, progress=progress)
+        scores = [ConfigScore(first_id + i, spec.params, grid.metrics[i], grid.trades[i], grid.fingerprints[i],
+                              grid.seconds / len(specs)) for i, spec in enumerate(specs)]
+        return scores, grid.engine, list(grid.notes)
+    if has_signals(cls):
+        vector = _map(pool, _vector_task, [(spec, i) for i, spec in enumerate(specs)], "vectorised", progress)
+        scores = [ConfigScore(first_id + r["config_id"], specs[r["config_id"]].params, r["metrics"], r["trades"],
+                              r["trades_sha256"], r["seconds"]) for r in sorted(vector, key=lambda r: r["config_id"])]
+        return scores, "processes", [f"the scoring core cannot model this grid ({why}): each configuration ran "
+                                     "vector_simulate on the process pool"]
+    return [ConfigScore(first_id + i, spec.params, {}, 0, "", 0.0) for i, spec in enumerate(specs)], "backtrader", []
+
+
+def confirm_stage(pool: Executor, cls: type, chosen: list[tuple[ConfigScore, BacktestSpec]], record: bool,
+                  tolerance_pct: float, progress: Progress | None = None) -> None:
+    """Stage 2: re-run the chosen configurations in backtrader and compare each with its score (in place)."""
+    reruns = _map(pool, _backtrader_task, [(spec, s.config_id, record) for s, spec in chosen], "backtrader",
+                  progress)
+    by_id = {s.config_id: s for s, _ in chosen}
+    for r in reruns:
+        _apply_rerun(by_id[r["config_id"]], r, cls, tolerance_pct)
+
+
+def _apply_rerun(s: ConfigScore, r: dict, cls: type, tolerance_pct: float) -> None:
+    s.run_id, s.bt_metrics, s.bt_trades_sha256 = r["run_id"], r["metrics"], r["trades_sha256"]
+    s.bt_seconds, s.mlflow_run_id = r["seconds"], r["mlflow_run_id"]
+    if not has_signals(cls):  # backtrader is the only score
+        s.metrics, s.trades, s.trades_sha256 = r["metrics"], int(r["metrics"].get("trades") or 0), r["trades_sha256"]
+    s.agrees, s.difference = compare(s.metrics, s.trades_sha256, r["metrics"], r["trades_sha256"], tolerance_pct)
+
+
+def rank_scores(scores: list[ConfigScore], rank_by: str) -> None:
+    """Sort best first by the one ranking rule (ties: grid order) and number the places."""
+    scores.sort(key=lambda s: (sort_key(s.metrics, rank_by), s.config_id))
+    for place, s in enumerate(scores, 1):
+        s.rank = place
+
+
 def run_sweep(req: SweepRequest, bars: dict[str, pd.DataFrame] | None = None,
               progress: Progress | None = None) -> SweepResult:
     """Score the grid vectorised, re-run the top ``req.top`` in backtrader, compare, record, rank."""
     cls = _validate(req)
-    configs = expand_grid(req.grid)
     workers = req.workers or os.cpu_count() or 1
     sweep_id = req.sweep_id or new_sweep_id(strategy_name(cls))
     base = replace(req.base, run_type="sweep", sweep_id=sweep_id)
+    specs = configurations(cls, base, req.grid)
     bars_from_db = bars is None
     bars = bars if bars is not None else load_bars(base)
-    specs = [replace(base, params=coerce_params(cls, dict(base.params) | params)) for params in configs]
     if req.record:
-        _record_sweep_start(req, base, sweep_id, len(configs), workers)
+        _record_sweep_start(req.grid, base, req.rank_by, req.top, req.tolerance_pct, len(specs), workers)
 
-    engine, notes = "processes", []
     with _pool_for(workers, bars) as pool:
         started = time.perf_counter()
-        why = unsupported(cls, specs) if has_signals(cls) else None
-        if has_signals(cls) and why is None:
-            grid = score_grid(cls, specs, bars, threads=workers, progress=progress)
-            engine, notes = grid.engine, list(grid.notes)
-            scores = [ConfigScore(i, spec.params, grid.metrics[i], grid.trades[i], grid.fingerprints[i],
-                                  grid.seconds / len(specs)) for i, spec in enumerate(specs)]
-            top = req.top
-        elif has_signals(cls):
-            notes.append(f"the scoring core cannot model this grid ({why}): each configuration ran "
-                         "vector_simulate on the process pool")
-            vector = _map(pool, _vector_task, [(spec, i) for i, spec in enumerate(specs)], "vectorised", progress)
-            scores = [ConfigScore(r["config_id"], specs[r["config_id"]].params, r["metrics"], r["trades"],
-                                  r["trades_sha256"], r["seconds"]) for r in vector]
-            top = req.top
-        else:  # no vectorised signals: every configuration is scored by backtrader itself
-            scores = [ConfigScore(i, spec.params, {}, 0, "", 0.0) for i, spec in enumerate(specs)]
-            top = len(scores)
+        scores, engine, notes = score_stage(cls, specs, bars, workers, pool, progress)
         vector_seconds = time.perf_counter() - started
-
-        scores.sort(key=lambda s: (sort_key(s.metrics, req.rank_by), s.config_id))
+        rank_scores(scores, req.rank_by)
+        top = req.top if has_signals(cls) else len(scores)
         started = time.perf_counter()
-        chosen = scores[:top]
-        reruns = _map(pool, _backtrader_task,
-                      [(specs[s.config_id], s.config_id, req.record) for s in chosen],
-                      "backtrader", progress)
+        confirm_stage(pool, cls, [(s, specs[s.config_id]) for s in scores[:top]], req.record, req.tolerance_pct,
+                      progress)
         backtrader_seconds = time.perf_counter() - started
-
-    by_id = {s.config_id: s for s in scores}
-    for r in reruns:
-        s = by_id[r["config_id"]]
-        s.run_id, s.bt_metrics, s.bt_trades_sha256 = r["run_id"], r["metrics"], r["trades_sha256"]
-        s.bt_seconds, s.mlflow_run_id = r["seconds"], r["mlflow_run_id"]
-        if not has_signals(cls):
-            s.metrics, s.trades, s.trades_sha256 = r["metrics"], int(r["metrics"].get("trades") or 0), r["trades_sha256"]
-        s.agrees, s.difference = compare(s.metrics, s.trades_sha256, r["metrics"], r["trades_sha256"],
-                                         req.tolerance_pct)
     if not has_signals(cls):
-        scores.sort(key=lambda s: (sort_key(s.metrics, req.rank_by), s.config_id))
-    for rank, s in enumerate(scores, 1):
-        s.rank = rank
+        rank_scores(scores, req.rank_by)
     result = SweepResult(sweep_id, strategy_name(cls), req.rank_by, req.tolerance_pct, scores, workers,
                          vector_seconds, backtrader_seconds, engine=engine, notes=notes)
     if req.track and req.record:
         for s in result.rerun:
             s.mlflow_run_id = _log_child(specs[s.config_id], s, strategy_name(cls))
-        result.mlflow_run_id = _log_parent(result, req)
+        result.mlflow_run_id = _log_parent(result, req.grid, req.base.instruments, req.top)
     if req.record:
         _record_sweep_end(result)
         if bars_from_db:  # every re-run read the same bars: record their sources once for all of them
@@ -286,20 +327,190 @@ def run_sweep(req: SweepRequest, bars: dict[str, pd.DataFrame] | None = None,
     return result
 
 
-def _record_sources(base: BacktestSpec, run_ids: list[int]) -> None:
-    from psycopg2.extras import Json
+# --- the same stages as scheduler tasks (the backtest_sweep DAG) ---------------------------------
 
+CHUNK_CONFIGS = 5_000   # compiled-core configurations per mapped task (10,000 ≈ 1 min on 2 cores)
+
+
+def plan_chunks(base: BacktestSpec, grid: dict[str, list], tasks: int = 2) -> list[dict]:
+    """Split the grid into mapped tasks: ``[{"first", "count", "label"}]``, configurations in grid order.
+
+    The compiled core scores a chunk of up to :data:`CHUNK_CONFIGS` configurations in one task (at least
+    ``tasks`` chunks, so every runner gets work); a strategy without vectorised signals gets one backtrader
+    run per task.
+    """
+    cls = find_strategy(base.strategy)
+    limit, why = config_limit(cls, base)
+    total = check_size(grid, limit, why)
+    if not has_signals(cls):
+        parts = total
+    else:
+        parts = min(total, max(tasks, math.ceil(total / CHUNK_CONFIGS)))
+    bounds = [round(i * total / parts) for i in range(parts + 1)]
+    configs = expand_grid(grid, limit) if parts == total else None
+    chunks = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        name = label(configs[lo]) if configs is not None else f"configurations {lo + 1}-{hi} of {total}"
+        chunks.append({"first": lo, "count": hi - lo, "label": name})
+    return chunks
+
+
+def open_sweep(base: BacktestSpec, grid: dict[str, list], rank_by: str, top: int,
+               tolerance_pct: float = DEFAULT_TOLERANCE_PCT, workers: int = 1, track: bool = True) -> str | None:
+    """Record the sweep (status running) and open its MLflow parent run (``track``); the parent's id."""
+    cls = find_strategy(base.strategy)
+    check_rank_by(rank_by)
+    specs = configurations(cls, base, grid)
+    _record_sweep_start(grid, base, rank_by, top, tolerance_pct, len(specs), workers)
+    return open_parent_run(base.sweep_id, strategy_name(cls), base.instruments, grid, rank_by) if track else None
+
+
+def score_chunk(base: BacktestSpec, grid: dict[str, list], first: int, count: int, parent_run_id: str | None = None,
+                threads: int | None = None) -> dict:
+    """Stage 1 for configurations ``first … first+count-1`` of the grid, into ``sweep_scores``.
+
+    Signal strategies are scored by the compiled core (on ``threads`` threads, default all cores);
+    a strategy without vectorised signals is run in backtrader, recorded and tracked as a child of
+    ``parent_run_id``. Rewriting the same rows makes a retried chunk harmless.
+    """
+    from mbats.db import connect
+    from mbats.risk import store
+
+    cls = find_strategy(base.strategy)
+    specs = configurations(cls, base, grid)[first:first + count]
+    if not specs:
+        raise MbatsError(f"sweep {base.sweep_id}: no configurations {first + 1}-{first + count}")
+    bars = load_bars(base)
+    threads = threads or os.cpu_count() or 1
+    started = time.perf_counter()
+    with _pool_for(1, bars) as pool:   # one task, one process: the core's threads do the parallel work
+        scores, engine, notes = score_stage(cls, specs, bars, threads, pool, first_id=first)
+        if not has_signals(cls):
+            done = _finished_runs(base.sweep_id)
+            for s, spec in zip(scores, specs):
+                if _reuse(s, done, cls):
+                    continue
+                confirm_stage(pool, cls, [(s, spec)], True, DEFAULT_TOLERANCE_PCT)
+                s.mlflow_run_id = _log_child(spec, s, strategy_name(cls), parent_run_id)
+    conn = connect("risk")
+    try:
+        store.save_sweep_scores(conn, base.sweep_id, [_score_row(s) for s in scores])
+    finally:
+        conn.close()
+    return {"sweep_id": base.sweep_id, "first": first, "count": len(specs), "engine": engine, "notes": notes,
+            "seconds": time.perf_counter() - started}
+
+
+def _finished_runs(sweep_id: str) -> list[dict]:
+    """The sweep's finished runs; unfinished ones (a worker died mid-run) are deleted, their MLflow runs KILLED."""
+    from mbats.db import connect
+    from mbats.risk import store
+
+    conn = connect("risk")
+    try:
+        gone = store.discard_unfinished_sweep_runs(conn, sweep_id)
+        runs = [r for r in store.list_runs(conn, limit=1_000_000, sweep_id=sweep_id) if r["status"] == "finished"]
+    finally:
+        conn.close()
+    if gone:
+        import mlflow
+
+        client = mlflow.MlflowClient()
+        for run in gone:
+            if run["mlflow_run_id"]:
+                client.set_terminated(run["mlflow_run_id"], status="KILLED")
+    return runs
+
+
+def _reuse(s: ConfigScore, runs: list[dict], cls: type) -> bool:
+    """Take an earlier attempt's finished backtrader run of this configuration (a retried task), if any."""
+    run = next((r for r in runs if all(r["params"].get(k) == v for k, v in s.params.items())), None)
+    if run is None:
+        return False
+    s.run_id, s.bt_metrics, s.mlflow_run_id = run["id"], run["metrics"], run["mlflow_run_id"]
+    if not has_signals(cls):
+        s.metrics, s.trades = run["metrics"], int(run["metrics"].get("trades") or 0)
+    return True
+
+
+def confirm_sweep(base: BacktestSpec, grid: dict[str, list], rank_by: str, top: int,
+                  tolerance_pct: float = DEFAULT_TOLERANCE_PCT, parent_run_id: str | None = None,
+                  track: bool = True) -> dict:
+    """Stage 2 over the scored chunks: rank, re-run the top ``top`` in backtrader, compare, record, summarise.
+
+    Re-runs already finished by an earlier attempt are kept, so a retried task makes no duplicates.
+    """
+    from mbats.db import connect
+    from mbats.risk import store
+
+    cls = find_strategy(base.strategy)
+    sweep_id = base.sweep_id
+    conn = connect("risk")
+    try:
+        rows = store.read_sweep_scores(conn, sweep_id)
+    finally:
+        conn.close()
+    if not rows:
+        raise MbatsError(f"sweep {sweep_id}: no configuration was scored (every chunk failed?)")
+    scores = [ConfigScore(r["config_id"], r["params"], r["metrics"], r["trades"] or 0, r["trades_sha256"] or "",
+                          r["seconds"] or 0.0, run_id=r["run_id"], agrees=r["agrees"], difference=r["difference"] or {})
+              for r in rows]
+    rank_scores(scores, rank_by)
+    done = _finished_runs(sweep_id)
+    started = time.perf_counter()
+    if has_signals(cls):
+        bars = load_bars(base)
+        with _pool_for(1, bars) as pool:
+            for s in scores[:top]:
+                if _reuse(s, done, cls):
+                    continue
+                spec = replace(base, params=coerce_params(cls, dict(base.params) | s.params))
+                confirm_stage(pool, cls, [(s, spec)], True, tolerance_pct)
+                if track:
+                    s.mlflow_run_id = _log_child(spec, s, strategy_name(cls), parent_run_id)
+                conn = connect("risk")
+                try:  # linked at once: a retry after a crash finds this run and does not redo it
+                    store.save_sweep_scores(conn, sweep_id, [_score_row(s)])
+                finally:
+                    conn.close()
+    else:
+        by_id = {r["id"]: r for r in done}
+        for s in scores:
+            if s.run_id in by_id:
+                s.bt_metrics = by_id[s.run_id]["metrics"]
+    result = SweepResult(sweep_id, strategy_name(cls), rank_by, tolerance_pct, scores, 1,
+                         sum(s.seconds for s in scores), time.perf_counter() - started)
+    if track and parent_run_id:
+        result.mlflow_run_id = _log_parent(result, grid, base.instruments, top, parent=parent_run_id)
+    _record_sweep_end(result)
+    _record_sources(base, [s.run_id for s in scores if s.run_id is not None])
+    return sweep_summary(result, top)
+
+
+def sweep_summary(result: SweepResult, top: int) -> dict:
+    """What the DAG's last task returns (XCom): counts, the best ``top`` and any disagreement."""
+    confirmed = result.rerun
+    best = [{"rank": s.rank, "config_id": s.config_id, "run_id": s.run_id, "params": s.params,
+             result.rank_by: (s.bt_metrics or s.metrics).get(result.rank_by),
+             "total_return_pct": (s.bt_metrics or s.metrics).get("total_return_pct"),
+             "trades": (s.bt_metrics or s.metrics).get("trades"), "agrees": s.agrees, "mlflow_run_id": s.mlflow_run_id}
+            for s in result.scores[:top]]
+    return {"sweep_id": result.sweep_id, "metric": result.rank_by, "configs": len(result.scores),
+            "runs": len(confirmed), "finished": len(confirmed), "disagreements": [s.config_id for s in result.disagreements],
+            "best": best, "mlflow_run_id": result.mlflow_run_id}
+
+
+def _record_sources(base: BacktestSpec, run_ids: list[int]) -> None:
     from mbats.backtest.runner import data_sources
     from mbats.db import connect
+    from mbats.risk import store
 
     if not run_ids:
         return
     sources = data_sources(base)
     conn = connect("risk")
     try:
-        with conn.cursor() as cur:
-            cur.execute("UPDATE runs SET data_sources = %s WHERE id = ANY(%s)", (Json(sources), run_ids))
-        conn.commit()
+        store.set_data_sources(conn, run_ids, sources)
     finally:
         conn.close()
 
@@ -333,53 +544,44 @@ def compare(vec: dict, vec_sha: str, bt: dict, bt_sha: str, tolerance_pct: float
 
 # --- risk DB and MLflow -------------------------------------------------------------------------
 
-def _record_sweep_start(req: SweepRequest, base: BacktestSpec, sweep_id: str, configs: int, workers: int) -> None:
-    from psycopg2.extras import Json
-
+def _record_sweep_start(grid: dict, base: BacktestSpec, rank_by: str, top: int, tolerance_pct: float, configs: int,
+                        workers: int) -> None:
     from mbats.db import connect
+    from mbats.risk import store
 
     conn = connect("risk")
     try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "INSERT INTO sweeps (sweep_id, strategy, instruments, granularity, grid, broker, rank_by, top_n, "
-                "tolerance_pct, configs, workers) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (sweep_id, base.strategy, base.instruments, base.granularity, Json(req.grid),
-                 Json({"cash": base.cash, "commission": base.commission, "spread_pips": base.spread_pips,
-                       "sizer": base.sizer, "params": base.params}),
-                 req.rank_by, req.top, req.tolerance_pct, configs, workers))
-        conn.commit()
+        store.create_sweep(conn, sweep_id=base.sweep_id, strategy=base.strategy, instruments=base.instruments,
+                           granularity=base.granularity, grid=grid,
+                           broker={"cash": base.cash, "commission": base.commission, "spread_pips": base.spread_pips,
+                                   "sizer": base.sizer, "params": base.params},
+                           rank_by=rank_by, top_n=top, tolerance_pct=tolerance_pct, configs=configs, workers=workers)
     finally:
         conn.close()
 
 
-def _record_sweep_end(result: SweepResult) -> None:
-    from psycopg2.extras import Json, execute_values
+def _score_row(s: ConfigScore) -> dict:
+    return {"config_id": s.config_id, "params": s.params, "metrics": s.metrics, "trades": s.trades,
+            "trades_sha256": s.trades_sha256, "seconds": s.seconds, "rank": s.rank, "run_id": s.run_id,
+            "agrees": s.agrees, "difference": s.difference or None}
 
+
+def _record_sweep_end(result: SweepResult) -> None:
     from mbats.db import connect
-    from mbats.risk.store import to_jsonable
+    from mbats.risk import store
 
     conn = connect("risk")
     try:
-        with conn.cursor() as cur:
-            execute_values(
-                cur,
-                "INSERT INTO sweep_scores (sweep_id, config_id, params, metrics, trades, trades_sha256, seconds, "
-                "rank, run_id, agrees, difference) VALUES %s",
-                [(result.sweep_id, s.config_id, Json(to_jsonable(s.params)), Json(s.metrics), s.trades,
-                  s.trades_sha256, s.seconds, s.rank, s.run_id, s.agrees, Json(s.difference) if s.difference else None)
-                 for s in result.scores])
-            cur.execute("UPDATE sweeps SET status = 'finished', finished_at = now(), vector_seconds = %s, "
-                        "backtrader_seconds = %s, mlflow_run_id = %s WHERE sweep_id = %s",
-                        (result.vector_seconds, result.backtrader_seconds, result.mlflow_run_id, result.sweep_id))
-        conn.commit()
+        store.save_sweep_scores(conn, result.sweep_id, [_score_row(s) for s in result.scores])
+        store.finish_sweep(conn, result.sweep_id, result.vector_seconds, result.backtrader_seconds,
+                           result.mlflow_run_id)
     finally:
         conn.close()
     if result.rerun:
         store_ranks(result.sweep_id, result.rank_by)
 
 
-def _log_child(spec: BacktestSpec, score: ConfigScore, strategy: str) -> str:
+def _log_child(spec: BacktestSpec, score: ConfigScore, strategy: str, parent_run_id: str | None = None) -> str:
     """Log a backtrader re-run to MLflow as ``run_backtest(track=True)`` would, and link the risk-DB run."""
     from mbats.backtest.runner import BacktestResult
     from mbats.db import connect
@@ -389,6 +591,10 @@ def _log_child(spec: BacktestSpec, score: ConfigScore, strategy: str) -> str:
     result = BacktestResult(score.run_id, strategy, score.params, spec.instruments, spec.granularity,
                             score.bt_metrics or {}, pd.DataFrame(), pd.DataFrame(), 0, score.bt_seconds or 0.0)
     mlflow_run_id = log_backtest(result, spec)
+    if parent_run_id:
+        import mlflow
+
+        mlflow.MlflowClient().set_tag(mlflow_run_id, "mlflow.parentRunId", parent_run_id)
     conn = connect("risk")
     try:
         store.set_run_fields(conn, score.run_id, mlflow_run_id=mlflow_run_id)
@@ -397,30 +603,28 @@ def _log_child(spec: BacktestSpec, score: ConfigScore, strategy: str) -> str:
     return mlflow_run_id
 
 
-def _log_parent(result: SweepResult, req: SweepRequest) -> str:
+def _log_parent(result: SweepResult, grid: dict, instruments: list[str], top: int, parent: str | None = None) -> str:
     """An MLflow parent run for the sweep; the backtrader re-runs become its children."""
     import mlflow
 
     from mbats.tracking import use_experiment
 
-    experiment_id = use_experiment()
+    use_experiment()
     client = mlflow.MlflowClient()
-    run = client.create_run(experiment_id, run_name=result.sweep_id, tags={
-        "mbats.sweep_id": result.sweep_id, "mbats.strategy": result.strategy,
-        "mbats.instruments": ",".join(req.base.instruments), "mbats.run_type": "sweep-parent"})
-    parent = run.info.run_id
-    client.log_param(parent, "grid", str(req.grid)[:6000])
-    client.log_param(parent, "rank_by", req.rank_by)
-    client.log_param(parent, "top", req.top)
-    client.log_param(parent, "tolerance_pct", req.tolerance_pct)
+    if parent is None:  # the DAG opens its parent run first (children link to it as they finish)
+        parent = open_parent_run(result.sweep_id, result.strategy, instruments, grid, result.rank_by)
+    client.log_param(parent, "top", top)
+    client.log_param(parent, "tolerance_pct", result.tolerance_pct)
     client.log_metric(parent, "configurations", len(result.scores))
     client.log_metric(parent, "disagreements", len(result.disagreements))
     client.log_metric(parent, "vector_seconds", result.vector_seconds)
     client.log_metric(parent, "backtrader_seconds", result.backtrader_seconds)
     best = result.scores[0] if result.scores else None
-    if best is not None and best.metrics.get(req.rank_by) is not None:
-        client.log_metric(parent, f"best_{req.rank_by}", float(best.metrics[req.rank_by]))
+    if best is not None and best.metrics.get(result.rank_by) is not None:
+        client.log_metric(parent, f"best_{result.rank_by}", float(best.metrics[result.rank_by]))
         client.set_tag(parent, "mbats.best_params", str(best.params)[:5000])
+    if best is not None and best.run_id is not None:
+        client.set_tag(parent, "mbats.best_run_id", str(best.run_id))
     for s in result.rerun:
         if s.mlflow_run_id:
             client.set_tag(s.mlflow_run_id, "mlflow.parentRunId", parent)
@@ -430,6 +634,22 @@ def _log_parent(result: SweepResult, req: SweepRequest) -> str:
         client.log_artifact(parent, str(path))
     client.set_terminated(parent, "FINISHED")
     return parent
+
+
+def open_parent_run(sweep_id: str, strategy: str, instruments: list[str], grid: dict, rank_by: str) -> str:
+    """An MLflow parent run for the sweep; its run id (the backtrader re-runs become its children)."""
+    import mlflow
+
+    from mbats.tracking import use_experiment
+
+    experiment_id = use_experiment()
+    client = mlflow.MlflowClient()
+    run = client.create_run(experiment_id, run_name=sweep_id, tags={
+        "mbats.sweep_id": sweep_id, "mbats.strategy": strategy, "mbats.instruments": ",".join(instruments),
+        "mbats.run_type": "sweep-parent"})
+    client.log_param(run.info.run_id, "grid", str(grid)[:6000])
+    client.log_param(run.info.run_id, "rank_by", rank_by)
+    return run.info.run_id
 
 
 def store_ranks(sweep_id: str, metric: str) -> list[dict]:
@@ -442,12 +662,7 @@ def store_ranks(sweep_id: str, metric: str) -> list[dict]:
         runs = store.list_runs(conn, limit=100_000, sweep_id=sweep_id)
         finished = sorted((r for r in runs if r["status"] == "finished"),
                           key=lambda r: (sort_key(r["metrics"], metric), r["id"]))
-        with conn.cursor() as cur:
-            cur.execute("DELETE FROM run_metrics WHERE metric = 'sweep_rank' AND run_id = ANY(%s)",
-                        ([r["id"] for r in runs],))
-            cur.executemany("INSERT INTO run_metrics (run_id, metric, value) VALUES (%s, 'sweep_rank', %s)",
-                            [(r["id"], float(i)) for i, r in enumerate(finished, 1)])
-        conn.commit()
+        store.set_sweep_ranks(conn, sweep_id, [r["id"] for r in finished])
         for i, r in enumerate(finished, 1):
             r["rank"] = i
         return runs

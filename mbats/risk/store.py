@@ -216,3 +216,99 @@ def to_jsonable(value):
 
 def dumps(value) -> str:
     return json.dumps(to_jsonable(value), indent=2, default=str)
+
+
+# --- parameter sweeps (mbats.research.sweep): the sweep, its scores, the ranks of its runs ------------
+
+_SCORE_COLUMNS = ("config_id", "params", "metrics", "trades", "trades_sha256", "seconds", "rank", "run_id", "agrees",
+                  "difference")
+
+
+def create_sweep(conn, *, sweep_id: str, strategy: str, instruments: list[str], granularity: str, grid: dict,
+                 broker: dict, rank_by: str, top_n: int, tolerance_pct: float, configs: int, workers: int) -> None:
+    """The sweep's row (status running); a second call with the same id (a retried task) changes nothing."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO sweeps (sweep_id, strategy, instruments, granularity, grid, broker, rank_by, top_n, "
+            "tolerance_pct, configs, workers) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (sweep_id) DO NOTHING",
+            (sweep_id, strategy, instruments, granularity, Json(to_jsonable(grid)), Json(to_jsonable(broker)),
+             rank_by, top_n, tolerance_pct, configs, workers))
+    conn.commit()
+
+
+def save_sweep_scores(conn, sweep_id: str, rows: list[dict]) -> None:
+    """Insert or replace scores by ``config_id`` (a retried chunk writes the same rows again)."""
+    if not rows:
+        return
+    with conn.cursor() as cur:
+        execute_values(
+            cur,
+            f"INSERT INTO sweep_scores (sweep_id, {', '.join(_SCORE_COLUMNS)}) VALUES %s "
+            "ON CONFLICT (sweep_id, config_id) DO UPDATE SET "
+            + ", ".join(f"{c} = EXCLUDED.{c}" for c in _SCORE_COLUMNS[1:]),
+            [(sweep_id, r["config_id"], Json(to_jsonable(r["params"])), Json(to_jsonable(r["metrics"])),
+              r.get("trades"), r.get("trades_sha256"), r.get("seconds"), r.get("rank"), r.get("run_id"),
+              r.get("agrees"), Json(to_jsonable(r["difference"])) if r.get("difference") else None)
+             for r in rows], page_size=5000)
+    conn.commit()
+
+
+def read_sweep(conn, sweep_id: str) -> dict:
+    with conn.cursor() as cur:
+        cur.execute("SELECT sweep_id, strategy, rank_by, top_n, tolerance_pct, configs, status, mlflow_run_id "
+                    "FROM sweeps WHERE sweep_id = %s", (sweep_id,))
+        row = cur.fetchone()
+        if row is None:
+            raise NotFoundError(f"sweep {sweep_id} is not in the risk database")
+        return dict(zip(("sweep_id", "strategy", "rank_by", "top_n", "tolerance_pct", "configs", "status",
+                         "mlflow_run_id"), row))
+
+
+def read_sweep_scores(conn, sweep_id: str) -> list[dict]:
+    """Every score of the sweep, in config_id order."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {', '.join(_SCORE_COLUMNS)} FROM sweep_scores WHERE sweep_id = %s ORDER BY config_id",
+                    (sweep_id,))
+        return [dict(zip(_SCORE_COLUMNS, row)) for row in cur.fetchall()]
+
+
+def finish_sweep(conn, sweep_id: str, vector_seconds: float | None, backtrader_seconds: float | None,
+                 mlflow_run_id: str | None) -> None:
+    with conn.cursor() as cur:
+        cur.execute("UPDATE sweeps SET status = 'finished', finished_at = now(), vector_seconds = %s, "
+                    "backtrader_seconds = %s, mlflow_run_id = COALESCE(%s, mlflow_run_id) WHERE sweep_id = %s",
+                    (vector_seconds, backtrader_seconds, mlflow_run_id, sweep_id))
+    conn.commit()
+
+
+def set_sweep_ranks(conn, sweep_id: str, ranked_run_ids: list[int]) -> None:
+    """Each listed run's place (1 = best) as its ``sweep_rank`` metric; other runs of the sweep lose theirs."""
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM run_metrics WHERE metric = 'sweep_rank' AND run_id IN "
+                    "(SELECT id FROM runs WHERE sweep_id = %s)", (sweep_id,))
+        execute_values(cur, "INSERT INTO run_metrics (run_id, metric, value) VALUES %s",
+                       [(run_id, "sweep_rank", float(i)) for i, run_id in enumerate(ranked_run_ids, 1)])
+    conn.commit()
+
+
+def discard_unfinished_sweep_runs(conn, sweep_id: str) -> list[dict]:
+    """Delete the sweep's runs that never finished (a worker died mid-run; their rows cascade).
+
+    Returns them (id, status, mlflow_run_id), so the caller can close their MLflow runs.
+    """
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM runs WHERE sweep_id = %s AND status <> 'finished' RETURNING id, status, mlflow_run_id",
+                    (sweep_id,))
+        gone = [dict(zip(("id", "status", "mlflow_run_id"), row)) for row in cur.fetchall()]
+    conn.commit()
+    return gone
+
+
+def set_data_sources(conn, run_ids: list[int], sources: list[dict]) -> None:
+    """One provenance list for runs that all read the same bars (a sweep's re-runs)."""
+    if not run_ids:
+        return
+    with conn.cursor() as cur:
+        cur.execute("UPDATE runs SET data_sources = %s WHERE id = ANY(%s)", (Json(to_jsonable(sources)), run_ids))
+    conn.commit()

@@ -149,7 +149,7 @@ def test_sweep_triggered_over_rest_runs_on_two_celery_workers_and_lands_in_the_r
     sweep_id = f"rest-{uuid.uuid4().hex[:8]}"
     conf = {"strategy": "sma_crossover", "instruments": ["EUR_USD"], "granularity": "H1",
             "start": "2017-06-01", "end": "2018-01-01", "grid": {"fast": [5, 10], "slow": [20, 40]},
-            "metric": "sharpe", "top": 2, "sweep_id": sweep_id}
+            "metric": "sharpe", "top": 4, "sweep_id": sweep_id}
     r = client.post("/api/v2/dags/backtest_sweep/dagRuns", json={"logical_date": None, "conf": conf})
     assert r.status_code == 200, r.text
     run_id = r.json()["dag_run_id"]
@@ -163,11 +163,11 @@ def test_sweep_triggered_over_rest_runs_on_two_celery_workers_and_lands_in_the_r
                      params={"limit": 100}).json()["task_instances"]
     assert state == "success", [(t["task_id"], t["map_index"], t["state"]) for t in tis]
 
-    mapped = [t for t in tis if t["task_id"] == "run_configuration"]
-    assert len(mapped) == 4 and {t["state"] for t in mapped} == {"success"}
+    # two chunks of two configurations, scored by the compiled core on the two workers
+    mapped = [t for t in tis if t["task_id"] == "score_chunk"]
+    assert len(mapped) == 2 and {t["state"] for t in mapped} == {"success"}
     assert {t["queue"] for t in mapped} == {"strategy_runner"}
-    assert sorted(t["rendered_map_index"] for t in mapped) == ["fast=10 slow=20", "fast=10 slow=40",
-                                                               "fast=5 slow=20", "fast=5 slow=40"]
+    assert sorted(t["rendered_map_index"] for t in mapped) == ["configurations 1-2 of 4", "configurations 3-4 of 4"]
     assert {t["hostname"] for t in mapped} == {"worker-a", "worker-b"}  # the sweep was shared out
 
     conn = connect("risk")
@@ -177,11 +177,11 @@ def test_sweep_triggered_over_rest_runs_on_two_celery_workers_and_lands_in_the_r
         conn.close()
     assert len(runs) == 4 and {r["status"] for r in runs} == {"finished"}
     assert sorted(r["metrics"]["sweep_rank"] for r in runs) == [1.0, 2.0, 3.0, 4.0]
-    rank_ti = next(t for t in tis if t["task_id"] == "rank")
-    xcom = client.get(f"/api/v2/dags/backtest_sweep/dagRuns/{run_id}/taskInstances/rank/xcomEntries/return_value")
+    rank_ti = next(t for t in tis if t["task_id"] == "confirm")
+    xcom = client.get(f"/api/v2/dags/backtest_sweep/dagRuns/{run_id}/taskInstances/confirm/xcomEntries/return_value")
     assert rank_ti["state"] == "success" and xcom.status_code == 200
     best = xcom.json()["value"]["best"]
-    assert [b["rank"] for b in best] == [1, 2] and best[0]["run_id"] in {r["id"] for r in runs}
+    assert [b["rank"] for b in best] == [1, 2, 3, 4] and best[0]["run_id"] in {r["id"] for r in runs}
 
 
 def test_ui_in_headless_chromium_lists_the_dags_after_login(airflow_server, artifacts_dir):

@@ -123,18 +123,20 @@ def test_backtest_sweep_maps_configurations_and_ranks_them(dagbag, airflow_db, s
             "sweep_id": sweep_id}
     dr = dagbag.dags["backtest_sweep"].test(run_conf=conf)
     assert str(dr.state) == "success", _states(dr)
-    assert _labels(dr, "run_configuration") == ["fast=10 slow=20", "fast=10 slow=40", "fast=5 slow=20",
-                                                "fast=5 slow=40"]
-    summary = next(ti for ti in dr.get_task_instances() if ti.task_id == "rank").xcom_pull(task_ids="rank")
-    assert summary["finished"] == 4 and summary["failed"] == 0 and len(summary["best"]) == 3
+    # 4 configurations in 2 chunks, each scored by the compiled core; the top 3 confirmed in backtrader
+    assert _labels(dr, "score_chunk") == ["configurations 1-2 of 4", "configurations 3-4 of 4"]
+    summary = next(ti for ti in dr.get_task_instances() if ti.task_id == "confirm").xcom_pull(task_ids="confirm")
+    assert summary["configs"] == 4 and summary["finished"] == 3 and len(summary["best"]) == 3
+    assert summary["disagreements"] == [] and all(b["agrees"] for b in summary["best"])
 
     conn = connect("risk")
     try:
         runs = list_runs(conn, sweep_id=sweep_id)
-        assert len(runs) == 4 and {r["run_type"] for r in runs} == {"sweep"}
-        assert {(r["params"]["fast"], r["params"]["slow"]) for r in runs} == {(5, 20), (5, 40), (10, 20), (10, 40)}
+        assert len(runs) == 3 and {r["run_type"] for r in runs} == {"sweep"}
+        assert {(r["params"]["fast"], r["params"]["slow"]) for r in runs} == \
+            {(b["params"]["fast"], b["params"]["slow"]) for b in summary["best"]}
         by_rank = sorted(runs, key=lambda r: r["metrics"]["sweep_rank"])
-        assert [r["metrics"]["sweep_rank"] for r in by_rank] == [1.0, 2.0, 3.0, 4.0]
+        assert [r["metrics"]["sweep_rank"] for r in by_rank] == [1.0, 2.0, 3.0]
         sharpes = [r["metrics"]["sharpe"] for r in by_rank]
         assert sharpes == sorted(sharpes, reverse=True)
         assert summary["best"][0]["run_id"] == by_rank[0]["id"]
@@ -142,7 +144,7 @@ def test_backtest_sweep_maps_configurations_and_ranks_them(dagbag, airflow_db, s
     finally:
         conn.close()
 
-    # MLflow: one parent run, the four configurations are its children
+    # MLflow: one parent run, the three confirmed configurations are its children
     import mlflow
 
     from mbats.tracking import use_experiment
@@ -153,7 +155,7 @@ def test_backtest_sweep_maps_configurations_and_ranks_them(dagbag, airflow_db, s
     parents = [r for r in children if r.data.tags.get("mbats.run_type") == "sweep-parent"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     kids = [r for r in children if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
-    assert len(kids) == 4
+    assert len(kids) == 3
     assert parents[0].data.tags["mbats.best_run_id"] == str(by_rank[0]["id"])
 
 
@@ -162,8 +164,8 @@ def test_backtest_sweep_rejects_a_bad_conf_before_mapping(dagbag, airflow_db, sa
                                                       "grid": {"no_such_param": [1, 2]}})
     states = _states(dr)
     assert str(dr.state) == "failed"
-    assert states["prepare"] == ["failed"] and "run_configuration" not in states or \
-        set(states["run_configuration"]) <= {"upstream_failed"}
+    assert states["prepare"] == ["failed"] and "score_chunk" not in states or \
+        set(states["score_chunk"]) <= {"upstream_failed"}
 
 
 # --- end-of-day risk ---------------------------------------------------------------------------

@@ -20,10 +20,11 @@ def test_dagbag_has_no_import_errors_and_expected_dags(dagbag):
 def test_dag_shapes(dagbag):
     sweep = dagbag.dags["backtest_sweep"]
     assert type(sweep.timetable).__name__ == "NullTimetable"  # triggered with conf only
-    run_config = sweep.get_task("run_configuration")
-    assert run_config.queue == "strategy_runner"  # the strategy-runner Celery queue
-    assert run_config.map_index_template == "{{ mbats_label }}"
-    assert sweep.get_task("rank").trigger_rule == "all_done"
+    score = sweep.get_task("score_chunk")
+    assert score.queue == "strategy_runner"  # the strategy-runner Celery queue
+    assert score.map_index_template == "{{ mbats_label }}"
+    assert sweep.get_task("confirm").trigger_rule == "all_done"
+    assert {sweep.get_task(t).queue for t in ("prepare", "confirm")} == {"strategy_runner"}  # they write the risk DB
 
     minute = dagbag.dags["market_data_minute"]
     assert type(minute.timetable).__name__ == "CronDataIntervalTimetable"  # a fixed data interval per run

@@ -10,7 +10,8 @@ import pytest
 
 from mbats.errors import MbatsError
 from mbats.orchestration.deployments import DeploymentsError, load_deployments
-from mbats.orchestration.sweep import SweepConfError, expand_grid, label, normalize_conf
+from mbats.orchestration.sweep import SweepConfError, normalize_conf
+from mbats.research.grid import expand_grid, label
 
 
 def _write(tmp_path, text: str):
@@ -66,15 +67,21 @@ def test_duplicate_deployment_names_are_rejected(tmp_path):
 def test_sweep_conf_expands_grid_and_ranges_and_validates(pg_server):
     conf = normalize_conf({"strategy": "sma_crossover", "instruments": "eur_usd",
                            "grid": {"fast": [5, 10]}, "ranges": {"slow": {"start": 20, "stop": 40, "step": 10}}})
-    configs = expand_grid(conf)
+    configs = expand_grid(conf["grid"])
     assert conf["instruments"] == ["EUR_USD"] and conf["sweep_id"].startswith("sweep-")
     assert len(configs) == 6 and configs[0] == {"fast": 5, "slow": 20} and configs[-1] == {"fast": 10, "slow": 40}
     assert label(configs[1]) == "fast=5 slow=30"
     with pytest.raises(SweepConfError, match="grid parameter 'nope'"):
         normalize_conf({"strategy": "sma_crossover", "instruments": ["EUR_USD"], "grid": {"nope": [1]}})
-    with pytest.raises(SweepConfError, match="limit is 1000"):
+    # 10,000 configurations: the compiled core scores them; 1,000,000 is over its limit too
+    assert len(expand_grid(normalize_conf({"strategy": "sma_crossover", "instruments": ["EUR_USD"], "ranges": {
+        "fast": {"start": 1, "stop": 100}, "slow": {"start": 101, "stop": 200}}})["grid"])) == 10_000
+    with pytest.raises(SweepConfError, match="limit is 100,000"):
         normalize_conf({"strategy": "sma_crossover", "instruments": ["EUR_USD"],
-                        "ranges": {"fast": {"start": 1, "stop": 100}, "slow": {"start": 1, "stop": 100}}})
+                        "ranges": {"fast": {"start": 1, "stop": 1000}, "slow": {"start": 1, "stop": 1000}}})
+    with pytest.raises(SweepConfError, match="limit is 1,000 .*cannot model"):  # several instruments: no core
+        normalize_conf({"strategy": "sma_crossover", "instruments": ["EUR_USD", "GBP_USD"],
+                        "ranges": {"fast": {"start": 1, "stop": 100}, "slow": {"start": 101, "stop": 200}}})
     with pytest.raises(MbatsError):
         normalize_conf({"strategy": "no_such_strategy", "instruments": ["EUR_USD"], "grid": {"fast": [1]}})
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from mbats.backtest.runner import BacktestSpec
-from mbats.research import rank_sweep, run_sweep_config
-from mbats.research.grid import GridError, expand_grid, parse_grid
-from mbats.research.sweep import SweepRequest, run_sweep
+from mbats.research.grid import MAX_BACKTRADER_CONFIGS, GridError, expand_grid, parse_grid
+from mbats.research.sweep import (SweepRequest, configurations, confirm_sweep, open_sweep, plan_chunks, run_sweep,
+                                  score_chunk, store_ranks)
 
 
 def test_parse_grid_ranges_and_lists():
@@ -50,20 +51,62 @@ def test_two_stage_sweep_is_recorded_and_ranked(eurusd_h1, risk_conn):
     child = mlflow.MlflowClient().get_run(runs[0][1])
     assert child.data.tags["mlflow.parentRunId"] == result.mlflow_run_id
 
-    ranked = rank_sweep(result.sweep_id, metric="total_return_pct", top=3)
-    assert [b["run_id"] for b in ranked["best"]] == [s.run_id for s in result.scores[:2]]
-    assert [v["config_id"] for v in ranked["vectorised"]] == [s.config_id for s in result.scores[:3]]
+    ranked = [r for r in store_ranks(result.sweep_id, "total_return_pct") if "rank" in r]
+    assert [r["id"] for r in sorted(ranked, key=lambda r: r["rank"])] == [s.run_id for s in result.scores[:2]]
 
 
-def test_run_sweep_config_for_airflow(eurusd_h1, secmaster_conn):
+def test_grids_beyond_a_thousand_configurations_go_to_the_compiled_core_only():
+    from mbats.kernel.strategies import find_strategy
+
+    big = {"fast": list(range(2, 52)), "slow": list(range(60, 100))}          # 2,000 configurations
+    base = BacktestSpec("sma_crossover", ["EUR_USD"], "H1")
+    assert len(configurations(find_strategy("sma_crossover"), base, big)) == 2_000
+    # several instruments: the core cannot model it, so every configuration would be a separate run
+    multi = BacktestSpec("sma_crossover", ["EUR_USD", "GBP_USD"], "H1")
+    with pytest.raises(GridError, match=f"limit is {MAX_BACKTRADER_CONFIGS:,} .*cannot model"):
+        configurations(find_strategy("sma_crossover"), multi, big)
+    with pytest.raises(GridError, match="no vectorised signals"):
+        configurations(find_strategy("rsi_atr"), BacktestSpec("rsi_atr", ["EUR_USD"], "H1"),
+                       {"rsi_period": list(range(2, 1004))})
+
+
+def test_the_dag_stages_give_the_cli_sweep_in_chunks(eurusd_h1, secmaster_conn, risk_conn):
+    """open_sweep, score_chunk per chunk and confirm_sweep (what backtest_sweep runs) rank as run_sweep does."""
     from mbats.secmaster.ingest import load_frames
     from mbats.secmaster.samples import eurusd_hourly
 
     instrument, frame = eurusd_hourly()
     load_frames(secmaster_conn, instrument, "H1", [("sample", frame)], assume_timezone="UTC")
-    summary = run_sweep_config({"strategy": "sma_crossover", "instruments": "EUR_USD", "granularity": "H1",
-                                "start": "2017-06-01", "end": "2017-09-01", "params": {"fast": 8, "slow": 24},
-                                "sweep_id": "airflow-test"})
-    assert summary["run_id"] and summary["metrics"]["trades"] > 0
-    ranked = rank_sweep("airflow-test", metric="sharpe")
-    assert ranked["finished"] == 1 and ranked["best"][0]["run_id"] == summary["run_id"]
+    grid = {"fast": [5, 8, 13], "slow": [24, 40]}
+    base = BacktestSpec("sma_crossover", ["EUR_USD"], "H1", start=pd.Timestamp("2017-03-01", tz="UTC"),
+                        end=pd.Timestamp("2017-12-01", tz="UTC"), spread_pips=1.0, run_type="sweep",
+                        sweep_id="dag-stages")
+    chunks = plan_chunks(base, grid, tasks=2)
+    assert [(c["first"], c["count"]) for c in chunks] == [(0, 3), (3, 3)]
+    parent = open_sweep(base, grid, "sharpe", top=2, track=True)
+    for chunk in reversed(chunks):             # any order; a retried chunk rewrites its rows
+        score_chunk(base, grid, chunk["first"], chunk["count"], parent)
+    score_chunk(base, grid, chunks[0]["first"], chunks[0]["count"], parent)
+    summary = confirm_sweep(base, grid, "sharpe", top=2, parent_run_id=parent)
+    again = confirm_sweep(base, grid, "sharpe", top=2, parent_run_id=parent)   # a retried confirm: no new runs
+
+    cli = run_sweep(SweepRequest(base, grid, top=2, rank_by="sharpe", workers=1, track=False, record=False),
+                    bars={"EUR_USD": read_window(secmaster_conn, base)})
+    assert [b["params"] for b in summary["best"]] == [s.params for s in cli.scores[:2]]
+    assert summary["configs"] == 6 and summary["disagreements"] == [] and all(b["agrees"] for b in summary["best"])
+    assert [b["run_id"] for b in again["best"]] == [b["run_id"] for b in summary["best"]]
+    with risk_conn.cursor() as cur:
+        cur.execute("SELECT count(*), count(run_id), min(rank), max(rank) FROM sweep_scores WHERE sweep_id = %s",
+                    ("dag-stages",))
+        assert cur.fetchone() == (6, 2, 1, 6)
+        cur.execute("SELECT r.status, m.value FROM runs r JOIN run_metrics m ON m.run_id = r.id "
+                    "AND m.metric = 'sweep_rank' WHERE r.sweep_id = %s ORDER BY m.value", ("dag-stages",))
+        assert cur.fetchall() == [("finished", 1.0), ("finished", 2.0)]
+        cur.execute("SELECT status, mlflow_run_id FROM sweeps WHERE sweep_id = %s", ("dag-stages",))
+        assert cur.fetchone() == ("finished", parent)
+
+
+def read_window(conn, base: BacktestSpec) -> pd.DataFrame:
+    from mbats.secmaster import read_bars
+
+    return read_bars(conn, "EUR_USD", "H1", base.start, base.end)
