@@ -57,6 +57,9 @@ class BacktestSpec:
     # Pre-trade limits as in live trading (None: off); blocked orders are Rejected and become risk_events
     max_units: float | None = None
     max_gross_exposure: float | None = None
+    # Daily financing from the secmaster's rates (mbats.backtest.account); False: none booked (the sweep's
+    # vectorised core cannot model it, so its runs say so). Margin rates apply either way.
+    financing: bool = True
 
     def __post_init__(self) -> None:
         # Every way in (CLI, DAG conf, library) gets the same ranges: negative costs, zero cash or a
@@ -127,7 +130,7 @@ def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: ty
     limited = _limited_broker(spec)
     broker = limited if limited is not None else OandaBroker()
     schedule = schedule or Schedule()
-    missing = schedule.missing(spec.instruments)
+    missing = schedule.missing(spec.instruments) if spec.financing else list(spec.instruments)
     broker.setup_account(AccountRules(schedule, Prices(bars, _bar_step(spec.granularity)), spec.account_currency,
                                       {s: side_costs(spec, s, bars[s]) for s in spec.instruments},
                                       financing=not missing), spec.cash)
@@ -184,11 +187,13 @@ def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: ty
     return Simulation(recording, open_trades, positions, equity, trades, params,
                       bars=sum(len(b) for b in bars.values()), seconds=time.perf_counter() - started,
                       risk_events=sorted(events, key=lambda e: e["ts"]), financing=broker.financing_entries,
-                      financing_note=financing_note(schedule, spec.instruments))
+                      financing_note=financing_note(schedule, spec.instruments, spec.financing))
 
 
-def financing_note(schedule: Schedule, instruments: list[str]) -> str:
+def financing_note(schedule: Schedule, instruments: list[str], wanted: bool = True) -> str:
     """What the run's financing comes from (the rates' sources), or why it is off."""
+    if not wanted:
+        return "off: not asked for (financing=False); margin rates still apply"
     missing = schedule.missing(instruments)
     if missing:
         return f"off: no rates stored for {', '.join(missing)} (margin at the account's 2 %)"
@@ -325,7 +330,7 @@ def run_backtest(spec: BacktestSpec, *, track: bool = True, bars: dict[str, pd.D
                     "account_currency": spec.account_currency, "slippage_pips": spec.slippage_pips,
                     "risk_limits": {"max_units": spec.max_units, "max_gross_exposure": spec.max_gross_exposure},
                     "prices": _prices_note(price_sources(spec, bars)),
-                    "financing": financing_note(schedule, spec.instruments),
+                    "financing": financing_note(schedule, spec.instruments, spec.financing),
                     # lets the stale-run sweep (`mbats live sweep-stale`) fail a run whose process died
                     "process": {"pid": os.getpid(), "host": socket.gethostname()}},
             code_version=code_version(), sweep_id=spec.sweep_id, **model_fields,

@@ -137,3 +137,14 @@ def test_financing_rows_and_margin_are_recorded_in_the_risk_db(risk_conn):
     assert broker["financing"] == "rates: file" and margin_max == pytest.approx(broker["margin_used_max"])
     assert margin_max == pytest.approx(10_000 * 1.11 * 0.02, rel=0.01)  # 10,000 units near the wave's top
 
+
+
+def test_financing_can_be_turned_off_and_the_run_says_so():
+    bars = {"EUR_USD": flat(1.1000, 1.2000, "2024-03-06 12:00")}
+    orders = {"2024-03-05 13:00": {"EUR_USD": 10_000}}
+    on = simulate(spec(["EUR_USD"]), bars, scripted(orders), SCHEDULE)
+    off = simulate(spec(["EUR_USD"], financing=False), bars, scripted(orders), SCHEDULE)
+    assert len(on.financing) == 3 and off.financing == []  # Tuesday, Wednesday (x3), Thursday and off.financing_note.startswith("off: not asked for")
+    assert on.equity["value"].iloc[-1] - off.equity["value"].iloc[-1] == pytest.approx(
+        sum(f["amount"] for f in on.financing))
+    assert simulate(spec(["EUR_USD"]), bars, scripted(orders)).financing_note.startswith("off: no rates stored")
