@@ -97,3 +97,17 @@ def test_terms_download_from_the_simulator_account_instruments(clean, monkeypatc
     assert row.effective_from == today
     # GBP_CHF: the simulator's default terms (no rates in its table, the account's 2 % margin)
     assert read_schedule(clean, ["GBP_CHF"]).at("GBP_CHF", today).margin_rate == 0.02
+
+
+def test_financing_commands_load_and_list(clean, tmp_path):
+    from typer.testing import CliRunner
+
+    from mbats.cli.financing import app
+
+    path = tmp_path / "rates.csv"
+    path.write_text("instrument,long_rate,short_rate,margin_rate,days_charged\nCHF_JPY,0.0123,-0.0456,0.04,1 1 3 1 1 0 0\n")
+    loaded = CliRunner().invoke(app, ["load", str(path), "--json"])
+    assert loaded.exit_code == 0, loaded.output
+    listed = CliRunner().invoke(app, ["list"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0 and "CHF_JPY" in listed.output and "-4.5600%" in listed.output
+    assert "1 1 3 1 1 0 0" in listed.output
