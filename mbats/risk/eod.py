@@ -2,17 +2,18 @@
 
 The portfolio is the latest position snapshot of every active paper/live run (status ``running``,
 or finished within ``recent_days``); ``modes`` / ``run_ids`` widen or narrow that. All money is
-in USD (the account currency): a position of ``size`` units of ``BASE_QUOTE`` at ``price`` is
-``+size`` BASE and ``-size * price`` QUOTE, each valued in USD through the security master's
-latest ``XXX_USD`` / ``USD_XXX`` close.
+in the account currency (``MBATS_ACCOUNT_CURRENCY``, USD by default): a position of ``size`` units
+of ``BASE_QUOTE`` at ``price`` is ``+size`` BASE and ``-size * price`` QUOTE, each valued through
+the security master's latest close of the pair that converts it (direct, inverse, or through USD).
 
 * **VaR / CVaR** (historical simulation, 1 day): today's positions revalued with each of the last
   ``lookback_days`` daily returns of their instruments; VaR is the loss at the (1 - confidence)
   quantile of that P&L, CVaR the mean loss beyond it.
 * **Recent runs**: VaR/CVaR of each recent run's own daily equity returns (% of equity).
 * **Stress**: the currency exposures hit with the one-day moves of historical FX shocks
-  (:data:`HISTORICAL_SHOCKS`, approximate close-to-close moves against USD) and the worst day
-  in the scenario set.
+  (:data:`HISTORICAL_SHOCKS`, approximate close-to-close moves against USD, so in an account
+  currency A an exposure in C moves by (1 + move_C) / (1 + move_A) - 1) and the worst day in
+  the scenario set.
 
 Re-running a day replaces that day's rows (idempotent).
 """
@@ -29,7 +30,8 @@ from psycopg2.extras import Json, execute_values
 
 from mbats.risk.metrics import fx_daily
 
-ACCOUNT_CCY = "USD"
+ACCOUNT_CCY = "USD"  # the default; compute(account_currency=…) / MBATS_ACCOUNT_CURRENCY choose another
+HUB = "USD"
 CONFIDENCE = (0.95, 0.99)
 MIN_SCENARIOS = 20  # fewer daily returns than this: results are flagged as unreliable
 
@@ -114,21 +116,39 @@ def _daily_closes(secmaster, symbol: str, end: datetime, lookback_days: int) -> 
     return pd.Series(dtype=float)
 
 
-def _usd_rate(secmaster, ccy: str, end: datetime, cache: dict) -> float | None:
-    """USD per one unit of ``ccy`` from the latest close of CCY_USD or USD_CCY."""
-    if ccy == ACCOUNT_CCY:
+def _direct_rate(secmaster, ccy: str, account: str, end: datetime) -> float | None:
+    """``account`` per one unit of ``ccy`` from the latest close of CCY_ACCOUNT or ACCOUNT_CCY."""
+    if ccy == account:
         return 1.0
-    if ccy in cache:
-        return cache[ccy]
-    rate = None
-    for symbol, invert in ((f"{ccy}_{ACCOUNT_CCY}", False), (f"{ACCOUNT_CCY}_{ccy}", True)):
+    for symbol, invert in ((f"{ccy}_{account}", False), (f"{account}_{ccy}", True)):
         closes = _daily_closes(secmaster, symbol, end, 5)
         if len(closes):
             last = float(closes.iloc[-1])
-            rate = 1.0 / last if invert else last
-            break
-    cache[ccy] = rate
+            return 1.0 / last if invert else last
+    return None
+
+
+def account_rate(secmaster, ccy: str, end: datetime, cache: dict, account: str = ACCOUNT_CCY) -> float | None:
+    """``account`` per one unit of ``ccy``: the pair that converts, direct or inverse, else through USD."""
+    if (ccy, account) in cache:
+        return cache[(ccy, account)]
+    rate = _direct_rate(secmaster, ccy, account, end)
+    if rate is None and HUB not in (ccy, account):
+        to_hub, from_hub = _direct_rate(secmaster, ccy, HUB, end), _direct_rate(secmaster, HUB, account, end)
+        rate = to_hub * from_hub if to_hub is not None and from_hub is not None else None
+    cache[(ccy, account)] = rate
     return rate
+
+
+def stress_pnl(exposure: dict[str, float], moves: dict[str, float], account: str = ACCOUNT_CCY) -> dict[str, float]:
+    """Account-currency P&L per currency of ``exposure`` under ``moves`` (each against USD)."""
+    against_account = 1.0 + moves.get(account, 0.0) if account != HUB else 1.0
+    out = {}
+    for ccy, value in exposure.items():
+        change = (1.0 + (moves.get(ccy, 0.0) if ccy != HUB else 0.0)) / against_account - 1.0
+        if value and change:
+            out[ccy] = value * change
+    return out
 
 
 def _var_cvar(pnl: np.ndarray, confidence: float) -> tuple[float, float]:
@@ -142,8 +162,16 @@ def _var_cvar(pnl: np.ndarray, confidence: float) -> tuple[float, float]:
 
 def compute(conn, secmaster, as_of: date | datetime | str | None = None, *, modes=("paper", "live"),
             run_ids: list[int] | None = None, lookback_days: int = 500, recent_days: int = 7,
-            confidence=CONFIDENCE) -> list[dict]:
-    """The day's risk rows (not yet written): dicts with scope, kind, name, value, details."""
+            confidence=CONFIDENCE, account_currency: str | None = None) -> list[dict]:
+    """The day's risk rows (not yet written): dicts with scope, kind, name, value, details.
+
+    Money is in ``account_currency`` (default: the ``MBATS_ACCOUNT_CURRENCY`` setting).
+    """
+    if account_currency is None:
+        from mbats.config import get_settings
+
+        account_currency = get_settings().account_currency
+    unit = account_currency = account_currency.upper()
     day = _as_of(as_of)
     end = _day_end(day)
     portfolio = open_positions(conn, day, modes, run_ids, recent_days)
@@ -152,20 +180,20 @@ def compute(conn, secmaster, as_of: date | datetime | str | None = None, *, mode
         {"scope": scope, "kind": kind, "name": name, "value": None if value is None else float(value),
          "details": details})
 
-    # --- exposure by currency (USD) ----------------------------------------------------------
-    rates: dict[str, float | None] = {}
+    # --- exposure by currency (in the account currency) ---------------------------------------
+    rates: dict = {}
     net = portfolio.positions.groupby("instrument", as_index=False).agg(
         size=("size", "sum"), market_price=("market_price", "last"))
     exposure: dict[str, float] = {}
     unpriced: list[str] = []
-    instrument_usd: dict[str, float] = {}  # USD value of one unit of relative move per instrument
+    instrument_usd: dict[str, float] = {}  # account-currency value of one unit of relative move per instrument
     for row in net.itertuples():
         base, _, quote = row.instrument.partition("_")
         price = float(row.market_price) if row.market_price is not None and not math.isnan(row.market_price) else None
         if price is None:
             closes = _daily_closes(secmaster, row.instrument, end, 5)
             price = float(closes.iloc[-1]) if len(closes) else None
-        quote_usd = _usd_rate(secmaster, quote, end, rates)
+        quote_usd = account_rate(secmaster, quote, end, rates, account_currency)
         if price is None or quote_usd is None:
             unpriced.append(row.instrument)
             continue
@@ -174,9 +202,9 @@ def compute(conn, secmaster, as_of: date | datetime | str | None = None, *, mode
         exposure[quote] = exposure.get(quote, 0.0) - notional_usd
         instrument_usd[row.instrument] = notional_usd
     for ccy, value in sorted(exposure.items()):
-        add("portfolio", "exposure", ccy, value, unit=ACCOUNT_CCY)
+        add("portfolio", "exposure", ccy, value, unit=unit)
     gross = sum(abs(v) for v in exposure.values()) / 2.0
-    add("portfolio", "summary", "gross_exposure", gross, unit=ACCOUNT_CCY, positions=len(net),
+    add("portfolio", "summary", "gross_exposure", gross, unit=unit, positions=len(net),
         runs=portfolio.run_ids, unpriced=unpriced)
 
     # --- historical VaR / CVaR of the positions ---------------------------------------------
@@ -195,7 +223,7 @@ def compute(conn, secmaster, as_of: date | datetime | str | None = None, *, mode
     for level in confidence:
         var, cvar = _var_cvar(pnl, level)
         tag = f"{round(level * 100)}_1d"
-        common = {"unit": ACCOUNT_CCY, "scenarios": scenarios, "method": "historical simulation",
+        common = {"unit": unit, "scenarios": scenarios, "method": "historical simulation",
                   "reliable": scenarios >= MIN_SCENARIOS, "instruments_without_history": missing}
         add("portfolio", "var", f"var_{tag}", var, confidence=level, **common)
         add("portfolio", "cvar", f"cvar_{tag}", cvar, confidence=level, **common)
@@ -203,12 +231,12 @@ def compute(conn, secmaster, as_of: date | datetime | str | None = None, *, mode
     # --- stress tests ----------------------------------------------------------------------
     for name, shock in HISTORICAL_SHOCKS.items():
         moves = shock["moves"]
-        pnl_ccy = {c: exposure.get(c, 0.0) * m for c, m in moves.items() if exposure.get(c)}
-        add("portfolio", "stress", name, sum(pnl_ccy.values()), unit=ACCOUNT_CCY, description=shock["description"],
+        pnl_ccy = stress_pnl(exposure, moves, account_currency)
+        add("portfolio", "stress", name, sum(pnl_ccy.values()), unit=unit, description=shock["description"],
             moves=moves, pnl_by_currency=pnl_ccy)
     if pnl.size:
         worst = int(np.argmin(pnl))
-        add("portfolio", "stress", "worst_day_in_history", float(pnl[worst]), unit=ACCOUNT_CCY,
+        add("portfolio", "stress", "worst_day_in_history", float(pnl[worst]), unit=unit,
             description="worst daily P&L of today's positions over the look-back",
             day=str(frame.index[worst].date()))
 
