@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import typer
 
-from mbats.cli.options import parse_when
-from mbats.cli.output import console, print_json, table
+from mbats.cli.options import OLD_END, OLD_START, parse_window
 
 
 def backtest_values(strategy: str, instruments: list[str], granularity: str, start: str | None, end: str | None,
                     param: list[str], cash: float, commission: float, spread: float, sizer: str,
                     account_currency: str | None = None, slippage: float = 0.0,
-                    max_units: float | None = None, max_gross_exposure: float | None = None) -> dict:
+                    max_units: float | None = None, max_gross_exposure: float | None = None,
+                    old_start: str | None = None, old_end: str | None = None) -> dict:
     """The options of a backtest (or a sweep's base) checked against their ranges, named as options."""
     from mbats.kernel.strategies import parse_param_options
     from mbats.specs import BACKTEST_OPTIONS, BacktestRequest, check, check_strategy_params
 
+    start_at, end_at, names = parse_window(start, end, old_start, old_end)
     values = dict(strategy=strategy, instruments=list(instruments), granularity=granularity,
-                  start=parse_when(start, "--from"), end=parse_when(end, "--to"), params=parse_param_options(param),
+                  start=start_at, end=end_at, params=parse_param_options(param),
                   cash=cash, commission=commission, spread_pips=spread, sizer=sizer)
     if account_currency is not None:  # unset: MBATS_ACCOUNT_CURRENCY (the spec's default)
         values["account_currency"] = account_currency.strip().upper()
@@ -26,7 +27,7 @@ def backtest_values(strategy: str, instruments: list[str], granularity: str, sta
     for name, value in (("max_units", max_units), ("max_gross_exposure", max_gross_exposure)):
         if value is not None:
             values[name] = value
-    check(BacktestRequest, values, BACKTEST_OPTIONS)
+    check(BacktestRequest, values, {**BACKTEST_OPTIONS, **names})
     check_strategy_params(strategy, values["params"])
     return values
 
@@ -35,8 +36,10 @@ def backtest(
     strategy: str = typer.Argument(..., help="strategy name, e.g. sma_crossover or rsi_atr"),
     instruments: list[str] = typer.Option(..., "--instrument", "-i", help="instrument, repeat for several"),
     granularity: str = typer.Option("H1", "--granularity", "-g", help="bar granularity (M1, H1, D, …)"),
-    start: str = typer.Option(None, "--from", help="first bar (UTC date/time), default: all data"),
-    end: str = typer.Option(None, "--to", help="end of data, exclusive (UTC)"),
+    start: str = typer.Option(None, "--start", help="first bar (UTC date/time), default: all data"),
+    end: str = typer.Option(None, "--end", help="end of data, exclusive (UTC)"),
+    old_start: str = OLD_START,
+    old_end: str = OLD_END,
     param: list[str] = typer.Option([], "--param", "-p", help="strategy parameter name=value, repeatable; typed by the strategy's defaults"),
     cash: float = typer.Option(100_000.0, help="starting cash in account currency"),
     commission: float = typer.Option(0.0, help="commission as a fraction of notional per fill (0.00002 = 0.2 bp)"),
@@ -55,13 +58,16 @@ def backtest(
 ) -> None:
     """Backtest a strategy; the run, its orders, fills, trades, equity and metrics go to the risk DB.
 
-    Example: mbats backtest sma_crossover -i EUR_USD -g H1 -p fast=10 -p slow=40 --spread 1.2
+    \b
+    Example:
+    mbats backtest sma_crossover -i EUR_USD -g H1 -p fast=10 -p slow=40 --spread 1.2
     """
     from mbats.backtest.runner import BacktestSpec, run_backtest
+    from mbats.cli.output import console, print_json, table
 
     spec = BacktestSpec(**backtest_values(strategy, instruments, granularity, start, end, param, cash, commission,
                                           spread, sizer, account_currency, slippage, max_units,
-                                          max_gross_exposure))
+                                          max_gross_exposure, old_start, old_end))
     result = run_backtest(spec, track=not no_mlflow)
     summary = {"run_id": result.run_id, "strategy": result.strategy, "params": result.params,
                "instruments": result.instruments, "granularity": result.granularity, "bars": result.bars,

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import typer
 
-dashboards_app = typer.Typer(help="Superset dashboards as code (services/superset/bundle).", no_args_is_help=True)
+from mbats.cli.app import group
+
+dashboards_app = group(help="Superset dashboards as code (services/superset/bundle).")
 
 
 @dashboards_app.command("bundle")
@@ -47,4 +49,6 @@ def views_cmd() -> None:
 
 
 if __name__ == "__main__":
-    dashboards_app()
+    from mbats.cli.main import run
+
+    run(application=dashboards_app, prog_name="mbats dashboards")

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from mbats.cli.output import console
+from mbats.cli.app import group
 
-app = typer.Typer(help="Create and migrate the secmaster and risk databases; manage the embedded PostgreSQL.",
-                  no_args_is_help=True)
+app = group(help="Create and migrate the secmaster and risk databases; manage the embedded PostgreSQL.")
 
 
 @app.command("upgrade")
 def upgrade() -> None:
     """Create the secmaster, risk and mlflow databases if missing and migrate them to the latest schema."""
+    from mbats.cli.output import console
     from mbats.db import server_url
     from mbats.db.migrate import upgrade_all
 
@@ -25,6 +25,7 @@ def upgrade() -> None:
 @app.command("stop")
 def stop() -> None:
     """Stop the embedded PostgreSQL (its data stays under MBATS_HOME/pgdata)."""
+    from mbats.cli.output import console
     from mbats.config import get_settings
     from mbats.db.embedded import stop as stop_server
 

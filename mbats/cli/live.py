@@ -17,10 +17,11 @@ import logging
 import socket
 
 import typer
+
+from mbats.cli.app import group
 from typer.core import TyperGroup
 
 from mbats.cli.options import parse_when
-from mbats.live.config import LIVE_CONFIRMATION
 
 
 class _DefaultTrade(TyperGroup):
@@ -32,8 +33,8 @@ class _DefaultTrade(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-live_app = typer.Typer(cls=_DefaultTrade, no_args_is_help=True, add_completion=False,
-                       help="Paper/live trading on OANDA v20 (`mbats live STRATEGY -i …`), and its safety switches.")
+live_app = group("Paper/live trading on OANDA v20 (`mbats live STRATEGY -i …`), and its safety switches.",
+                 cls=_DefaultTrade)
 
 
 def live_command(
@@ -53,7 +54,9 @@ def live_command(
                                     help="session id; running again with the same id resumes the same run"),
     account: str = typer.Option(None, "--account", help="OANDA account id (default MBATS_OANDA_ACCOUNT_ID)"),
     confirm_live: bool = typer.Option(False, "--confirm-live",
-                                      help=f"required with --mode live (or MBATS_LIVE_CONFIRM={LIVE_CONFIRMATION})"),
+                                      # the phrase is mbats.live.config.LIVE_CONFIRMATION (tests/cli keep them equal);
+                                      # importing it here would load the live package for `--help`
+                                      help="required with --mode live (or MBATS_LIVE_CONFIRM=yes-i-mean-real-money)"),
     sim_step: bool = typer.Option(False, "--sim-step",
                                   help="simulator only: advance its replay clock one bar after each bar (fast replay)"),
     max_units: float = typer.Option(None, "--max-units", help="risk: max |units| per instrument (MBATS_LIVE_MAX_UNITS)"),
@@ -72,11 +75,15 @@ def live_command(
     (practice | live | sim). At start the runner reconciles the account with the risk DB (the
     broker wins) and resumes the run of the same --session, so a restart never sends an order twice.
 
-    Example: mbats live sma_crossover -i EUR_USD -g M5 --mode paper -p fast=10 -p slow=30 --until 2024-03-05T16:00Z
+    \b
+    Example:
+    mbats live sma_crossover -i EUR_USD -g M5 --mode paper -p fast=10 -p slow=30 --until 2024-03-05T16:00Z
     """
-    from mbats.kernel.strategies import parse_param_options
+    from dataclasses import replace
+
     from mbats.config import get_settings
     from mbats.kernel.limits import RiskLimits
+    from mbats.kernel.strategies import parse_param_options
     from mbats.live.config import LiveConfig
     from mbats.live.session import run
     from mbats.specs import LIVE_OPTIONS, LiveOptions, check, check_strategy_params
@@ -86,20 +93,16 @@ def live_command(
                             max_orders=max_orders, max_loss=max_loss, webhook=webhook, instruments=list(instruments),
                             granularity=granularity), LIVE_OPTIONS)
     check_strategy_params(strategy, parse_param_options(param))
-    parse_when(until, "--until")
+    session_end = parse_when(until, "--until")
     settings = get_settings()
-    base = RiskLimits.from_settings(settings)
-    risk = RiskLimits(
-        max_units=max_units if max_units is not None else base.max_units,
-        max_gross_exposure=max_gross if max_gross is not None else base.max_gross_exposure,
-        max_orders_per_minute=max_orders if max_orders is not None else base.max_orders_per_minute,
-        max_daily_loss=max_loss if max_loss is not None else base.max_daily_loss,
-        webhook_url=webhook or base.webhook_url,
-    )
+    # An option given on the command line overrides its MBATS_LIVE_* setting.
+    overrides = dict(max_units=max_units, max_gross_exposure=max_gross, max_orders_per_minute=max_orders,
+                     max_daily_loss=max_loss, webhook_url=webhook or None)
+    risk = replace(RiskLimits.from_settings(settings), **{k: v for k, v in overrides.items() if v is not None})
     if account:
         settings = settings.model_copy(update={"oanda_account_id": account})
     cfg = LiveConfig(strategy=strategy, instruments=[i.upper() for i in instruments], mode=mode,
-                     params=parse_param_options(param), granularity=granularity, until=parse_when(until, "--until"), max_bars=bars,
+                     params=parse_param_options(param), granularity=granularity, until=session_end, max_bars=bars,
                      warmup=warmup, units=units, session_key=session_key, model_alias=model_alias, sim_step=sim_step,
                      confirm_live=confirm_live)
     result = run(cfg, risk=risk, settings=settings)

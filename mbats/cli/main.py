@@ -1,28 +1,33 @@
-"""Entry point: `mbats --help`. Expected failures print one line and exit non-zero, no traceback."""
+"""Entry point: `mbats --help`. Expected failures print one line and exit non-zero, no traceback.
+
+One module per command group (db, data, backtest, sweep, runs/report/demo, live, sim, ml,
+dashboards). Each imports only typer at module level and its libraries inside the command, so
+`mbats --help` does not load pandas, backtrader, MLflow, SQLAlchemy or the OANDA client
+(bench/bench_cli_help.py measures it).
+"""
 
 from __future__ import annotations
 
 import sys
 
-import click
 import typer
+
+from mbats.cli.app import group
+from typer._click import exceptions as click_exceptions  # typer's own copy of click
 
 from mbats.cli import backtest, data, db, runs
 from mbats.cli.dashboards import dashboards_app
 from mbats.cli.live import live_app
 from mbats.cli.ml import ml_app
-from mbats.cli.sim import download_command, gaps_command, sim_app
+from mbats.cli.sim import sim_app
 from mbats.cli.sweep import sweep_command
 from mbats.errors import MbatsError
 
-app = typer.Typer(
+app = group(
     name="mbats",
     help="MBATS — systematic FX from data to live trading: security master, backtests, risk DB, MLflow.\n\n"
     "Settings come from MBATS_* environment variables or .env (see .env.example). With none set, "
     "an embedded PostgreSQL is started under .mbats/.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
 )
 app.add_typer(db.app, name="db")
 app.add_typer(data.app, name="data")
@@ -33,8 +38,6 @@ app.command("demo")(runs.demo)
 app.command("sweep")(sweep_command)
 app.add_typer(live_app, name="live")
 
-data.app.command("download")(download_command)
-data.app.command("gaps")(gaps_command)
 app.add_typer(sim_app, name="sim")
 app.add_typer(ml_app, name="ml")
 app.add_typer(dashboards_app, name="dashboards")
@@ -64,29 +67,39 @@ def _usage_message(exc) -> str:
     return f"{message}{where}"
 
 
+def _is(exc: BaseException, module: str, name: str) -> bool:
+    """isinstance(exc, module.name), without importing the module when no command has loaded it."""
+    loaded = sys.modules.get(module)
+    return loaded is not None and isinstance(exc, getattr(loaded, name))
+
+
 def run(argv: list[str] | None = None, application: typer.Typer | None = None, prog_name: str = "mbats") -> None:
     """Run the CLI (or one of its groups on its own): 0 on success, 1 for expected failures,
     2 for usage errors, 130 for Ctrl-C, a command's own code (e.g. 3, 143) where it sets one."""
-    import psycopg2
-    from pydantic import ValidationError
-    from typer._click import exceptions as typer_click  # typer ships its own copy of click
-
     try:
         code = (application or app)(args=argv, prog_name=prog_name, standalone_mode=False)
     except MbatsError as exc:
         _fail(str(exc), exc.exit_code)
-    except (click.exceptions.Exit, typer.Exit) as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except (click.UsageError, typer_click.UsageError) as exc:
+    except click_exceptions.NoArgsIsHelpError as exc:
+        # No sub-command given: the help has been printed; exit 2 as click does, without an error line.
+        if exc.format_message().strip():
+            print(exc.format_message(), file=sys.stderr)
+        sys.exit(2)
+    except click_exceptions.UsageError as exc:
         _fail(_usage_message(exc), 2)
-    except (click.ClickException, typer_click.ClickException) as exc:
+    except click_exceptions.ClickException as exc:
         _fail(exc.format_message(), exc.exit_code)
-    except (click.exceptions.Abort, typer.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         _fail("interrupted", 130)
-    except ValidationError as exc:
-        _fail(_settings_message(exc))
-    except psycopg2.Error as exc:
-        _fail(f"database error: {str(exc).strip().splitlines()[0]}")
+    except Exception as exc:
+        # Settings and database errors: pydantic / psycopg2 are loaded only by commands that use them.
+        if _is(exc, "pydantic", "ValidationError"):
+            _fail(_settings_message(exc))
+        if _is(exc, "psycopg2", "Error"):
+            _fail(f"database error: {str(exc).strip().splitlines()[0]}")
+        raise
     # Outside standalone mode typer returns (not raises) the exit code of typer.Exit and of Ctrl-C.
     if isinstance(code, int) and not isinstance(code, bool) and code:
         if code == 130:

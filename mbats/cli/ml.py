@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import typer
 
-ml_app = typer.Typer(
+from mbats.cli.app import group
+
+from mbats.cli.options import parse_window
+
+ml_app = group(
     help="Machine learning: train a model with walk-forward validation (registered as @challenger), "
     "promote it to @champion when it beats the champion out of sample, serve it over REST. "
     "The ml_signal strategy trades on @champion.",
-    no_args_is_help=True,
 )
 
 
@@ -24,8 +25,8 @@ def _print_json(value) -> None:
 def train_command(
     instruments: list[str] = typer.Argument(..., help="instruments to train on, e.g. EUR_USD GBP_USD"),
     granularity: str = typer.Option("H1", "--granularity", "-g", help="bar granularity (M1, H1, D, …)"),
-    start: datetime = typer.Option(None, help="first bar (UTC), e.g. 2017-01-01"),
-    end: datetime = typer.Option(None, help="end of data, exclusive (UTC)"),
+    start: str = typer.Option(None, "--start", help="first bar (UTC date/time), e.g. 2017-01-01; default: all data"),
+    end: str = typer.Option(None, "--end", help="end of data, exclusive (UTC)"),
     model: str = typer.Option("logreg", help="logreg, gbt, rf or dummy (the base-rate floor)"),
     param: list[str] = typer.Option([], "--param", "-p", help="classifier hyper-parameter name=value, repeatable"),
     folds: int = typer.Option(5, help="walk-forward folds"),
@@ -39,6 +40,8 @@ def train_command(
     from mbats.ml.train import TrainSpec, train
     from mbats.specs import RangeSpec, check, check_symbol
 
+    start_at, end_at, names = parse_window(start, end)
+
     for symbol in instruments:
         try:
             check_symbol(symbol)
@@ -48,8 +51,8 @@ def train_command(
         raise UsageError(f"--folds: must be from 2 to 100 (got {folds})")
     if not 1 <= horizon <= 10_000:
         raise UsageError(f"--horizon: must be from 1 to 10000 bars (got {horizon})")
-    check(RangeSpec, {"start": start, "end": end}, {"start": "--start", "end": "--end"})
-    spec = TrainSpec(instruments=[i.upper() for i in instruments], granularity=granularity, start=start, end=end,
+    check(RangeSpec, {"start": start_at, "end": end_at}, names)
+    spec = TrainSpec(instruments=[i.upper() for i in instruments], granularity=granularity, start=start_at, end=end_at,
                      model=model, params=parse_param_options(param), folds=folds, horizon=horizon, model_name=name)
     result = train(spec)
     summary = {"model_name": result.model_name, "version": result.version, "alias": "challenger",

@@ -1,10 +1,22 @@
-"""Option parsing shared by the CLI commands."""
+"""Option parsing shared by the CLI commands: one UTC date rule and one date vocabulary.
+
+Every command names a data window ``--start`` / ``--end`` (end exclusive). ``backtest`` and
+``sweep`` used ``--from`` / ``--to``; those still work as hidden aliases (:data:`OLD_START`,
+:data:`OLD_END`) for one release. Only the standard library and typer are imported at module
+level so that ``mbats --help`` stays fast.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
+import typer
+
 from mbats.errors import UsageError
+
+# Hidden aliases of --start / --end, kept for scripts written against the old backtest/sweep flags.
+OLD_START = typer.Option(None, "--from", hidden=True, help="old name of --start")
+OLD_END = typer.Option(None, "--to", hidden=True, help="old name of --end")
 
 
 def parse_when(value: str | None, option: str) -> datetime | None:
@@ -23,3 +35,30 @@ def parse_when(value: str | None, option: str) -> datetime | None:
     if ts is pd.NaT or not EARLIEST <= ts.to_pydatetime() <= EARLIEST.replace(year=2100):
         raise UsageError(f"{option} '{value}' is outside the plausible range 1971-01-01 to 2100-01-01")
     return ts.to_pydatetime()
+
+
+def _one_of(value: str | None, alias: str | None, name: str, alias_name: str) -> tuple[str | None, str]:
+    """The value given under an option or its old alias, and the name the user typed (for messages)."""
+    if value is not None and alias is not None:
+        raise UsageError(f"{alias_name} is the old name of {name}; give only one of them")
+    return (alias, alias_name) if alias is not None else (value, name)
+
+
+def parse_window(start: str | None, end: str | None, old_start: str | None = None,
+                 old_end: str | None = None) -> tuple[datetime | None, datetime | None, dict[str, str]]:
+    """``--start`` / ``--end`` (or their old ``--from`` / ``--to``) as UTC datetimes.
+
+    Returns the two datetimes and the option names the user typed, ``{"start": …, "end": …}``, so
+    that a later range check (end after start) names the options as they were given.
+    """
+    start_value, start_name = _one_of(start, old_start, "--start", "--from")
+    end_value, end_name = _one_of(end, old_end, "--end", "--to")
+    return (parse_when(start_value, start_name), parse_when(end_value, end_name),
+            {"start": start_name, "end": end_name})
+
+
+def check_window(start: datetime | None, end: datetime | None, names: dict[str, str] | None = None) -> None:
+    """Usage error unless ``end`` is after ``start`` (either may be open)."""
+    from mbats.specs import RangeSpec, check
+
+    check(RangeSpec, {"start": start, "end": end}, names or {"start": "--start", "end": "--end"})

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from mbats.cli.output import console, print_json, table
-
 
 def runs(
     strategy: str = typer.Option(None, help="only runs of this strategy"),
@@ -14,6 +12,7 @@ def runs(
     as_json: bool = typer.Option(False, "--json", help="print machine-readable results"),
 ) -> None:
     """List runs in the risk database with their key metrics."""
+    from mbats.cli.output import console, print_json, table
     from mbats.db import connect
     from mbats.errors import UsageError
     from mbats.risk.store import list_runs
@@ -44,6 +43,7 @@ def report(
     as_json: bool = typer.Option(False, "--json", help="print machine-readable results"),
 ) -> None:
     """Show one run: its settings, metrics and where its HTML report is."""
+    from mbats.cli.output import console, print_json, table
     from mbats.db import connect
     from mbats.errors import UsageError
     from mbats.risk.store import get_run

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import typer
 
+from mbats.cli.options import OLD_END, OLD_START
+
 
 def sweep_command(
     strategy: str = typer.Argument(..., help="strategy name, e.g. sma_crossover"),
     instruments: list[str] = typer.Option(..., "--instrument", "-i", help="instrument, repeat for several"),
     grid: list[str] = typer.Option(..., "--grid", help="parameter values: name=start:stop[:step] (inclusive) or name=v1,v2; repeatable"),
     granularity: str = typer.Option("H1", "--granularity", "-g", help="bar granularity (M1, H1, D, …)"),
-    start: str = typer.Option(None, "--from", help="first bar (UTC date/time), default: all data"),
-    end: str = typer.Option(None, "--to", help="end of data, exclusive (UTC)"),
+    start: str = typer.Option(None, "--start", help="first bar (UTC date/time), default: all data"),
+    end: str = typer.Option(None, "--end", help="end of data, exclusive (UTC)"),
+    old_start: str = OLD_START,
+    old_end: str = OLD_END,
     param: list[str] = typer.Option([], "--param", "-p", help="fixed strategy parameter name=value, repeatable"),
     top: int = typer.Option(5, "--top", help="configurations re-run in backtrader (recorded as runs)"),
     rank_by: str = typer.Option("sharpe", "--rank-by", help="metric to rank by (sharpe, total_return_pct, max_drawdown_pct, …)"),
@@ -32,20 +36,22 @@ def sweep_command(
     Everything is recorded in the risk DB (sweeps, sweep_scores, runs with run_type=sweep) and in
     MLflow (a parent run; the backtrader re-runs are its children).
 
-    Example: mbats sweep sma_crossover -i GBP_USD -g M1 --grid fast=5:50:5 --grid slow=60:240:20 --top 5
+    \b
+    Example:
+    mbats sweep sma_crossover -i GBP_USD -g M1 --grid fast=5:50:5 --grid slow=60:240:20 --top 5
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mbats.backtest.runner import BacktestSpec
+    from mbats.cli.backtest import backtest_values
     from mbats.cli.output import console, err_console, fmt, print_json, table
     from mbats.research.grid import parse_grid
     from mbats.research.sweep import SweepRequest, run_sweep
-
-    from mbats.cli.backtest import backtest_values
     from mbats.specs import SWEEP_OPTIONS, SweepOptions, check, check_grid
 
     # Everything is checked before the first configuration runs: ranges, strategy params, every grid value.
-    values = backtest_values(strategy, instruments, granularity, start, end, param, cash, commission, spread, sizer)
+    values = backtest_values(strategy, instruments, granularity, start, end, param, cash, commission, spread, sizer,
+                             old_start=old_start, old_end=old_end)
     check(SweepOptions, dict(top=top, rank_by=rank_by, tolerance=tolerance, workers=workers), SWEEP_OPTIONS)
     parsed_grid = parse_grid(grid)
     check_grid(strategy, parsed_grid, values["params"])

@@ -68,3 +68,29 @@ def secmaster_bars(symbols: list[str], granularity: str, start=None, end=None) -
             "download or import some first (`mbats data download` / `mbats data import`)"
         )
     return out
+
+
+SOURCES = ("synthetic", "secmaster", "csv")
+
+
+def replay_bars(source: str, symbols: list[str], granularity: str, start: datetime | None = None,
+                end: datetime | None = None, files: list[Path] | None = None,
+                seed: int = 7) -> dict[str, pd.DataFrame]:
+    """The bars a simulator replays, per symbol, from one of :data:`SOURCES`.
+
+    synthetic: a seeded random walk from ``start`` (default one year before ``end``) to ``end``
+    (default now); secmaster: the stored bars in the window; csv: one file per symbol, same order.
+    """
+    from mbats.errors import UsageError
+
+    if source == "synthetic":
+        end_ts = pd.Timestamp(end) if end is not None else pd.Timestamp.now(tz="UTC").floor("min")
+        start_ts = pd.Timestamp(start) if start is not None else end_ts - pd.Timedelta(days=365)
+        return {s: synthetic_bars(s, start_ts, end_ts, granularity, seed) for s in symbols}
+    if source == "secmaster":
+        return secmaster_bars(symbols, granularity, start, end)
+    if source == "csv":
+        if not files or len(files) != len(symbols):
+            raise UsageError("--source csv needs one --csv file per --instrument, in the same order")
+        return {s: csv_bars(p) for s, p in zip(symbols, files)}
+    raise UsageError(f"--source: '{source}' is not {', '.join(SOURCES[:-1])} or {SOURCES[-1]}")

@@ -23,11 +23,12 @@ def test_every_command_explains_itself():
     from mbats.cli.main import app
 
     runner = CliRunner()
-    for command in ([], ["db"], ["data"], ["data", "import"], ["backtest"], ["runs"], ["report"], ["demo"],
+    for command in ([], ["db"], ["data"], ["data", "import"], ["data", "download"], ["data", "gaps"], ["backtest"],
+                    ["sweep"], ["runs"], ["report"], ["demo"], ["live"], ["live", "trade"], ["sim", "serve"], ["ml", "train"],
                     ["data", "list"], ["data", "sample"], ["db", "upgrade"]):
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0, command
-        assert "Usage:" in result.output and len(result.output) > 200, command
+        assert "Usage:" in result.output and "Options:" in result.output and len(result.output) > 150, command
     assert "--param" in runner.invoke(app, ["backtest", "--help"]).output
 
 

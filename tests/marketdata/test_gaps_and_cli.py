@@ -9,7 +9,6 @@ import typer
 from typer.testing import CliRunner
 
 from mbats.marketdata.calendar import trading_bar_times
-from mbats.cli.sim import download_command, gaps_command, sim_app
 from mbats.marketdata.gaps import find_gaps
 from tests.marketdata.conftest import DATA_START, SYMBOL
 
@@ -41,16 +40,14 @@ def test_christmas_and_daily_bars():
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer()
-    app.command("download")(download_command)
-    app.command("gaps")(gaps_command)
-    app.add_typer(sim_app, name="sim")
+    from mbats.cli.main import app
+
     return app
 
 
 def test_cli_download_and_gaps_json(oanda_env, clean_symbols, sim_bars):
     runner = CliRunner()
-    out = runner.invoke(_app(), ["download", "-i", SYMBOL, "-g", "M1", "--start", DATA_START, "--instruments", "--json"])
+    out = runner.invoke(_app(), ["data", "download", "-i", SYMBOL, "-g", "M1", "--start", DATA_START, "--instruments", "--json"])
     assert out.exit_code == 0, out.output
     summary = json.loads(out.output)
     assert summary["instruments"] == 3
@@ -60,17 +57,17 @@ def test_cli_download_and_gaps_json(oanda_env, clean_symbols, sim_bars):
         cur.execute("DELETE FROM bars WHERE instrument_id = (SELECT id FROM instruments WHERE symbol = %s) "
                     "AND ts >= '2024-03-05 10:00+00' AND ts < '2024-03-05 10:30+00'", (SYMBOL,))
     clean_symbols.commit()
-    out = runner.invoke(_app(), ["gaps", SYMBOL, "--json"])
+    out = runner.invoke(_app(), ["data", "gaps", SYMBOL, "--json"])
     assert out.exit_code == 0, out.output
     report = json.loads(out.output)
     assert report["missing_bars"] == 30 and report["gap_count"] == 1
     assert report["gaps"][0]["start"].startswith("2024-03-05T10:00")
-    human = runner.invoke(_app(), ["gaps", SYMBOL])
+    human = runner.invoke(_app(), ["data", "gaps", SYMBOL])
     assert "30 missing in 1 gaps" in human.output
 
 
 def test_cli_help_texts():
     runner = CliRunner()
-    for args in (["download", "--help"], ["gaps", "--help"], ["sim", "serve", "--help"]):
+    for args in (["data", "download", "--help"], ["data", "gaps", "--help"], ["sim", "serve", "--help"]):
         out = runner.invoke(_app(), args)
         assert out.exit_code == 0 and "--json" in out.output
