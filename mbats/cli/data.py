@@ -8,12 +8,14 @@ from typing import Annotated, Optional
 import typer
 
 from mbats.cli.app import group
-
+from mbats.cli.financing import app as financing_app
 from mbats.cli.options import check_window, parse_window
 
 DEFAULT_GRANULARITY = "M1"
 
-app = group(help="Security-master data: import files, load samples, list coverage, download, find gaps.")
+app = group(help="Security-master data: import files, load samples, list coverage, download, find gaps, "
+                 "financing rates.")
+app.add_typer(financing_app, name="financing")
 
 
 def _print_loads(results, as_json: bool) -> None:
