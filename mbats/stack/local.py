@@ -322,8 +322,9 @@ class Stack:
         return out
 
     # --- up / down ---------------------------------------------------------------------------
-    def up(self, timeout: float = 900, echo=print) -> dict[str, dict]:
+    def up(self, timeout: float | None = None, echo=print) -> dict[str, dict]:
         t0 = time.monotonic()
+        timeout = self.stack.up_timeout if timeout is None else timeout
 
         def say(msg: str) -> None:  # every line says how long `up` has been running
             echo(f"[{time.monotonic() - t0:5.1f} s] {msg}")
@@ -500,12 +501,16 @@ class Stack:
         console = Console(stderr=True)
         last_note = time.monotonic()
 
-        def table(states: dict[str, str]) -> Table:
+        def since(info: dict | None) -> str:  # seconds since supervisord started the program
+            return f"{max(0, info['now'] - info['start'])} s" if info and info.get("start") else "-"
+
+        def table(infos: dict[str, dict]) -> Table:
             t = Table(title=f"waiting for the stack ({time.monotonic() - t0:.0f} s)", title_justify="left")
-            for col in ("service", "process", "health"):
+            for col in ("service", "process", "running for", "health"):
                 t.add_column(col)
             for name in pending:
-                t.add_row(name, states.get(name, "?"), "waiting")
+                info = infos.get(name)
+                t.add_row(name, info["statename"] if info else "?", since(info), "waiting")
             return t
 
         live = Live(table({}), console=console, transient=True, refresh_per_second=2) if console.is_terminal else None
@@ -513,7 +518,8 @@ class Stack:
             if live:
                 live.start()
             while pending and time.monotonic() < deadline:
-                states = {i["name"]: i["statename"] for i in rpc.supervisor.getAllProcessInfo()}
+                infos = {i["name"]: i for i in rpc.supervisor.getAllProcessInfo()}
+                states = {name: info["statename"] for name, info in infos.items()}
                 for name, prog in list(pending.items()):
                     if states.get(name) in ("FATAL", "EXITED"):
                         log = self.logs / f"{name}.log"
@@ -527,10 +533,10 @@ class Stack:
                         else:
                             echo(message)
                 if live:
-                    live.update(table(states))
+                    live.update(table(infos))
                 elif pending and time.monotonic() - last_note >= 20:  # no terminal: a line now and then
                     last_note = time.monotonic()
-                    echo("waiting for " + ", ".join(f"{n} ({states.get(n, '?')})" for n in pending))
+                    echo("waiting for " + ", ".join(f"{n} ({states.get(n, '?')}, {since(infos.get(n))})" for n in pending))
                 if pending:
                     time.sleep(1)
         finally:

@@ -37,6 +37,8 @@ class StackSettings(BaseSettings):
                                description="Superset UI")
     supervisor_port: int = Field(19001, validation_alias=AliasChoices("MBATS_STACK_SUPERVISOR_PORT"),
                                  description="supervisord's control port (127.0.0.1, password-protected)")
+    up_timeout: float = Field(900, gt=0, validation_alias=AliasChoices("MBATS_STACK_UP_TIMEOUT"),
+                              description="Seconds `stack up` waits for every service to be healthy")
     state_dir: Path | None = Field(None, validation_alias=AliasChoices("MBATS_STACK_DIR"),
                                    description="State and logs of the local stack (default MBATS_HOME/stack)")
 

@@ -1,7 +1,8 @@
 """Superset on the local stack: ``services/superset/start.sh init`` only when its inputs changed, then serve.
 
 The full init (db upgrade, admin, roles, dashboards import) costs minutes on a small machine and
-changes nothing when run again; supervisord runs this instead of ``start.sh all``:
+changes nothing when run again; supervisord runs this instead of ``start.sh all``. The init itself
+runs in one Superset process (``superset_init.py``; ``start.sh init`` if that fails):
 
     python -m mbats.stack.superset_start STATE_DIR
 
@@ -49,9 +50,13 @@ def main(argv: list[str]) -> int:
         stamp.clear()
         t0 = time.monotonic()
         print("superset: init (inputs changed or first start)", flush=True)
-        done = subprocess.run([start, "init"])
+        python = Path(os.environ.get("SUPERSET_BIN_DIR", "")) / "python"
+        done = subprocess.run([str(python), str(Path(__file__).with_name("superset_init.py")), str(SERVICE)])
         if done.returncode:
-            return done.returncode
+            print("superset: the one-process init failed; running start.sh init", flush=True)
+            done = subprocess.run([start, "init"])
+            if done.returncode:
+                return done.returncode
         stamp.record(init_digest(dict(os.environ)))  # the database after init (revision, admin) is the input next time
         print(f"superset: init done in {time.monotonic() - t0:.0f} s", flush=True)
     os.execv(start, [start, "serve"])

@@ -74,6 +74,7 @@ def stack(tmp_path_factory):
     env |= {k: str(v) for k, v in ports.items() if k != "sim"} | pw | {
         "MBATS_HOME": str(home), "MBATS_STACK_DIR": str(state / "stack"),
         "MBATS_STACK_S3_INTERNAL_PORT_BASE": str(base),
+        "MBATS_STACK_UP_TIMEOUT": "1800",  # a cold start on a busy 2-core machine (Superset's init)
         "MBATS_OANDA_SIM_URL": f"http://127.0.0.1:{ports['sim']}",
         "MBATS_STRATEGIES_DIR": str(ROOT / "strategies"),
         # unpausing market_data_daily also runs its latest scheduled interval: let that one fetch
