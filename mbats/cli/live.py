@@ -129,7 +129,7 @@ def reset_kill_switch_command(
     from mbats.config import get_settings
     from mbats.db import connect
     from mbats.errors import ConfigError, MbatsError
-    from mbats.live.persistence import account_key, reset_kill_switch
+    from mbats.risk.live import account_key, reset_kill_switch
 
     settings = get_settings()
     if account:
@@ -153,7 +153,7 @@ def reset_kill_switch_command(
 def sweep_stale_command() -> None:
     """Mark `failed` the running paper/live runs on this host whose runner process is gone."""
     from mbats.db import connect
-    from mbats.live.persistence import sweep_stale_runs
+    from mbats.risk.live import sweep_stale_runs
 
     conn = connect("risk")
     try:

@@ -83,7 +83,7 @@ class RiskManager:
         self.tripped = False
         self.breaches: list[Breach] = []
         self.run_id: int | None = None
-        self.state = state  # a KillSwitchStore (persistence) or None
+        self.state = state  # a KillSwitchStore (mbats.risk.live) or None
         if state is not None:
             saved = state.load()
             self.tripped = bool(saved["tripped"])

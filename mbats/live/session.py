@@ -37,7 +37,7 @@ from mbats.kernel.sizing import parse_sizer
 from mbats.kernel.strategies import coerce_params, find_strategy, strategy_name
 from mbats.kernel.version import code_version
 from mbats.live.config import LiveConfig, check_mode
-from mbats.live.persistence import KillSwitchStore, LiveStore, account_key, sweep_stale_runs
+from mbats.risk.live import KillSwitchStore, LiveStore, account_key, sweep_stale_runs
 from mbats.live.recorder import LiveRecorder
 from mbats.live.signals import live_strategy
 from mbats.secmaster.granularity import check_granularity

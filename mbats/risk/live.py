@@ -1,4 +1,7 @@
-"""Risk-database writes as they happen: the run, each order/fill/trade, a snapshot every bar, breaches.
+"""The risk database's rows of live and paper sessions, written as they happen.
+
+The run, each order/fill/trade, a snapshot every bar, breaches, the per-account kill switch and the
+stale-run sweep. Column lists are the ones :mod:`mbats.risk.store` writes for backtests.
 
 One autocommit connection: each event is its own statement, so the live dashboard sees it at
 once and a killed runner loses at most the event it was writing. Rows are keyed by broker-side
@@ -16,12 +19,8 @@ from psycopg2.extras import Json
 
 from mbats.kernel.limits import Breach
 from mbats.risk import store as risk_store
-
-_ORDER_COLS = ("order_ref", "client_order_id", "parent_ref", "instrument", "created_at", "side", "order_type", "size",
-               "price", "status", "updated_at")
-_FILL_COLS = ("fill_id", "order_ref", "instrument", "ts", "size", "price", "commission")
-_TRADE_COLS = ("trade_ref", "instrument", "direction", "size", "entry_ts", "entry_price", "exit_ts", "exit_price",
-               "pnl", "pnl_net", "commission", "return_pct", "mfe_pct", "mae_pct", "bars_held", "is_open")
+from mbats.risk.store import (EQUITY_COLUMNS, FILL_COLUMNS, ORDER_COLUMNS, POSITION_COLUMNS, RISK_EVENT_COLUMNS,
+                              TRADE_COLUMNS)
 
 
 class LiveStore:
@@ -78,7 +77,7 @@ class LiveStore:
                         f"ON CONFLICT (run_id, {', '.join(key)}) {action}", values)
 
     def upsert_order(self, row: dict) -> None:
-        self._upsert("orders", _ORDER_COLS, ("order_ref",), row)
+        self._upsert("orders", ORDER_COLUMNS, ("order_ref",), row)
 
     def set_order_status(self, order_ref: str, status: str) -> None:
         with self.conn.cursor() as cur:
@@ -86,31 +85,25 @@ class LiveStore:
                         (status, self.run_id, order_ref))
 
     def insert_fill(self, row: dict) -> None:
-        self._upsert("fills", _FILL_COLS, ("fill_id",), row, update=False)
+        self._upsert("fills", FILL_COLUMNS, ("fill_id",), row, update=False)
 
     def upsert_trade(self, row: dict) -> None:
-        self._upsert("trades", _TRADE_COLS, ("trade_ref",), row)
+        self._upsert("trades", TRADE_COLUMNS, ("trade_ref",), row)
 
     def snapshot(self, ts: datetime, cash: float, value: float, positions: list[dict]) -> None:
         """Account value and open positions as of the bar just processed."""
         self.peak = value if self.peak is None else max(self.peak, value)
         drawdown = 100.0 * (value / self.peak - 1.0) if self.peak else 0.0
-        self._upsert("equity", ("ts", "cash", "value", "drawdown_pct"), ("ts",),
-                     {"ts": ts, "cash": cash, "value": value, "drawdown_pct": drawdown})
+        self._upsert("equity", EQUITY_COLUMNS, ("ts",), {"ts": ts, "cash": cash, "value": value, "drawdown_pct": drawdown})
         for p in positions:
-            self._upsert("positions", ("ts", "instrument", "size", "avg_price", "market_price", "unrealized_pnl"),
-                         ("ts", "instrument"), {"ts": ts, **p})
+            self._upsert("positions", POSITION_COLUMNS, ("ts", "instrument"), {"ts": ts, **p})
 
     def risk_event(self, breach: Breach) -> None:
-        with self.conn.cursor() as cur:
-            cur.execute("INSERT INTO risk_events (ts, run_id, rule, instrument, detail, action) "
-                        "VALUES (%s, %s, %s, %s, %s, %s)",
-                        (breach.ts, self.run_id, breach.rule, breach.instrument, breach.detail, breach.action))
+        risk_store.add_risk_events(self.conn, self.run_id, [vars(breach)])
 
     def note(self, **fields) -> None:
         """Merge facts about the session (reconciliation, restarts) into runs.broker."""
-        with self.conn.cursor() as cur:
-            cur.execute("UPDATE runs SET broker = broker || %s WHERE id = %s", (Json(fields), self.run_id))
+        risk_store.merge_run_broker(self.conn, self.run_id, fields)
 
     def noted(self, key: str):
         with self.conn.cursor() as cur:
@@ -229,8 +222,8 @@ def reset_kill_switch(conn, key: str, who: str, note: str | None = None) -> dict
         detail = f"kill switch of {key} reset by {who} (tripped {row[1]:%Y-%m-%d %H:%M:%S %Z}: {row[3]})"
         if note:
             detail += f"; note: {note}"
-        cur.execute("INSERT INTO risk_events (run_id, rule, instrument, detail, action) "
-                    "VALUES (%s, 'kill_switch_reset', NULL, %s, 'reset')", (row[2], detail))
+    risk_store.add_risk_events(conn, row[2], [{"rule": "kill_switch_reset", "instrument": None, "detail": detail,
+                                               "action": "reset"}], commit=False)
     conn.commit()
     return {"tripped_at": row[1], "run_id": row[2], "reason": row[3]}
 

@@ -1,5 +1,9 @@
 """Writing runs to, and reading them from, the risk database.
 
+The risk DB has one writer, this package: backtests and sweeps write through this module, live and
+paper sessions through :mod:`mbats.risk.live`, end-of-day reports through :mod:`mbats.risk.eod`.
+The column lists below are the only copy.
+
 A run row is committed first with status ``running`` (so a crash leaves a visible failed/stuck
 run, never orphan rows); everything a finished run produced is then written in one
 transaction together with the status change.
@@ -20,8 +24,16 @@ from mbats.errors import NotFoundError
 
 log = logging.getLogger(__name__)
 
+ORDER_COLUMNS = ("order_ref", "client_order_id", "parent_ref", "instrument", "created_at", "side", "order_type",
+                 "size", "price", "status", "updated_at")
+FILL_COLUMNS = ("fill_id", "order_ref", "instrument", "ts", "size", "price", "commission")
+TRADE_COLUMNS = ("trade_ref", "instrument", "direction", "size", "entry_ts", "entry_price", "exit_ts", "exit_price",
+                 "pnl", "pnl_net", "commission", "return_pct", "mfe_pct", "mae_pct", "bars_held", "is_open", "financing")
+POSITION_COLUMNS = ("ts", "instrument", "size", "avg_price", "market_price", "unrealized_pnl")
+RISK_EVENT_COLUMNS = ("ts", "rule", "instrument", "detail", "action")
 EQUITY_FIELDS = (("run_id", "int8"), ("ts", "timestamptz"), ("cash", "float8"), ("value", "float8"),
                  ("drawdown_pct", "float8"), ("margin_used", "float8"))
+EQUITY_COLUMNS = tuple(name for name, _ in EQUITY_FIELDS[1:])
 FINANCING_COLUMNS = ("ts", "instrument", "units", "price", "annual_rate", "days", "amount_quote", "fx_rate", "amount")
 _RUN_COLUMNS = ("run_type", "mode", "strategy", "params", "instruments", "granularity", "data_from", "data_to",
                 "cash", "broker", "code_version", "sweep_id", "account", "model_uri", "model_version")
@@ -116,17 +128,10 @@ def save_results(
 ) -> None:
     """Write everything a run produced and mark it finished, in one transaction."""
     with conn.cursor() as cur:
-        _insert_rows(cur, "orders", run_id, orders, ("order_ref", "client_order_id", "parent_ref", "instrument",
-                                                      "created_at", "side", "order_type", "size", "price", "status",
-                                                      "updated_at"))
-        _insert_rows(cur, "fills", run_id, fills, ("fill_id", "order_ref", "instrument", "ts", "size", "price",
-                                                    "commission"))
-        _insert_rows(cur, "trades", run_id, trades, ("trade_ref", "instrument", "direction", "size", "entry_ts",
-                                                      "entry_price", "exit_ts", "exit_price", "pnl", "pnl_net",
-                                                      "commission", "return_pct", "mfe_pct", "mae_pct",
-                                                      "bars_held", "is_open", "financing"))
-        _insert_rows(cur, "positions", run_id, positions, ("ts", "instrument", "size", "avg_price", "market_price",
-                                                            "unrealized_pnl"))
+        _insert_rows(cur, "orders", run_id, orders, ORDER_COLUMNS)
+        _insert_rows(cur, "fills", run_id, fills, FILL_COLUMNS)
+        _insert_rows(cur, "trades", run_id, trades, TRADE_COLUMNS)
+        _insert_rows(cur, "positions", run_id, positions, POSITION_COLUMNS)
         if len(equity):
             copy_in(cur, "equity", EQUITY_FIELDS,
                     {"run_id": [run_id] * len(equity), "ts": equity.index, "cash": equity["cash"],
@@ -134,7 +139,7 @@ def save_results(
                      "margin_used": equity["margin_used"] if "margin_used" in equity else [float("nan")] * len(equity)},
                     len(equity))
         _insert_rows(cur, "financing", run_id, financing, FINANCING_COLUMNS)
-        _insert_rows(cur, "risk_events", run_id, risk_events, ("ts", "rule", "instrument", "detail", "action"))
+        _insert_rows(cur, "risk_events", run_id, risk_events, RISK_EVENT_COLUMNS)
         _insert_rows(cur, "run_metrics", run_id, ({"metric": k, "value": v} for k, v in metrics.items()),
                      ("metric", "value"))
         cur.execute(
@@ -144,6 +149,15 @@ def save_results(
             (bars, data_from, data_to, report_path, run_id),
         )
     conn.commit()
+
+
+def add_risk_events(conn, run_id: int | None, events: Iterable[dict], commit: bool = True) -> None:
+    """Record breaches or kill-switch actions (``ts`` defaults to now); ``commit=False`` joins the caller's transaction."""
+    now = datetime.now(timezone.utc)
+    with conn.cursor() as cur:
+        _insert_rows(cur, "risk_events", run_id, ({**e, "ts": e.get("ts") or now} for e in events), RISK_EVENT_COLUMNS)
+    if commit:
+        conn.commit()
 
 
 def set_run_fields(conn, run_id: int, **fields) -> None:

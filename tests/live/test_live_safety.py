@@ -16,7 +16,7 @@ import pytest
 
 from mbats.kernel.limits import RiskLimits
 from mbats.live.config import LiveConfig
-from mbats.live.persistence import sweep_stale_runs
+from mbats.risk.live import sweep_stale_runs
 from mbats.live.session import KillSwitchTripped, run
 from tests.live.conftest import client_orders_at_sim, net_units, risk_rows, sim_env, sim_settings
 
