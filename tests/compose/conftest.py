@@ -26,7 +26,8 @@ def stack() -> dict:
     return {
         "env_values": env, "env_file": cache / "project" / "test.env", "db": db,
         "urls": {"airflow": url("AIRFLOW_PORT"), "superset": url("SUPERSET_PORT"), "mlflow": url("MLFLOW_PORT"),
-                 "serving": url("MLFLOW_SERVING_PORT"), "sim": url("OANDA_SIM_PORT"), "s3": url("MINIO_PORT")},
+                 "serving": url("MLFLOW_SERVING_PORT"), "sim": url("OANDA_SIM_PORT"), "s3": url("MINIO_PORT"),
+                 "jupyter": url("JUPYTER_PORT")},
         "airflow_password": env["AIRFLOW_ADMIN_PASSWORD"],
         "superset_user": env.get("SUPERSET_ADMIN_USER") or "admin",
         "superset_password": env["SUPERSET_ADMIN_PASSWORD"],

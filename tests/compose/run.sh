@@ -4,7 +4,8 @@
 #   engine    podman + runc + debootstrap (apt, once), API socket, healthcheck loop   engine.sh
 #   base      Debian bookworm base image (debootstrap, cached tarball)                base-image.sh
 #   standins  postgres / redis / minio+mc / python stand-ins (cached by input hash)    standins.sh
-#   build     the project's images from services/*/Dockerfile (podman's layer cache)  compose build
+#   build     the project's images from services/*/Dockerfile (podman's layer cache;   compose build
+#             also jupyter of the `tools` profile, started by test_compose_tools.py)
 #   up        up -d --wait with --scale strategy-runner=2: healthy, *-init exited 0
 #   e2e       pytest tests/compose (REST, SQL, S3, browser against the published ports)
 #   down      down -v (images and caches stay in $MBATS_COMPOSE_CACHE)
@@ -94,6 +95,7 @@ build() {
   # one service per image: several services share the mbats and superset images (and their build
   # sections), and the classic builder would build each of them again, in parallel
   local services
+  local -x COMPOSE_PROFILES=offline,tools  # jupyter too (test_compose_tools.py starts it)
   services="$("$COMPOSE" config --format json | "$PYTHON" -c '
 import json, sys
 seen = {}
@@ -112,7 +114,7 @@ e2e() {
 
 down() {
   [[ "${MBATS_COMPOSE_KEEP:-}" == 1 ]] && { echo "stack kept (MBATS_COMPOSE_KEEP=1)"; return 0; }
-  "$COMPOSE" down -v --remove-orphans
+  COMPOSE_PROFILES=offline,tools "$COMPOSE" down -v --remove-orphans
   podman image prune -f >/dev/null 2>&1 || true  # layers of images the build replaced
   "$HERE/engine.sh" down  # no background process outlives the test (images stay)
 }
