@@ -26,7 +26,7 @@ from oandapyV20 import API
 from oandapyV20 import oandapyV20 as oanda_module
 from oandapyV20.endpoints.apirequest import APIRequest
 from oandapyV20.exceptions import V20Error
-from tenacity import Retrying, before_sleep_log, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from mbats.config import Settings
 from mbats.errors import ConfigError, MbatsError, NotFoundError, ServiceUnavailableError
