@@ -15,7 +15,7 @@ import pytest
 
 from mbats.config import reset_settings_cache
 from mbats.kernel.signals import SignalStrategy, has_signals
-from mbats.kernel.strategies import available_strategies, coerce_params
+from mbats.kernel.strategies import available_strategies, coerce_params, find_strategy
 from mbats.live.signals import SmaCrossStepper, live_strategy, signal_mode
 from mbats.sim import synthetic_bars
 from tests.live.conftest import ROOT
@@ -119,3 +119,32 @@ def test_stepper_equals_the_vectorised_rule_on_touching_averages():
         stepped = [stepper.push(c) for c in closes]
         vectorised = hold_targets(crossover(sma(closes, fast), sma(closes, slow)), allow_short).tolist()
         assert stepped == vectorised, (fast, slow, allow_short)
+
+
+def test_a_paper_session_holds_the_backtest_targets_on_the_bars_it_saw(sim, risk_conn):
+    """End to end on the simulator: after each live bar the account holds the backtest's target.
+
+    The backtest runs on exactly the bars the session saw (its backfill, then the live bars, as
+    recorded in runs.data_sources), so both start from the same history.
+    """
+    from mbats.kernel.limits import RiskLimits
+    from mbats.live.config import LiveConfig
+    from mbats.live.session import run
+    from tests.live.conftest import DAY, GRAN, risk_rows, sim_settings
+
+    server = sim(start=f"{DAY}T06:00Z")
+    cfg = LiveConfig("sma_crossover", ["EUR_USD"], params={"fast": "3", "slow": "8"}, granularity=GRAN,
+                     max_bars=36, warmup=20, sim_step=True)
+    result = run(cfg, risk=RiskLimits(), settings=sim_settings(server))
+    (sources,), = risk_rows(risk_conn, "SELECT data_sources FROM runs WHERE id = %s", result.run_id)
+    held = dict(risk_rows(risk_conn, "SELECT ts, size FROM positions WHERE run_id = %s AND instrument = 'EUR_USD'",
+                          result.run_id))
+    assert len(held) == result.live_bars == 36
+    first = pd.Timestamp(next(s["first"] for s in sources if s["kind"] == "live-backfill"))
+    bars = synthetic_bars("EUR_USD", DAY, "2024-03-06", GRAN, seed=11)
+    bars = bars[(bars.index >= first) & (bars.index <= max(held))][["open", "high", "low", "close", "volume"]]
+    cls = find_strategy("sma_crossover")
+    targets = pd.Series(np.asarray(cls.signals(bars.astype(float), fast=3, slow=8), dtype=int), index=bars.index)
+    live = {pd.Timestamp(ts): int(np.sign(size)) for ts, size in held.items()}
+    assert set(targets[list(live)]) == {-1, 1}, "the window must hold both a long and a short"
+    assert live == {ts: int(targets[ts]) for ts in live}
