@@ -254,6 +254,7 @@ def _trade(cfg: LiveConfig, cls, params: dict, client, settings: Settings, store
             return
         ts = max(pd.Timestamp(bt.num2date(d.datetime[0]), tz="UTC") for d in live)
         store.note(bar_in_progress=ts.isoformat())  # a restart re-decides this bar only if it dies on it
+        store.set_data_sources(earlier_sources + hub.data_sources())  # kept current: a runner may die any time
         if risk.check_daily_loss(broker.getvalue(), ts.to_pydatetime()) is not None:
             kill()
             return

@@ -78,6 +78,13 @@ def test_kill_9_mid_session_then_restart_reconciles_without_duplicate_orders(sim
     with risk_conn.cursor() as cur:
         cur.execute("SELECT size FROM positions WHERE run_id = %s ORDER BY ts DESC LIMIT 1", (run_id,))
         assert cur.fetchone()[0] == net_units(server)
+        cur.execute("SELECT data_sources FROM runs WHERE id = %s", (run_id,))
+        sources = cur.fetchone()[0]
+    # both sessions' sources are kept: the killed one's stream up to its last bar, then the restart's
+    streams = [s for s in sources if s["kind"] == "live-stream"]
+    assert [s["kind"] for s in sources] == ["live-backfill", "live-stream"] * 2
+    assert streams[0]["bars"] >= 1 and streams[1]["bars"] >= 5  # of 6 live bars, the re-decided one came with the backfill
+    assert pd.Timestamp(streams[0]["last"]) < pd.Timestamp(streams[1]["first"])
 
 
 def test_killed_between_submit_and_ack_the_restart_adopts_instead_of_resending(sim, risk_conn):
