@@ -72,6 +72,21 @@ class Settings(BaseSettings):
         True, description="Score sweeps with the numba-compiled core (false: the pure-numpy fallback, same results)"
     )
 
+    # --- orchestration (Airflow) and dashboards ----------------------------------------------
+    airflow_db: str = Field("airflow", description="Database of Airflow's metadata on the platform's PostgreSQL")
+    worker_name: str | None = Field(
+        None, description="Host name an Airflow worker reports (several workers on one host); unset: the FQDN")
+    strategy_queue: str = Field(
+        "strategy_runner", description="Celery queue of the strategy-runner workers (backtests, sweeps, live)")
+    deployments_file: Path | None = Field(
+        None, description="YAML list of live/paper deployments; unset: strategies/deployments.yaml")
+    marketdata_instruments: str = Field(
+        "", description="Comma-separated instruments the scheduled downloads fetch; empty: EUR_USD,GBP_USD,USD_JPY,AUD_USD")
+    superset_db_user: str | None = Field(
+        None, description="Read-only PostgreSQL role Superset queries the dash views as; unset: mbats_superset")
+    superset_db_password: SecretStr | None = Field(
+        None, description="Password of that read-only role; unset: the role cannot log in")
+
     # --- OANDA -----------------------------------------------------------------------------
     oanda_environment: Literal["practice", "live", "sim"] = "practice"
     oanda_token: SecretStr | None = None

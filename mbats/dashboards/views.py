@@ -13,11 +13,10 @@ Settings (environment):
 from __future__ import annotations
 
 import logging
-import os
 
 from psycopg2 import sql
 
-from mbats.config import PROJECT_ROOT, get_settings
+from mbats.config import PROJECT_ROOT, Settings, get_settings
 
 VIEWS_DIR = PROJECT_ROOT / "db" / "views"
 ROLES_DIR = PROJECT_ROOT / "db" / "roles"
@@ -26,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def readonly_role() -> str:
-    return os.environ.get("MBATS_SUPERSET_DB_USER") or DEFAULT_ROLE
+    return Settings().superset_db_user or DEFAULT_ROLE
 
 
 def view_databases() -> dict[str, str]:
@@ -67,7 +66,9 @@ def apply_views(role: str | None = None, password: str | None = None) -> dict[st
     from mbats.db import connect
 
     role = role or readonly_role()
-    password = password if password is not None else os.environ.get("MBATS_SUPERSET_DB_PASSWORD")
+    if password is None:
+        secret = Settings().superset_db_password
+        password = secret.get_secret_value() if secret else None
     grants = (ROLES_DIR / "superset_readonly.sql").read_text()
     done: dict[str, list[str]] = {}
     for stem, database in view_databases().items():

@@ -2,13 +2,9 @@
 
 The DAGs in ``dags/`` stay thin: every task is one call into this package (or another part of
 ``mbats``), so the same work runs from the CLI, a notebook or a test without Airflow.
-Nothing here imports Airflow.
+Nothing here imports Airflow. Settings are read when called (``Settings()``, not the cached
+copy): a DAG file, a task and a test may each run with a different environment.
 """
-
-import os
-
-STRATEGY_QUEUE_ENV = "MBATS_STRATEGY_QUEUE"
-DEFAULT_STRATEGY_QUEUE = "strategy_runner"
 
 
 def strategy_queue() -> str:
@@ -16,4 +12,6 @@ def strategy_queue() -> str:
 
     With the LocalExecutor the queue is ignored and everything runs locally.
     """
-    return os.environ.get(STRATEGY_QUEUE_ENV, DEFAULT_STRATEGY_QUEUE)
+    from mbats.config import Settings
+
+    return Settings().strategy_queue

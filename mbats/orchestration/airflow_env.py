@@ -6,14 +6,14 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 
 def metadata_url(database: str | None = None) -> str:
+    from mbats.config import Settings
     from mbats.db import database_url, ensure_database
 
-    name = database or os.environ.get("MBATS_AIRFLOW_DB", "airflow")
+    name = database or Settings().airflow_db
     ensure_database(name)
     return database_url(name, driver="postgresql+psycopg2")
 
@@ -22,7 +22,9 @@ def worker_hostname() -> str:
     """``[core] hostname_callable``: ``MBATS_WORKER_NAME`` if set (several workers on one host), else the FQDN."""
     import socket
 
-    return os.environ.get("MBATS_WORKER_NAME") or socket.getfqdn()
+    from mbats.config import Settings
+
+    return Settings().worker_name or socket.getfqdn()
 
 
 def main(argv: list[str]) -> int:

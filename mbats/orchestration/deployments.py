@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from mbats.config import PROJECT_ROOT
+from mbats.config import PROJECT_ROOT, Settings
 from mbats.errors import ConfigError
 
 DEPLOYMENTS_ENV = "MBATS_DEPLOYMENTS_FILE"
@@ -116,7 +116,7 @@ class Deployment:
 
 
 def deployments_path() -> Path:
-    return Path(os.environ.get(DEPLOYMENTS_ENV) or DEFAULT_FILE)
+    return Settings().deployments_file or DEFAULT_FILE
 
 
 def _fail(where: str, message: str) -> DeploymentsError:
@@ -218,7 +218,7 @@ def load_deployments(path: Path | str | None = None, *, include_disabled: bool =
     """
     path = Path(path) if path is not None else deployments_path()
     if not path.exists():
-        if os.environ.get(DEPLOYMENTS_ENV):
+        if Settings().deployments_file:
             raise DeploymentsError(f"{path}: deployments file not found (set by {DEPLOYMENTS_ENV})")
         return []
     try:

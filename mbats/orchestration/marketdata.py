@@ -6,18 +6,18 @@ after the last stored bar and ``write_bars`` upserts), so bar counts do not chan
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 
 import pandas as pd
 
-INSTRUMENTS_ENV = "MBATS_MARKETDATA_INSTRUMENTS"
 DEFAULT_INSTRUMENTS = ("EUR_USD", "GBP_USD", "USD_JPY", "AUD_USD")
 
 
 def configured_instruments() -> list[str]:
     """Instruments the scheduled downloads fetch: ``MBATS_MARKETDATA_INSTRUMENTS`` (comma separated)."""
-    raw = os.environ.get(INSTRUMENTS_ENV, "")
+    from mbats.config import Settings
+
+    raw = Settings().marketdata_instruments
     symbols = [s.strip().upper() for s in raw.split(",") if s.strip()]
     return symbols or list(DEFAULT_INSTRUMENTS)
 
