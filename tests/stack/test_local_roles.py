@@ -134,6 +134,7 @@ def test_tasks_role_loads_bars_and_records_runs_but_changes_no_schema(stack):
         allowed(sec, "INSERT INTO instruments (symbol, base_currency, quote_currency, pip_size, vendor) "
                      "VALUES ('ZZZ_YYY', 'ZZZ', 'YYY', 0.0001, 'test')")
         allowed(sec, "CREATE TEMP TABLE stage (i int)")  # bar loads stage through a temp table
+        allowed(sec, "UPDATE instrument_financing SET long_rate = long_rate WHERE false")  # financing terms
         allowed(risk, "UPDATE runs SET status = status WHERE false")
         allowed(risk, "DELETE FROM runs WHERE false")
         for conn, table in ((sec, "bars"), (risk, "runs")):
