@@ -19,8 +19,7 @@ from tqdm import tqdm
 
 from mbats.errors import MbatsError, NotFoundError
 from mbats.marketdata.calendar import trading_bar_times
-from mbats.marketdata.store import write_sides
-from mbats.secmaster import get_instrument_id, upsert_instruments, write_bars
+from mbats.secmaster import get_instrument_id, upsert_instruments, write_bars, write_sides
 from mbats.secmaster.bars import last_bar_time
 from mbats.secmaster.granularity import check_granularity
 from mbats.secmaster.loads import finish_load, start_load

@@ -104,6 +104,38 @@ def _copy_into_empty_range(cur, instrument_id: int, granularity: str, columns: d
     return True
 
 
+SIDES = ("bid", "ask")
+PRICE_FIELDS = ("open", "high", "low", "close")
+
+
+def write_sides(conn, instrument_id: int, granularity: str, sides: dict[str, pd.DataFrame]) -> int:
+    """Set the bid_* / ask_* OHLC of bars already written (same ts), in the caller's transaction.
+
+    ``sides`` maps "bid" and/or "ask" to frames with ts, open, high, low, close (an OANDA candle
+    page). Mid bars go through :func:`write_bars` first; a side row without its bar is ignored.
+    Returns the number of bars updated.
+    """
+    updated: set = set()
+    with conn.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS stage_sides (ts timestamptz, "
+                    + ", ".join(f"{side}_{f} float8" for side in SIDES for f in PRICE_FIELDS)
+                    + ") ON COMMIT DELETE ROWS")
+        # One side at a time: each candle side is complete, so no NaN stands in for a missing price.
+        for side, frame in sides.items():
+            if side not in SIDES or frame.empty:
+                continue
+            names = [f"{side}_{f}" for f in PRICE_FIELDS]
+            fields = (("ts", "timestamptz"), *((name, "float8") for name in names))
+            columns = {"ts": frame["ts"], **{f"{side}_{f}": frame[f] for f in PRICE_FIELDS}}
+            cur.execute("TRUNCATE stage_sides")
+            copy_in(cur, "stage_sides", fields, columns, len(frame))
+            cur.execute(f"UPDATE bars b SET {', '.join(f'{n} = s.{n}' for n in names)} FROM stage_sides s "
+                        "WHERE b.instrument_id = %s AND b.granularity = %s AND b.ts = s.ts RETURNING b.ts",
+                        (instrument_id, granularity))
+            updated.update(row[0] for row in cur.fetchall())
+    return len(updated)
+
+
 def read_bars(
     conn,
     symbol: str,
