@@ -12,29 +12,12 @@ from datetime import datetime
 
 import typer
 
+from mbats.dates import parse_utc as parse_when  # the one UTC rule, shared with the DAGs
 from mbats.errors import UsageError
 
 # Hidden aliases of --start / --end, kept for scripts written against the old backtest/sweep flags.
 OLD_START = typer.Option(None, "--from", hidden=True, help="old name of --start")
 OLD_END = typer.Option(None, "--to", hidden=True, help="old name of --end")
-
-
-def parse_when(value: str | None, option: str) -> datetime | None:
-    """A user's date/time option as an aware UTC datetime (naive input is read as UTC)."""
-    if not value:
-        return None
-    import pandas as pd
-
-    from mbats.specs import EARLIEST
-
-    try:
-        ts = pd.Timestamp(value)
-        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    except (ValueError, TypeError, OverflowError, pd.errors.OutOfBoundsDatetime):
-        raise UsageError(f"{option} '{value}' is not a date/time such as 2024-01-31 or 2024-01-31T12:00Z") from None
-    if ts is pd.NaT or not EARLIEST <= ts.to_pydatetime() <= EARLIEST.replace(year=2100):
-        raise UsageError(f"{option} '{value}' is outside the plausible range 1971-01-01 to 2100-01-01")
-    return ts.to_pydatetime()
 
 
 def _one_of(value: str | None, alias: str | None, name: str, alias_name: str) -> tuple[str | None, str]:

@@ -111,7 +111,7 @@ def normalize_conf(conf: dict | None) -> dict:
 
 def _check_ranges(conf: dict) -> None:
     """The same ranges as `mbats backtest` (cash > 0, commission and spread >= 0 and finite, sizer, dates)."""
-    from mbats.cli.options import parse_when
+    from mbats.dates import parse_utc as parse_when
     from mbats.specs import BacktestRequest, check
 
     if not isinstance(conf["top"], int) or not 0 <= conf["top"] <= 1000:
