@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import bisect
+
 import backtrader as bt
 import numpy as np
 import pandas as pd
@@ -38,48 +40,86 @@ def _utc(ts) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
+_EPOCH_ORDINAL = 719163.0  # backtrader's day number of 1970-01-01
+NS_PER_DAY = 86_400 * 1_000_000_000
+
+
+def bt_ns(num: float) -> int:
+    """backtrader's float day number → UTC ns, rounded to the second (float dates drift by microseconds)."""
+    return int(round((num - _EPOCH_ORDINAL) * 86_400)) * 1_000_000_000
+
+
+def _ns(when) -> int:
+    return when if isinstance(when, (int, np.integer)) else _utc(when).value
+
+
 @dataclass
 class Prices:
-    """Mid prices of every loaded pair at any moment, by the simulator's rule."""
+    """Mid prices of every loaded pair at any moment (ns or Timestamp), by the simulator's rule."""
 
     bars: dict[str, pd.DataFrame]
     step: pd.Timedelta
     _cols: dict = field(default_factory=dict, repr=False)
+    _legs: dict = field(default_factory=dict, repr=False)
+    _cursor: dict = field(default_factory=dict, repr=False)
 
     def _columns(self, symbol: str):
-        if symbol not in self._cols:
+        if symbol not in self._cols:  # plain lists: the per-bar lookups below compare Python numbers
             frame = self.bars[symbol]
-            self._cols[symbol] = (pd.DatetimeIndex(frame.index).tz_convert("UTC").as_unit("ns").asi8,
-                                  frame["open"].to_numpy(dtype="float64"), frame["close"].to_numpy(dtype="float64"))
+            self._cols[symbol] = (pd.DatetimeIndex(frame.index).tz_convert("UTC").as_unit("ns").asi8.tolist(),
+                                  frame["open"].astype("float64").tolist(), frame["close"].astype("float64").tolist())
         return self._cols[symbol]
 
-    def mid(self, symbol: str, when: pd.Timestamp) -> float | None:
+    def index(self, symbol: str, t: int) -> int:
+        """Index of the last bar of ``symbol`` opened at or before ``t`` (-1 if none).
+
+        Backtests ask about moments that mostly move forward bar by bar, so a cursor per symbol
+        answers in a step or two; a jump elsewhere falls back to a binary search.
+        """
+        times = self._columns(symbol)[0]
+        i, n = self._cursor.get(symbol, -1), len(times)
+        if 0 <= i < n and times[i] <= t:
+            steps = 0
+            while i + 1 < n and times[i + 1] <= t and steps < 8:
+                i, steps = i + 1, steps + 1
+            if i + 1 < n and times[i + 1] <= t:
+                i = bisect.bisect_right(times, t) - 1
+        else:
+            i = bisect.bisect_right(times, t) - 1
+        self._cursor[symbol] = i
+        return i
+
+    def mid(self, symbol: str, when) -> float | None:
         """The open of the bar in progress at ``when`` (one starting then counts), else the last close."""
         times, opens, closes = self._columns(symbol)
-        t = _utc(when).value
-        i = int(np.searchsorted(times, t, side="right")) - 1
+        t = _ns(when)
+        i = self.index(symbol, t)
         if i < 0:
             return None
-        return float(opens[i]) if t < times[i] + self.step.value else float(closes[i])
+        return opens[i] if t < times[i] + self.step.value else closes[i]
 
-    def conversion(self, quote: str, account: str, when: pd.Timestamp) -> float:
+    def conversion(self, quote: str, account: str, when) -> float:
         """Account-currency units per unit of ``quote`` at ``when`` (direct, inverse or through USD)."""
         if quote == account:
             return 1.0
-        for legs in _legs(quote, account):
-            if all(pair in self.bars for pair, _ in legs):
-                rate = 1.0
-                for pair, invert in legs:
-                    price = self.mid(pair, when)
-                    if price is None:
-                        break
-                    rate *= 1.0 / price if invert else price
-                else:
-                    return rate
-        from mbats.errors import NotFoundError
+        key = (quote, account)
+        if key not in self._legs:
+            self._legs[key] = next((legs for legs in _legs(quote, account)
+                                    if all(pair in self.bars for pair, _ in legs)), None)
+        legs = self._legs[key]
+        rate = None if legs is None else 1.0
+        for pair, invert in legs or []:
+            price = self.mid(pair, when)
+            if price is None:
+                rate = None
+                break
+            rate *= 1.0 / price if invert else price
+        if rate is None:
+            from mbats.errors import NotFoundError
 
-        raise NotFoundError(f"no {quote}_{account} (or {account}_{quote}) price at {when} to convert {quote} "
-                            f"into {account}; load that pair's bars")
+            raise NotFoundError(f"no {quote}_{account} (or {account}_{quote}) price at {pd.Timestamp(_ns(when), tz='UTC')} "
+                                f"to convert {quote} into {account}; load that pair's bars")
+        return rate
 
 
 def _legs(quote: str, account: str) -> list[list[tuple[str, bool]]]:
@@ -101,20 +141,26 @@ class AccountRules:
     exit_costs: dict[str, tuple[pd.Series, pd.Series]]  # per unit of a buy / a sell at each bar's open
     margin_rate: float = DEFAULT_MARGIN_RATE
     financing: bool = True  # False when no rates are stored: margin still applies, at the account's rate
+    _costs: dict = field(default_factory=dict, repr=False)
 
-    def terms(self, symbol: str, when: pd.Timestamp) -> FinancingTerms | None:
-        return self.schedule.at(symbol, when)
+    def terms(self, symbol: str, when) -> FinancingTerms | None:
+        rows = self.schedule.terms.get(symbol.upper(), [])
+        if len(rows) <= 1:  # the common case: one row, whatever the time
+            return rows[0] if rows else None
+        return self.schedule.at(symbol, pd.Timestamp(_ns(when), tz="UTC"))
 
-    def margin_rate_of(self, symbol: str, when: pd.Timestamp) -> float:
+    def margin_rate_of(self, symbol: str, when) -> float:
         terms = self.terms(symbol, when)
         return max(self.margin_rate, terms.margin_rate) if terms is not None else self.margin_rate
 
-    def exit_cost(self, symbol: str, units: float, when: pd.Timestamp) -> float:
+    def exit_cost(self, symbol: str, units: float, when) -> float:
         """Per-unit cost of closing ``units`` at ``when``: a long sells (bid side), a short buys."""
-        buy, sell = self.exit_costs[symbol]
-        series = sell if units > 0 else buy
-        i = max(int(series.index.searchsorted(_utc(when), side="right")) - 1, 0)
-        return float(series.iloc[i])
+        if symbol not in self._costs:  # indexed like the symbol's bars (side_costs of the same frame)
+            buy, sell = self.exit_costs[symbol]
+            self._costs[symbol] = (buy.astype("float64").tolist(), sell.astype("float64").tolist())
+        buy, sell = self._costs[symbol]
+        i = max(self.prices.index(symbol, _ns(when)), 0)
+        return sell[i] if units > 0 else buy[i]
 
 
 class OandaAccountMixin:
@@ -125,25 +171,34 @@ class OandaAccountMixin:
         self.balance = float(cash)  # account currency: cash + realised P&L - costs + financing
         self.financing_entries: list[dict] = []
         self.margin_events: list[dict] = []
-        self.margin_used: dict[pd.Timestamp, float] = {}
-        self._last_roll: pd.Timestamp | None = None
+        self.margin_used: dict[int, float] = {}  # ns -> account currency, only where it changed
+        self._filled = False
+        self._last_used = 0.0
         self._owner = None
         self._closeout_refs: set[int] = set()
+        # every 17:00 New York of the data's span, once: each bar then only compares integers
+        first = min(frame.index[0] for frame in rules.prices.bars.values())
+        last = max(frame.index[-1] for frame in rules.prices.bars.values())
+        rolls = rollovers(first - pd.Timedelta(days=1), last + pd.Timedelta(days=8))
+        self._roll_ns = pd.DatetimeIndex(rolls["ts"]).as_unit("ns").asi8
+        self._roll_weekday = rolls["weekday"].to_numpy()
+        self._roll_next = None  # index of the first rollover after the first bar
 
     # --- bookkeeping ------------------------------------------------------------------------
-    def _now(self) -> pd.Timestamp | None:
-        stamps = [d.datetime.datetime(0) for d in self.positions if len(d)]
-        return pd.Timestamp(max(stamps), tz="UTC").round("s") if stamps else None
+    def _now(self) -> int | None:
+        stamps = [d.datetime[0] for d in self.positions if len(d)]
+        return bt_ns(max(stamps)) if stamps else None
 
     def _quote(self, symbol: str) -> str:
         return symbol.split("_", 1)[1]
 
-    def _to_account(self, symbol: str, amount: float, when: pd.Timestamp) -> float:
+    def _to_account(self, symbol: str, amount: float, when) -> float:
         return amount * self.rules.prices.conversion(self._quote(symbol), self.rules.account_currency, when)
 
     def notify(self, order):
         if order.status == bt.Order.Completed and order.executed.size:
-            when = pd.Timestamp(bt.num2date(order.executed.dt), tz="UTC").round("s")
+            self._filled = True
+            when = bt_ns(order.executed.dt)
             self.balance += self._to_account(order.data._name, order.executed.pnl - order.executed.comm, when)
         return super().notify(order)
 
@@ -155,7 +210,7 @@ class OandaAccountMixin:
     def _positions(self) -> dict:
         return {d: p for d, p in self.positions.items() if p.size}
 
-    def account_state(self, when: pd.Timestamp) -> tuple[float, float]:
+    def account_state(self, when) -> tuple[float, float]:
         """(NAV, margin used) at ``when`` in the account currency, as the simulator reports them.
 
         Positions are valued at the side they would close on (mid less the exit cost per unit);
@@ -163,55 +218,69 @@ class OandaAccountMixin:
         this equals the simulator's units x (bid or ask - fill price).
         """
         nav, used = self.balance, 0.0
-        for data, pos in self._positions().items():
+        for data, pos in self.positions.items():
+            if not pos.size:
+                continue
             symbol = data._name
             mid = self.rules.prices.mid(symbol, when)
-            exit_price = mid - np.sign(pos.size) * self.rules.exit_cost(symbol, pos.size, when)
-            nav += self._to_account(symbol, pos.size * (exit_price - pos.price), when)
-            used += self._to_account(symbol, abs(pos.size) * mid, when) * self.rules.margin_rate_of(symbol, when)
+            exit_price = mid - (1 if pos.size > 0 else -1) * self.rules.exit_cost(symbol, pos.size, when)
+            rate = self.rules.prices.conversion(self._quote(symbol), self.rules.account_currency, when)
+            nav += pos.size * (exit_price - pos.price) * rate
+            used += abs(pos.size) * mid * rate * self.rules.margin_rate_of(symbol, when)
         return nav, used
 
     # --- the bar ------------------------------------------------------------------------------
     def next(self):
         now = self._now()
+        used = 0.0
         if now is not None:
             self._roll_over(now)
-            self._check_closeout(now)
+            used = self._check_closeout(now)
+        self._filled = False
         super().next()
         if now is not None:
-            self.margin_used[now] = self.account_state(now)[1]
+            if self._filled:  # the margin changed with the fills at this open
+                used = self.account_state(now)[1] if self._positions() else 0.0
+            if used != self._last_used:
+                self.margin_used[now] = used
+                self._last_used = used
 
-    def _roll_over(self, now: pd.Timestamp) -> None:
-        if self._last_roll is None:
-            self._last_roll = now
+    def _roll_over(self, now: int) -> None:
+        if self._roll_next is None:  # the first bar: rollovers before it found the account flat
+            self._roll_next = int(np.searchsorted(self._roll_ns, now, side="right"))
             return
-        if not self.rules.financing:
-            self._last_roll = now
-            return
-        for ts, weekday in rollovers(self._last_roll, now).itertuples(index=False):
-            for data, pos in self._positions().items():
-                terms = self.rules.terms(data._name, ts)
-                if terms is None or not terms.days_on(weekday):
-                    continue
-                price = self.rules.prices.mid(data._name, ts)
-                quote_amount = terms.charge(pos.size, price, weekday)
-                rate = self.rules.prices.conversion(self._quote(data._name), self.rules.account_currency, ts)
-                self.balance += quote_amount * rate
-                self.financing_entries.append({
-                    "ts": ts, "instrument": data._name, "units": pos.size, "price": price,
-                    "annual_rate": terms.rate_for(pos.size), "days": terms.days_on(weekday),
-                    "amount_quote": quote_amount, "fx_rate": rate, "amount": quote_amount * rate})
-        self._last_roll = now
+        k = self._roll_next
+        while k < len(self._roll_ns) and self._roll_ns[k] <= now:
+            if self.rules.financing:
+                self._charge(int(self._roll_ns[k]), int(self._roll_weekday[k]))
+            k += 1
+        self._roll_next = k
 
-    def _check_closeout(self, now: pd.Timestamp) -> None:
+    def _charge(self, ts: int, weekday: int) -> None:
+        for data, pos in self._positions().items():
+            terms = self.rules.terms(data._name, ts)
+            if terms is None or not terms.days_on(weekday):
+                continue
+            price = self.rules.prices.mid(data._name, ts)
+            quote_amount = terms.charge(pos.size, price, weekday)
+            rate = self.rules.prices.conversion(self._quote(data._name), self.rules.account_currency, ts)
+            self.balance += quote_amount * rate
+            self.financing_entries.append({
+                "ts": pd.Timestamp(ts, tz="UTC"), "instrument": data._name, "units": pos.size, "price": price,
+                "annual_rate": terms.rate_for(pos.size), "days": terms.days_on(weekday),
+                "amount_quote": quote_amount, "fx_rate": rate, "amount": quote_amount * rate})
+
+    def _check_closeout(self, now: int) -> float:
+        """Close everything out if the NAV is at or below half the margin used; return the margin used."""
         positions = self._positions()
-        if not positions or any(o.alive() and o.ref in self._closeout_refs for o in self.pending):
-            return
+        if not positions:
+            return 0.0
         nav, used = self.account_state(now)
-        if nav > used / 2:
-            return
-        self.margin_events.append({"ts": now, "rule": "MARGIN_CLOSEOUT", "instrument": ",".join(
-            sorted(d._name for d in positions)), "detail": f"NAV {nav:.2f} <= half the margin used {used:.2f}",
+        if nav > used / 2 or any(o.alive() and o.ref in self._closeout_refs for o in self.pending):
+            return used
+        self.margin_events.append({"ts": pd.Timestamp(now, tz="UTC"), "rule": "MARGIN_CLOSEOUT",
+                                   "instrument": ",".join(sorted(d._name for d in positions)),
+                                   "detail": f"NAV {nav:.2f} <= half the margin used {used:.2f}",
                                    "action": "closed every position"})
         for data, pos in positions.items():
             make = self.sell if pos.size > 0 else self.buy
@@ -219,6 +288,7 @@ class OandaAccountMixin:
             # backtrader fills a market order from the bar after its creation; this one fills at this open
             order.created.dt = data.datetime[0] - 1e-9
             self._closeout_refs.add(order.ref)
+        return used
 
     # --- OANDA's margin check instead of backtrader's cash check --------------------------------
     def check_submitted(self):
@@ -227,14 +297,15 @@ class OandaAccountMixin:
             order = self.submitted.popleft()
             if self._take_children(order) is None:
                 continue
-            now = pd.Timestamp(order.data.datetime.datetime(0), tz="UTC").round("s")
+            now = bt_ns(order.data.datetime[0])
             units = order.size if order.isbuy() else -abs(order.size)
             if self._margin_ok(order.data, units, now, pending):
                 pending[order.data] = pending.get(order.data, 0.0) + units
                 self.submit_accept(order)
                 continue
             nav, used = self.account_state(now)
-            self.margin_events.append({"ts": now, "rule": "INSUFFICIENT_MARGIN", "instrument": order.data._name,
+            self.margin_events.append({"ts": pd.Timestamp(now, tz="UTC"), "rule": "INSUFFICIENT_MARGIN",
+                                       "instrument": order.data._name,
                                        "detail": f"{units:+.0f} units need more margin than the "
                                                  f"{max(nav - used, 0):.2f} {self.rules.account_currency} available",
                                        "action": "order rejected"})
@@ -243,7 +314,7 @@ class OandaAccountMixin:
             self._ococheck(order)
             self._bracketize(order, cancel=True)
 
-    def _margin_ok(self, data, units: float, when: pd.Timestamp, pending: dict) -> bool:
+    def _margin_ok(self, data, units: float, when: int, pending: dict) -> bool:
         """The simulator's rule: margin used after the fill (at the mid) stays within the NAV."""
         held = self.positions[data].size + pending.get(data, 0.0)
         opposite = abs(held) if held * units < 0 else 0.0
@@ -258,6 +329,18 @@ class OandaAccountMixin:
                 self.rules.margin_rate_of(other._name, when)
         used -= min(abs(units), opposite) * per_unit
         return used + opened * per_unit <= nav
+
+
+    def margin_series(self, index: pd.DatetimeIndex) -> np.ndarray:
+        """The margin used at each of ``index``'s bars (the last change at or before it; 0 before any)."""
+        if not self.margin_used:
+            return np.zeros(len(index))
+        keys = np.fromiter(self.margin_used.keys(), dtype="int64")
+        values = np.fromiter(self.margin_used.values(), dtype="float64")
+        order = np.argsort(keys, kind="stable")
+        stamps = pd.DatetimeIndex(index).round("s").as_unit("ns").asi8
+        pos = np.searchsorted(keys[order], stamps, side="right") - 1
+        return np.where(pos >= 0, values[order][np.clip(pos, 0, None)], 0.0)
 
 
 class OandaBroker(OandaAccountMixin, bt.brokers.BackBroker):

@@ -180,8 +180,7 @@ def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: ty
         costs = {s: (*side_costs(spec, s, bars[s]), spec.commission) for s in spec.instruments}
         equity = fx.rebook(spec.cash, recording.fills, trades, equity, positions, bars, rates, costs)
     book_financing(equity, trades, broker.financing_entries)
-    margin = pd.Series(broker.margin_used, dtype="float64")
-    equity["margin_used"] = margin.reindex(pd.DatetimeIndex(equity.index).round("s")).ffill().fillna(0.0).to_numpy()
+    equity["margin_used"] = broker.margin_series(equity.index)
     equity["drawdown_pct"] = drawdown(equity["value"])
     events = (limited.risk_events() if limited is not None else []) + broker.margin_events
     return Simulation(recording, open_trades, positions, equity, trades, params,
