@@ -195,6 +195,9 @@ class Stack:
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.service_url("airflow").replace("postgresql://", "postgresql+psycopg2://", 1)
             + "/airflow",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__API__WORKERS": "1",
+            # a busy 2-core machine parses a DAG file in more than the default 30 s (tasks then fail
+            # with "DagBag import timeout" before they start)
+            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120", "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "180",
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(st.airflow_log_port),
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "airflow" / "logs"),
             "MBATS_STRATEGIES_DIR": str(self.settings.strategies_dir)}
