@@ -192,7 +192,8 @@ def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: ty
 def financing_note(schedule: Schedule, instruments: list[str], wanted: bool = True) -> str:
     """What the run's financing comes from (the rates' sources), or why it is off."""
     if not wanted:
-        return "off: not asked for (financing=False); margin rates still apply"
+        return ("off: financing=False (sweeps: the vectorised core cannot model financing, so their runs "
+                "leave it out); margin rates still apply")
     missing = schedule.missing(instruments)
     if missing:
         return f"off: no rates stored for {', '.join(missing)} (margin at the account's 2 %)"

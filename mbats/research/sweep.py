@@ -162,6 +162,8 @@ def _vector_task(spec: BacktestSpec, config_id: int) -> dict:
 
 
 def _backtrader_task(spec: BacktestSpec, config_id: int, record: bool) -> dict:
+    # the vectorised core cannot model financing: its backtrader re-runs leave it out too (and say so)
+    spec = replace(spec, financing=False)
     if record:
         # MLflow is logged by the parent process afterwards: no tracking client inside forked workers
         result = run_backtest(spec, track=False, bars=_BARS, write_report=False)

@@ -144,7 +144,7 @@ def test_financing_can_be_turned_off_and_the_run_says_so():
     orders = {"2024-03-05 13:00": {"EUR_USD": 10_000}}
     on = simulate(spec(["EUR_USD"]), bars, scripted(orders), SCHEDULE)
     off = simulate(spec(["EUR_USD"], financing=False), bars, scripted(orders), SCHEDULE)
-    assert len(on.financing) == 3 and off.financing == []  # Tuesday, Wednesday (x3), Thursday and off.financing_note.startswith("off: not asked for")
+    assert len(on.financing) == 3 and off.financing == []  # Tuesday, Wednesday (x3), Thursday and off.financing_note.startswith("off: financing=False")
     assert on.equity["value"].iloc[-1] - off.equity["value"].iloc[-1] == pytest.approx(
         sum(f["amount"] for f in on.financing))
     assert simulate(spec(["EUR_USD"]), bars, scripted(orders)).financing_note.startswith("off: no rates stored")
