@@ -64,7 +64,11 @@ def write_run_report(run_id: int, strategy: str, params: dict, spec, metrics: di
         cash=spec.cash,
         broker=(f"account {getattr(spec, 'account_currency', 'USD')}, commission {spec.commission:g}, "
                 f"spread {spec.spread_pips:g} pips, slippage {getattr(spec, 'slippage_pips', 0.0):g} pips, "
-                f"sizer {spec.sizer}"),
+                f"sizer {spec.sizer}"
+                # financing (rollover) booked and the most margin used, when the run kept them
+                + (f", financing {trades['financing'].sum():+,.2f}" if "financing" in trades and len(trades) else "")
+                + (f", max margin used {equity['margin_used'].max():,.2f}" if "margin_used" in equity and len(equity)
+                   else "")),
         metrics=[(k, _fmt(metrics.get(k)), METRIC_DESCRIPTIONS.get(k, "")) for k in METRIC_DESCRIPTIONS],
         annualisation=ANNUALISATION_NOTE,
         plot_png=base64.b64encode(png.read_bytes()).decode(),

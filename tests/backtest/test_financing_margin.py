@@ -123,7 +123,7 @@ def test_financing_rows_and_margin_are_recorded_in_the_risk_db(risk_conn):
         wave[column] = (1.1 + 0.01 * np.sin(np.arange(120) / 5.0)).round(5)
     result = run_backtest(BacktestSpec(strategy="sma_crossover", instruments=["EUR_USD"], granularity="H1",
                                        params={"fast": 3, "slow": 8}, account_currency="USD"),
-                          track=False, write_report=False, bars={"EUR_USD": wave}, schedule=SCHEDULE)
+                          track=False, write_report=True, bars={"EUR_USD": wave}, schedule=SCHEDULE)
     with risk_conn.cursor() as cur:
         cur.execute("SELECT count(*), coalesce(sum(amount), 0) FROM financing WHERE run_id = %s", (result.run_id,))
         count, total = cur.fetchone()
@@ -136,6 +136,8 @@ def test_financing_rows_and_margin_are_recorded_in_the_risk_db(risk_conn):
     assert count > 0 and total == pytest.approx(broker["financing_total"]) and total == pytest.approx(by_trades)
     assert broker["financing"] == "rates: file" and margin_max == pytest.approx(broker["margin_used_max"])
     assert margin_max == pytest.approx(10_000 * 1.11 * 0.02, rel=0.01)  # 10,000 units near the wave's top
+    html = open(result.report_path, encoding="utf-8").read()
+    assert f"financing {total:+,.2f}" in html and f"max margin used {margin_max:,.2f}" in html
 
 
 
