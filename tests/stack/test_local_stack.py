@@ -181,8 +181,11 @@ def test_sweep_lands_in_the_risk_db_and_mlflow(stack, airflow):
             "sweep_id": SWEEP_ID}
     state, tis = run_dag(airflow, "backtest_sweep", conf)
     assert state == "success", [(t["task_id"], t["map_index"], t["state"]) for t in tis]
+    # every configuration scored by the core; the top 2 confirmed by a backtrader run each
+    scores = query(stack, "risk", "SELECT count(*) FROM sweep_scores WHERE sweep_id = %s", (SWEEP_ID,))
+    assert scores == [(4,)], scores
     runs = query(stack, "risk", "SELECT id, status, mlflow_run_id FROM runs WHERE sweep_id = %s", (SWEEP_ID,))
-    assert len(runs) == 4 and {r[1] for r in runs} == {"finished"}, runs
+    assert len(runs) == 2 and {r[1] for r in runs} == {"finished"}, runs
 
     from mlflow import MlflowClient
 
@@ -197,7 +200,7 @@ def test_sweep_lands_in_the_risk_db_and_mlflow(stack, airflow):
         os.environ.pop("MLFLOW_TRACKING_USERNAME")
         os.environ.pop("MLFLOW_TRACKING_PASSWORD")
     children = {r.info.run_id for r in found}
-    assert {r[2] for r in runs if r[2]} <= children and len(children) >= 4, (runs, children)
+    assert {r[2] for r in runs if r[2]} <= children and len(children) >= 2, (runs, children)
 
 
 def test_train_and_register_a_model(stack):
