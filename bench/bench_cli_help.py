@@ -23,7 +23,7 @@ import time
 HELPS = [[], ["backtest"], ["sweep"], ["data"], ["data", "download"], ["db"], ["live"], ["live", "trade"],
          ["sim", "serve"], ["ml"], ["ml", "train"], ["dashboards"], ["runs"]]
 HEAVY = ("pandas", "numpy", "backtrader", "mlflow", "sqlalchemy", "psycopg2", "numba", "oandapyV20", "sklearn",
-         "pydantic_settings", "matplotlib", "rich.markdown")
+         "pydantic", "pydantic_settings", "matplotlib", "rich.markdown")
 TARGET_S = 0.5
 
 

@@ -18,13 +18,11 @@ import socket
 
 import typer
 
-from mbats.cli.app import group
-from typer.core import TyperGroup
-
+from mbats.cli.app import Group, group
 from mbats.cli.options import parse_when
 
 
-class _DefaultTrade(TyperGroup):
+class _DefaultTrade(Group):
     """A group whose unknown first word is the strategy of the ``trade`` command."""
 
     def parse_args(self, ctx, args):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("pandas", "numpy", "backtrader", "mlflow", "sqlalchemy", "psycopg2", "numba", "oandapyV20", "sklearn",
-         "pydantic_settings", "matplotlib", "rich.markdown")
+         "pydantic", "pydantic_settings", "matplotlib", "rich.markdown")
 GROUPS = [[], ["backtest"], ["sweep"], ["data"], ["data", "download"], ["data", "gaps"], ["data", "financing"], ["db"], ["live"],
           ["live", "trade"], ["sim", "serve"], ["ml"], ["ml", "train"], ["dashboards"], ["runs"], ["report"]]
 
