@@ -150,6 +150,9 @@ class AccountRules:
         return self.schedule.at(symbol, pd.Timestamp(_ns(when), tz="UTC"))
 
     def margin_rate_of(self, symbol: str, when) -> float:
+        rows = self.schedule.terms.get(symbol, ())
+        if len(rows) == 1:  # the common case, every bar: no time lookup
+            return max(self.margin_rate, rows[0].margin_rate)
         terms = self.terms(symbol, when)
         return max(self.margin_rate, terms.margin_rate) if terms is not None else self.margin_rate
 
@@ -186,8 +189,12 @@ class OandaAccountMixin:
 
     # --- bookkeeping ------------------------------------------------------------------------
     def _now(self) -> int | None:
-        stamps = [d.datetime[0] for d in self.positions if len(d)]
-        return bt_ns(max(stamps)) if stamps else None
+        latest = None
+        for data in self.positions:  # the datas (backtrader adds each one's position as it starts)
+            if len(data):
+                num = data.lines.datetime.array[data.lines.datetime.idx]  # datetime[0] without the line machinery
+                latest = num if latest is None or num > latest else latest
+        return bt_ns(latest) if latest is not None else None
 
     def _quote(self, symbol: str) -> str:
         return symbol.split("_", 1)[1]
@@ -218,15 +225,18 @@ class OandaAccountMixin:
         this equals the simulator's units x (bid or ask - fill price).
         """
         nav, used = self.balance, 0.0
+        rules, account = self.rules, self.rules.account_currency
         for data, pos in self.positions.items():
-            if not pos.size:
+            size = pos.size
+            if not size:
                 continue
             symbol = data._name
-            mid = self.rules.prices.mid(symbol, when)
-            exit_price = mid - (1 if pos.size > 0 else -1) * self.rules.exit_cost(symbol, pos.size, when)
-            rate = self.rules.prices.conversion(self._quote(symbol), self.rules.account_currency, when)
-            nav += pos.size * (exit_price - pos.price) * rate
-            used += abs(pos.size) * mid * rate * self.rules.margin_rate_of(symbol, when)
+            mid = rules.prices.mid(symbol, when)
+            exit_price = mid - (1 if size > 0 else -1) * rules.exit_cost(symbol, size, when)
+            quote = symbol[4:]
+            rate = 1.0 if quote == account else rules.prices.conversion(quote, account, when)
+            nav += size * (exit_price - pos.price) * rate
+            used += abs(size) * mid * rate * rules.margin_rate_of(symbol, when)
         return nav, used
 
     # --- the bar ------------------------------------------------------------------------------
