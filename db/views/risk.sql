@@ -9,7 +9,10 @@ CREATE SCHEMA IF NOT EXISTS dash;
 -- One row per run, with its key metrics pivoted out of the long-form run_metrics table.
 CREATE OR REPLACE VIEW dash.runs AS
 SELECT r.id AS run_id,
+       -- parameters in the label (key=value, alphabetical) so sweep runs differ in the run picker
        '#' || r.id || ' ' || r.strategy || ' ' || array_to_string(r.instruments, ',') || ' ' || r.granularity
+           || coalesce(' ' || (SELECT string_agg(p.key || '=' || p.value, ' ' ORDER BY p.key)
+                               FROM jsonb_each_text(CASE WHEN jsonb_typeof(r.params) = 'object' THEN r.params END) p), '')
            || CASE WHEN r.sweep_id IS NOT NULL THEN ' [' || r.sweep_id || ']' ELSE '' END AS run_label,
        r.run_type, r.mode, r.strategy, r.params::text AS params, array_to_string(r.instruments, ',') AS instruments,
        r.granularity, r.status, r.sweep_id, r.account, r.cash AS start_cash,
@@ -48,20 +51,27 @@ SELECT t.run_id, d.run_label, d.mode, t.instrument, t.direction, t.size, t.entry
        CASE WHEN t.is_open THEN 'open' WHEN t.pnl_net > 0 THEN 'win' WHEN t.pnl_net < 0 THEN 'loss' ELSE 'flat' END AS outcome
 FROM trades t JOIN dash.runs d USING (run_id);
 
--- Net position (signed units) per instrument over time, rebuilt from trade entries and exits.
+-- Net position (signed units, shorts negative) per instrument over time, rebuilt from trade
+-- entries and exits: one row per (run, instrument, ts) holding the position after every event at
+-- that moment, so a long-to-short flip at one timestamp is one row with the new (negative) size.
 CREATE OR REPLACE VIEW dash.exposure AS
-SELECT run_id, run_label, instrument, ts,
-       sum(delta) OVER (PARTITION BY run_id, instrument ORDER BY ts, delta ROWS UNBOUNDED PRECEDING) AS net_units,
-       sum(notional) OVER (PARTITION BY run_id, instrument ORDER BY ts, delta ROWS UNBOUNDED PRECEDING) AS gross_notional
+SELECT DISTINCT ON (run_id, instrument, ts) run_id, run_label, instrument, ts, net_units, gross_notional
 FROM (
-    SELECT t.run_id, d.run_label, t.instrument, t.entry_ts AS ts,
-           CASE WHEN t.direction = 'short' THEN -t.size ELSE t.size END AS delta, t.size * t.entry_price AS notional
-    FROM trades t JOIN dash.runs d USING (run_id)
-    UNION ALL
-    SELECT t.run_id, d.run_label, t.instrument, t.exit_ts,
-           CASE WHEN t.direction = 'short' THEN t.size ELSE -t.size END, -t.size * t.entry_price
-    FROM trades t JOIN dash.runs d USING (run_id) WHERE t.exit_ts IS NOT NULL
-) events;
+    SELECT run_id, run_label, instrument, ts,
+           sum(delta) OVER w AS net_units, sum(notional) OVER w AS gross_notional,
+           row_number() OVER w AS seq
+    FROM (
+        SELECT t.run_id, d.run_label, t.instrument, t.entry_ts AS ts,
+               CASE WHEN t.direction = 'short' THEN -t.size ELSE t.size END AS delta, t.size * t.entry_price AS notional
+        FROM trades t JOIN dash.runs d USING (run_id)
+        UNION ALL
+        SELECT t.run_id, d.run_label, t.instrument, t.exit_ts,
+               CASE WHEN t.direction = 'short' THEN t.size ELSE -t.size END, -t.size * t.entry_price
+        FROM trades t JOIN dash.runs d USING (run_id) WHERE t.exit_ts IS NOT NULL
+    ) events
+    WINDOW w AS (PARTITION BY run_id, instrument ORDER BY ts, delta ROWS UNBOUNDED PRECEDING)
+) positions
+ORDER BY run_id, instrument, ts, seq DESC;
 
 -- Parameter sweeps: one row per run of a sweep, its first two parameters (alphabetical) pulled
 -- out for heatmaps, and its rank by Sharpe within the sweep.

@@ -33,7 +33,8 @@ GROUP BY i.symbol, i.vendor, i.is_synthetic, b.granularity;
 
 -- Gaps: consecutive bars further apart than one bar, except the weekly FX close
 -- (Friday evening to Sunday evening UTC, at most 72 hours). missing_bars counts the bar slots
--- between them.
+-- between them. Gaps longer than 30 days are not listed: they separate data ranges (e.g. the
+-- sample data and a later download), they are not missing bars (mbats.dashboards.bundle.MAX_GAP_DAYS).
 CREATE OR REPLACE VIEW dash.bar_gaps AS
 SELECT instrument, granularity, prev_ts AS gap_start, ts AS gap_end,
        extract(epoch FROM ts - prev_ts) / 3600.0 AS gap_hours,
@@ -48,4 +49,5 @@ WHERE prev_ts IS NOT NULL
   AND extract(epoch FROM ts - prev_ts) > dash.granularity_seconds(granularity)
   AND NOT (extract(isodow FROM prev_ts AT TIME ZONE 'UTC') IN (5, 6, 7)
            AND extract(isodow FROM ts AT TIME ZONE 'UTC') IN (7, 1)
-           AND ts - prev_ts <= interval '72 hours');
+           AND ts - prev_ts <= interval '72 hours')
+  AND ts - prev_ts <= interval '30 days';

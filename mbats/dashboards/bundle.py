@@ -54,6 +54,13 @@ MAIN_DTTM = {"equity": "ts", "exposure": "ts", "trades": "exit_ts", "runs": "sta
              "live_positions": "ts", "risk_events": "ts", "bars_daily": "day", "bar_gaps": "gap_start"}
 
 
+# the net position at the end of each time bucket (signed: shorts are negative); MAX would hide a
+# long-to-short flip, which passes through 0 within the bucket
+LAST_NET_UNITS = "(ARRAY_AGG(net_units ORDER BY ts DESC))[1]"
+# gaps longer than this are separate data ranges (e.g. sample data vs a later download), not missing bars
+MAX_GAP_DAYS = 30
+
+
 def metric(sql: str, label: str) -> dict:
     return {"expressionType": "SQL", "sqlExpression": sql, "label": label, "hasCustomLabel": True,
             "optionName": "metric_" + _uuid("metric", sql + label)[:8]}
@@ -116,13 +123,13 @@ def histogram(name: str, dataset: str, column: str, bins: int = 30, width: int =
 
 
 def heatmap(name: str, dataset: str, x: str, y: str, m: dict, grain: str | None = None, width: int = 6,
-            fmt: str = "SMART_NUMBER") -> Chart:
+            fmt: str = "SMART_NUMBER", show_values: bool = True, x_format: str = "smart_date") -> Chart:
     params = {"x_axis": x, "groupby": y, "metric": m, "adhoc_filters": [], "row_limit": 10000,
               "time_grain_sqla": grain, "linear_color_scheme": "superset_seq_1", "normalize_across": "heatmap",
-              "legend_type": "continuous", "show_legend": True, "show_percentage": False, "show_values": True,
+              "legend_type": "continuous", "show_legend": True, "show_percentage": False, "show_values": show_values,
               "sort_x_axis": "alpha_asc", "sort_y_axis": "alpha_asc", "value_bounds": [None, None],
               "xscale_interval": -1, "yscale_interval": -1, "left_margin": "auto", "bottom_margin": "auto",
-              "x_axis_time_format": "smart_date", "y_axis_format": fmt}
+              "x_axis_time_format": x_format, "y_axis_format": fmt}
     if grain:
         params["adhoc_filters"] = [dict(NO_TIME_FILTER, subject=x)]
     return Chart(name, dataset, "heatmap_v2", params, width=width, columns_used=[x, y])
@@ -161,7 +168,8 @@ def dashboards() -> list[Dashboard]:
              big_number("Closed trades", "runs", "MAX(trades)", "trades", ",d"),
              big_number("Win rate %", "runs", "MAX(win_rate_pct)", "win %", pct)],
             [timeseries("Equity", "equity", "echarts_timeseries_line", "ts",
-                        [metric("MAX(value)", "account value")], ["run_label"], "PT1H", ",.0f"),
+                        [metric("MAX(value)", "account value")], ["run_label"], "PT1H", ",.0f",
+                        truncateYAxis=True),  # y-axis fits the data: a ±0.3 % curve is not flat
              timeseries("Drawdown %", "equity", "echarts_area", "ts",
                         [metric("MIN(drawdown_pct)", "drawdown %")], ["run_label"], "PT1H", pct)],
             [table("Trade statistics", "runs", ["run_label", "trades", "win_rate_pct", "profit_factor", "expectancy",
@@ -170,7 +178,8 @@ def dashboards() -> list[Dashboard]:
                           ",.2f"),
              histogram("Trade P&L distribution", "trades", "pnl_net"),
              timeseries("Exposure (net units)", "exposure", "echarts_timeseries_line", "ts",
-                        [metric("MAX(net_units)", "net units")], ["instrument"], "PT1H", ",.0f", width=4)],
+                        [metric(LAST_NET_UNITS, "net units (last in hour)")], ["instrument"], "PT1H", ",.0f",
+                        width=4)],
             [table("Trades", "trades", ["instrument", "direction", "size", "entry_ts", "entry_price", "exit_ts",
                                         "exit_price", "pnl_net", "return_pct", "bars_held", "outcome"],
                    order_by="entry_ts", width=12)],
@@ -182,7 +191,7 @@ def dashboards() -> list[Dashboard]:
         "mbats-sweeps", "MBATS · Parameter sweeps",
         "Runs grouped by sweep_id: Sharpe over the first two parameters, best configurations.",
         [
-            [heatmap("Sharpe by parameters", "sweep_results", "param_1", "param_2",
+            [heatmap("Sharpe by parameters (x: 1st parameter, y: 2nd parameter)", "sweep_results", "param_1", "param_2",
                      metric("MAX(sharpe)", "Sharpe"), fmt=pct),
              category_bar("Mean Sharpe by first parameter", "sweep_results", "param_1",
                           [metric("AVG(sharpe)", "Sharpe")], pct, width=6)],
@@ -231,9 +240,10 @@ def dashboards() -> list[Dashboard]:
                                             "first_ts", "last_ts", "days_with_bars"], width=12, height=30)],
             [timeseries("Bars per day", "bars_daily", "echarts_timeseries_bar", "day",
                         [metric("SUM(bars)", "bars")], ["instrument"], "P1D", ",d", width=12)],
-            [heatmap("Coverage % by instrument and day", "bars_daily", "day", "instrument",
-                     metric("MAX(day_coverage_pct)", "coverage %"), grain="P1D", width=12, fmt=".0f")],
-            [table("Largest gaps", "bar_gaps", ["instrument", "granularity", "gap_start", "gap_end", "gap_hours",
+            [heatmap("Coverage % (x: UTC day, y: instrument)", "bars_daily", "day", "instrument",
+                     metric("MAX(day_coverage_pct)", "coverage %"), grain="P1D", width=12, fmt=".0f",
+                     show_values=False, x_format="%Y-%m-%d")],
+            [table(f"Largest gaps (up to {MAX_GAP_DAYS} days; longer ones are separate data ranges)", "bar_gaps", ["instrument", "granularity", "gap_start", "gap_end", "gap_hours",
                                                 "missing_bars"], order_by="gap_hours", width=12)],
         ],
         [NativeFilter("Granularity", "coverage", "granularity", first_item=False, multi=True)],

@@ -32,7 +32,64 @@ def test_runs_view_pivots_metrics_and_labels_runs(risk_conn):
     run_id = cur.fetchone()[0]
     cur.execute("INSERT INTO run_metrics VALUES (%s, 'sharpe', 1.5), (%s, 'max_drawdown_pct', 4.0)", (run_id, run_id))
     cur.execute("SELECT run_label, sharpe, max_drawdown_pct, sortino FROM dash.runs WHERE run_id = %s", (run_id,))
-    assert cur.fetchone() == (f"#{run_id} sma EUR_USD H1 [s1]", 1.5, 4.0, None)
+    # the label carries the parameters (alphabetical) so sweep runs differ in the run picker
+    assert cur.fetchone() == (f"#{run_id} sma EUR_USD H1 fast=5 slow=30 [s1]", 1.5, 4.0, None)
     cur.execute("SELECT param_1_name, param_1, param_2_name, param_2, sharpe_rank FROM dash.sweep_results "
                 "WHERE run_id = %s", (run_id,))
     assert cur.fetchone() == ("fast", "5", "slow", "30", 1)
+
+
+def test_gaps_longer_than_the_limit_are_separate_ranges(secmaster_conn):
+    from mbats.dashboards.bundle import MAX_GAP_DAYS, dashboards
+
+    cur = secmaster_conn.cursor()
+    cur.execute("INSERT INTO instruments (symbol, base_currency, quote_currency, pip_size, vendor) "
+                "VALUES ('TST_RNG', 'TST', 'RNG', 0.0001, 'test') RETURNING id")
+    iid = cur.fetchone()[0]
+    start = datetime(2020, 1, 6, tzinfo=timezone.utc)  # a Monday; then years later a Monday again
+    later = datetime(2024, 1, 8, tzinfo=timezone.utc)
+    for ts in [start + timedelta(hours=h) for h in (0, 1, 2, 5)] + [later + timedelta(hours=h) for h in range(3)]:
+        cur.execute("INSERT INTO bars (instrument_id, granularity, ts, open, high, low, close) "
+                    "VALUES (%s, 'H1', %s, 1, 1, 1, 1)", (iid, ts))
+    cur.execute("SELECT gap_start, missing_bars FROM dash.bar_gaps WHERE instrument = 'TST_RNG'")
+    assert cur.fetchall() == [(start + timedelta(hours=2), 2)]  # the 4-year jump is not a gap
+    title = [c.name for d in dashboards() for row in d.rows for c in row if c.name.startswith("Largest gaps")]
+    assert title and f"{MAX_GAP_DAYS} days" in title[0]
+
+
+def test_exposure_shows_shorts_and_the_chart_plots_the_last_position(risk_conn):
+    from mbats.dashboards.bundle import LAST_NET_UNITS, dashboards
+
+    cur = risk_conn.cursor()
+    cur.execute("INSERT INTO runs (run_type, mode, strategy, instruments, granularity, cash, code_version, params, "
+                "status) VALUES ('backtest', 'backtest', 'flip', ARRAY['EUR_USD'], 'M1', 1e5, 't', '{}', 'finished') "
+                "RETURNING id")
+    run_id = cur.fetchone()[0]
+    t0 = datetime(2024, 1, 3, 10, 5, tzinfo=timezone.utc)
+    t1, t2 = t0 + timedelta(minutes=20), t0 + timedelta(minutes=80)
+    # long 100 until t1, then at the same minute short 60 until t2 (the flip passes through 0)
+    for ref, (direction, size, entry, exit_) in enumerate((("long", 100, t0, t1), ("short", 60, t1, t2))):
+        cur.execute("INSERT INTO trades (run_id, trade_ref, instrument, direction, size, entry_ts, entry_price, "
+                    "exit_ts, exit_price, pnl, pnl_net, commission, is_open) "
+                    "VALUES (%s, %s, 'EUR_USD', %s, %s, %s, 1.1, %s, 1.1, 0, 0, 0, false)",
+                    (run_id, str(ref), direction, size, entry, exit_))
+    cur.execute("SELECT ts, net_units FROM dash.exposure WHERE run_id = %s ORDER BY ts", (run_id,))
+    assert [(ts, float(n)) for ts, n in cur.fetchall()] == [(t0, 100.0), (t1, -60.0), (t2, 0.0)]
+    # the chart's metric per hour: the last position of the hour, negative while short
+    cur.execute(f"SELECT date_trunc('hour', ts) AS h, {LAST_NET_UNITS} FROM dash.exposure WHERE run_id = %s "
+                "GROUP BY 1 ORDER BY 1", (run_id,))
+    assert [float(n) for _, n in cur.fetchall()] == [-60.0, 0.0]
+    chart = next(c for d in dashboards() for row in d.rows for c in row if c.name == "Exposure (net units)")
+    assert chart.params["metrics"][0]["sqlExpression"] == LAST_NET_UNITS
+
+
+def test_chart_options_fit_the_data():
+    from mbats.dashboards.bundle import dashboards
+
+    charts = {c.name: c for d in dashboards() for row in d.rows for c in row}
+    equity = charts["Equity"].params
+    assert equity["truncateYAxis"] is True and equity["y_axis_bounds"] == [None, None]
+    coverage = next(c for n, c in charts.items() if n.startswith("Coverage %"))
+    assert coverage.params["show_values"] is False and coverage.params["x_axis_time_format"] == "%Y-%m-%d"
+    heatmaps = [n for n, c in charts.items() if c.viz_type == "heatmap_v2"]
+    assert heatmaps and all("x: " in n and "y: " in n for n in heatmaps)  # axes named in the title
