@@ -13,7 +13,7 @@ def _loaded_after(modules: list[str]) -> set[str]:
     code = ("import importlib, json, sys\n"
             f"for name in {modules!r}: importlib.import_module(name)\n"
             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('mbats.'))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=600)  # imports are slow on a loaded machine
     return set(json.loads(out.stdout))
 
 
