@@ -29,10 +29,10 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
+from mbats.kernel.fx import conversion_legs
 from mbats.secmaster.financing import FinancingTerms, Schedule, rollovers
 
 DEFAULT_MARGIN_RATE = 0.02  # OANDA's 50:1 for majors, the simulator's default account margin rate
-HUB = "USD"
 
 
 def _utc(ts) -> pd.Timestamp:
@@ -104,7 +104,7 @@ class Prices:
             return 1.0
         key = (quote, account)
         if key not in self._legs:
-            self._legs[key] = next((legs for legs in _legs(quote, account)
+            self._legs[key] = next((legs for legs in conversion_legs(quote, account)
                                     if all(pair in self.bars for pair, _ in legs)), None)
         legs = self._legs[key]
         rate = None if legs is None else 1.0
@@ -120,15 +120,6 @@ class Prices:
             raise NotFoundError(f"no {quote}_{account} (or {account}_{quote}) price at {pd.Timestamp(_ns(when), tz='UTC')} "
                                 f"to convert {quote} into {account}; load that pair's bars")
         return rate
-
-
-def _legs(quote: str, account: str) -> list[list[tuple[str, bool]]]:
-    direct = [[(f"{quote}_{account}", False)], [(f"{account}_{quote}", True)]]
-    if HUB in (quote, account):
-        return direct
-    to_hub = [(f"{quote}_{HUB}", False), (f"{HUB}_{quote}", True)]
-    from_hub = [(f"{HUB}_{account}", False), (f"{account}_{HUB}", True)]
-    return direct + [[a, b] for a in to_hub for b in from_hub]
 
 
 @dataclass
