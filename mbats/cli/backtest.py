@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mbats.cli.options import OLD_END, OLD_START, parse_window
+from mbats.cli.options import END, GRANULARITY, INSTRUMENTS, OLD_END, OLD_START, START, parse_window
 
 
 def backtest_values(strategy: str, instruments: list[str], granularity: str, start: str | None, end: str | None,
@@ -34,10 +34,10 @@ def backtest_values(strategy: str, instruments: list[str], granularity: str, sta
 
 def backtest(
     strategy: str = typer.Argument(..., help="strategy name, e.g. sma_crossover or rsi_atr"),
-    instruments: list[str] = typer.Option(..., "--instrument", "-i", help="instrument, repeat for several"),
-    granularity: str = typer.Option("H1", "--granularity", "-g", help="bar granularity (M1, H1, D, …)"),
-    start: str = typer.Option(None, "--start", help="first bar (UTC date/time), default: all data"),
-    end: str = typer.Option(None, "--end", help="end of data, exclusive (UTC)"),
+    instruments: list[str] = INSTRUMENTS,
+    granularity: str = GRANULARITY,
+    start: str = START,
+    end: str = END,
     old_start: str = OLD_START,
     old_end: str = OLD_END,
     param: list[str] = typer.Option([], "--param", "-p", help="strategy parameter name=value, repeatable; typed by the strategy's defaults"),

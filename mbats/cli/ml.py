@@ -6,7 +6,7 @@ import typer
 
 from mbats.cli.app import group
 
-from mbats.cli.options import parse_window
+from mbats.cli.options import END, GRANULARITY, parse_window
 
 ml_app = group(
     help="Machine learning: train a model with walk-forward validation (registered as @challenger), "
@@ -24,9 +24,9 @@ def _print_json(value) -> None:
 @ml_app.command("train")
 def train_command(
     instruments: list[str] = typer.Argument(..., help="instruments to train on, e.g. EUR_USD GBP_USD"),
-    granularity: str = typer.Option("H1", "--granularity", "-g", help="bar granularity (M1, H1, D, …)"),
+    granularity: str = GRANULARITY,
     start: str = typer.Option(None, "--start", help="first bar (UTC date/time), e.g. 2017-01-01; default: all data"),
-    end: str = typer.Option(None, "--end", help="end of data, exclusive (UTC)"),
+    end: str = END,
     model: str = typer.Option("logreg", help="logreg, gbt, rf or dummy (the base-rate floor)"),
     param: list[str] = typer.Option([], "--param", "-p", help="classifier hyper-parameter name=value, repeatable"),
     folds: int = typer.Option(5, help="walk-forward folds"),

@@ -19,6 +19,12 @@ from mbats.errors import UsageError
 OLD_START = typer.Option(None, "--from", hidden=True, help="old name of --start")
 OLD_END = typer.Option(None, "--to", hidden=True, help="old name of --end")
 
+# Options several commands share, declared once so their names and help stay the same.
+INSTRUMENTS = typer.Option(..., "--instrument", "-i", help="instrument, repeat for several")
+GRANULARITY = typer.Option("H1", "--granularity", "-g", help="bar granularity (M1, H1, D, …)")
+START = typer.Option(None, "--start", help="first bar (UTC date/time), default: all data")
+END = typer.Option(None, "--end", help="end of data, exclusive (UTC)")
+
 
 def _one_of(value: str | None, alias: str | None, name: str, alias_name: str) -> tuple[str | None, str]:
     """The value given under an option or its old alias, and the name the user typed (for messages)."""

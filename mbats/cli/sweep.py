@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import typer
 
-from mbats.cli.options import OLD_END, OLD_START
+from mbats.cli.options import END, GRANULARITY, INSTRUMENTS, OLD_END, OLD_START, START
 
 
 def sweep_command(
     strategy: str = typer.Argument(..., help="strategy name, e.g. sma_crossover"),
-    instruments: list[str] = typer.Option(..., "--instrument", "-i", help="instrument, repeat for several"),
+    instruments: list[str] = INSTRUMENTS,
     grid: list[str] = typer.Option(..., "--grid", help="parameter values: name=start:stop[:step] (inclusive) or name=v1,v2; repeatable"),
-    granularity: str = typer.Option("H1", "--granularity", "-g", help="bar granularity (M1, H1, D, …)"),
-    start: str = typer.Option(None, "--start", help="first bar (UTC date/time), default: all data"),
-    end: str = typer.Option(None, "--end", help="end of data, exclusive (UTC)"),
+    granularity: str = GRANULARITY,
+    start: str = START,
+    end: str = END,
     old_start: str = OLD_START,
     old_end: str = OLD_END,
     param: list[str] = typer.Option([], "--param", "-p", help="fixed strategy parameter name=value, repeatable"),
