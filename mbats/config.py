@@ -123,6 +123,15 @@ class Settings(BaseSettings):
         0.0, description="A position difference above this many units stops trading (any difference is logged)"
     )
 
+    # --- alerts (mbats.alerts, through apprise) -------------------------------------------------
+    alert_urls: SecretStr | None = Field(
+        None, description="Apprise URLs alerts go to, space or comma separated (tgram://…, slack://…, mailto://…, "
+        "json://host/path); a secret: only host and hash are stored or logged")
+    alert_events: str = Field(
+        "fill,risk,kill_switch,run_failed,dag_failed,summary,control",
+        description="Comma-separated alert kinds that are sent (fill, risk, kill_switch, run_failed, dag_failed, "
+        "summary, control)")
+
     @field_validator("database_url")
     @classmethod
     def _strip_db(cls, v: str | None) -> str | None:
