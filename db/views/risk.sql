@@ -159,3 +159,22 @@ SELECT rule, count(*) AS events_today, max(ts) AS last_event_at,
 FROM dash.risk_events
 WHERE ts >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
 GROUP BY rule;
+
+-- End-of-day risk (mbats.risk.eod: the eod_risk DAG / `mbats risk eod`) --------------------------
+
+-- Every stored result, one row per (day, scope, kind, name); `as_of` as a timestamp for time axes.
+-- Money is in the account currency unless `unit` says otherwise (run-scope VaR is % of equity).
+CREATE OR REPLACE VIEW dash.eod_risk AS
+SELECT e.as_of::timestamp AS as_of, e.scope, e.kind, e.name, e.value,
+       coalesce(e.details ->> 'unit', 'USD') AS unit,
+       (e.details ->> 'confidence')::double precision AS confidence,
+       (e.details ->> 'scenarios')::int AS scenarios,
+       (e.details ->> 'reliable')::boolean AS reliable,
+       e.details ->> 'description' AS description,
+       e.computed_at
+FROM eod_risk e;
+
+-- The latest day's results only (tables of "today's" stress and exposure).
+CREATE OR REPLACE VIEW dash.eod_risk_latest AS
+SELECT r.* FROM dash.eod_risk r
+WHERE r.as_of = (SELECT max(as_of) FROM dash.eod_risk);

@@ -14,20 +14,33 @@ LANGUAGE sql IMMUTABLE AS $$
     END
 $$;
 
--- Bars per instrument, granularity and UTC day.
+-- The FX trading day of a bar: the day that ends at 17:00 New York (the OANDA daily alignment),
+-- named by the date it ends on. Sunday-evening bars belong to Monday, so the week has five FX
+-- days and no weekend stubs (UTC calendar days cut every FX day in two).
+CREATE OR REPLACE FUNCTION dash.fx_day(ts timestamptz) RETURNS date
+LANGUAGE sql STABLE AS $$
+    SELECT ((ts AT TIME ZONE 'America/New_York') + interval '7 hours')::date
+$$;
+
+-- Bars per instrument, granularity and FX day. `day` is the FX day (a timestamp at its date, for
+-- time axes); `day_label` the same as text, for a category axis that shows only days with bars
+-- (the data spans years with long breaks between ranges); `series` names instrument and
+-- granularity together, so counts of different bar lengths are never summed.
 CREATE OR REPLACE VIEW dash.bars_daily AS
-SELECT i.symbol AS instrument, b.granularity, date_trunc('day', b.ts AT TIME ZONE 'UTC') AS day,
-       count(*) AS bars, min(b.ts) AS first_ts, max(b.ts) AS last_ts,
+SELECT i.symbol AS instrument, b.granularity, i.symbol || ' ' || b.granularity AS series,
+       dash.fx_day(b.ts)::timestamp AS day, to_char(dash.fx_day(b.ts), 'YYYY-MM-DD') AS day_label,
+       count(*) AS bars, (86400 / dash.granularity_seconds(b.granularity)) AS expected_bars,
+       min(b.ts) AS first_ts, max(b.ts) AS last_ts,
        count(*) FILTER (WHERE b.bid_close IS NOT NULL) AS bars_with_bid_ask,
        round(100.0 * count(*) * dash.granularity_seconds(b.granularity) / 86400.0, 2) AS day_coverage_pct
 FROM bars b JOIN instruments i ON i.id = b.instrument_id
-GROUP BY i.symbol, b.granularity, date_trunc('day', b.ts AT TIME ZONE 'UTC');
+GROUP BY i.symbol, b.granularity, dash.fx_day(b.ts);
 
 -- Summary per instrument and granularity.
 CREATE OR REPLACE VIEW dash.coverage AS
 SELECT i.symbol AS instrument, i.vendor, i.is_synthetic, b.granularity, count(*) AS bars,
        min(b.ts) AS first_ts, max(b.ts) AS last_ts,
-       count(DISTINCT date_trunc('day', b.ts AT TIME ZONE 'UTC')) AS days_with_bars
+       count(DISTINCT dash.fx_day(b.ts)) AS days_with_bars
 FROM bars b JOIN instruments i ON i.id = b.instrument_id
 GROUP BY i.symbol, i.vendor, i.is_synthetic, b.granularity;
 

@@ -45,13 +45,15 @@ DATASETS = {
     "runs": "risk", "equity": "risk", "trades": "risk", "exposure": "risk", "sweep_results": "risk",
     "live_positions": "risk", "live_orders_today": "risk", "live_fills_today": "risk",
     "live_pnl_today": "risk", "risk_events": "risk", "risk_status": "risk",
+    "eod_risk": "risk", "eod_risk_latest": "risk",
     "bars_daily": "secmaster", "coverage": "secmaster", "bar_gaps": "secmaster",
 }
 
 # the time column a dataset's time-series charts use
 MAIN_DTTM = {"equity": "ts", "exposure": "ts", "trades": "exit_ts", "runs": "started_at",
              "sweep_results": "started_at", "live_orders_today": "created_at", "live_fills_today": "ts",
-             "live_positions": "ts", "risk_events": "ts", "bars_daily": "day", "bar_gaps": "gap_start"}
+             "live_positions": "ts", "risk_events": "ts", "bars_daily": "day", "bar_gaps": "gap_start",
+             "eod_risk": "as_of", "eod_risk_latest": "as_of"}
 
 
 # the net position at the end of each time bucket (signed: shorts are negative); MAX would hide a
@@ -59,6 +61,16 @@ MAIN_DTTM = {"equity": "ts", "exposure": "ts", "trades": "exit_ts", "runs": "sta
 LAST_NET_UNITS = "(ARRAY_AGG(net_units ORDER BY ts DESC))[1]"
 # gaps longer than this are separate data ranges (e.g. sample data vs a later download), not missing bars
 MAX_GAP_DAYS = 30
+
+
+def where(sql: str | None) -> list[dict]:
+    """A chart's SQL filter (WHERE clause), as an adhoc filter."""
+    return [{"expressionType": "SQL", "sqlExpression": sql, "clause": "WHERE"}] if sql else []
+
+
+def latest(name: str, scope: str = "portfolio") -> str:
+    """SQL metric: the value of one eod_risk result on the latest day that has it."""
+    return f"(ARRAY_AGG(value ORDER BY as_of DESC) FILTER (WHERE scope = '{scope}' AND name = '{name}'))[1]"
 
 
 def metric(sql: str, label: str) -> dict:
@@ -85,9 +97,10 @@ def big_number(name: str, dataset: str, sql: str, label: str, fmt: str = ",.2f",
 
 
 def timeseries(name: str, dataset: str, viz: str, x: str, metrics: list[dict], groupby: list[str],
-               grain: str | None, fmt: str = "SMART_NUMBER", width: int = 6, **extra) -> Chart:
+               grain: str | None, fmt: str = "SMART_NUMBER", width: int = 6, sql_filter: str | None = None,
+               **extra) -> Chart:
     params = {"x_axis": x, "metrics": metrics, "groupby": groupby, "time_grain_sqla": grain,
-              "adhoc_filters": [dict(NO_TIME_FILTER, subject=x)], "row_limit": 50000, "order_desc": True,
+              "adhoc_filters": [dict(NO_TIME_FILTER, subject=x), *where(sql_filter)], "row_limit": 50000, "order_desc": True,
               "show_legend": True, "legendOrientation": "top", "legendType": "scroll", "rich_tooltip": True,
               "tooltipTimeFormat": "smart_date", "x_axis_time_format": "smart_date", "y_axis_format": fmt,
               "truncateXAxis": True, "y_axis_bounds": [None, None], "color_scheme": "supersetColors",
@@ -107,9 +120,9 @@ def category_bar(name: str, dataset: str, x: str, metrics: list[dict], fmt: str 
 
 
 def table(name: str, dataset: str, columns: list[str], order_by: str | None = None, desc: bool = True,
-          width: int = 6, height: int = 50, row_limit: int = 1000) -> Chart:
+          width: int = 6, height: int = 50, row_limit: int = 1000, sql_filter: str | None = None) -> Chart:
     params = {"query_mode": "raw", "all_columns": columns, "groupby": [], "metrics": [], "percent_metrics": [],
-              "adhoc_filters": [], "order_by_cols": [f'["{order_by}", {"false" if desc else "true"}]'] if order_by else [],
+              "adhoc_filters": where(sql_filter), "order_by_cols": [f'["{order_by}", {"false" if desc else "true"}]'] if order_by else [],
               "row_limit": row_limit, "server_page_length": 10, "table_timestamp_format": "smart_date",
               "show_cell_bars": True, "color_pn": True, "allow_render_html": False, "include_search": False}
     return Chart(name, dataset, "table", params, width=width, height=height, columns_used=list(columns))
@@ -153,6 +166,55 @@ class Dashboard:
     description: str
     rows: list[list[Chart]]
     filters: list[NativeFilter] = field(default_factory=list)
+
+
+def bars_per_fx_day() -> Chart:
+    """Bars per FX day (17:00 New York) and series (instrument + granularity) on a category axis:
+    only days that have bars get a slot (a time axis over years of data with long breaks between
+    ranges left the chart mostly empty), and a log y-axis keeps 1,440 M1 and 24 H1 bars readable."""
+    params = {"x_axis": "day_label", "metrics": [metric("SUM(bars)", "bars")], "groupby": ["series"],
+              "adhoc_filters": [], "row_limit": 50000, "order_desc": True, "orientation": "vertical",
+              "show_legend": True, "legendOrientation": "top", "legendType": "scroll", "rich_tooltip": True,
+              "y_axis_format": ",d", "logAxis": True, "minorSplitLine": False, "color_scheme": "supersetColors",
+              "only_total": True, "x_axis_sort_asc": True, "truncateXAxis": True, "y_axis_bounds": [None, None],
+              "x_axis_title": "FX day (ends 17:00 New York)", "x_axis_title_margin": 30,
+              "y_axis_title": "bars (log scale)", "y_axis_title_margin": 40, "y_axis_title_position": "Left"}
+    return Chart("Bars per FX day (x: FX day ending 17:00 New York, y: bars, log scale)", "bars_daily",
+                 "echarts_timeseries_bar", params, width=12, columns_used=["day_label", "series"])
+
+
+def risk_dashboard() -> Dashboard:
+    """End-of-day risk from `eod_risk` (mbats.risk.eod): VaR/CVaR, exposure by currency, stress."""
+    money = ",.0f"
+    portfolio = "scope = 'portfolio'"
+    return Dashboard(
+        "mbats-risk", "MBATS · End-of-day risk",
+        "Open paper/live positions each day (mbats.risk.eod, the eod_risk DAG): 1-day historical VaR and CVaR, "
+        "net exposure by currency and historical FX shocks, in the account currency.",
+        [
+            [big_number("VaR 95% 1d (latest)", "eod_risk", latest("var_95_1d"), "VaR 95%", money, width=3),
+             big_number("CVaR 95% 1d (latest)", "eod_risk", latest("cvar_95_1d"), "CVaR 95%", money, width=3),
+             big_number("VaR 99% 1d (latest)", "eod_risk", latest("var_99_1d"), "VaR 99%", money, width=3),
+             big_number("Gross exposure (latest)", "eod_risk", latest("gross_exposure"), "gross", money, width=3)],
+            [timeseries("VaR and CVaR, 1 day (portfolio)", "eod_risk", "echarts_timeseries_line", "as_of",
+                        [metric("MAX(value)", "loss")], ["name"], "P1D", money, width=6,
+                        sql_filter=f"{portfolio} AND kind IN ('var', 'cvar')", truncateYAxis=True,
+                        x_axis_time_format="%Y-%m-%d"),
+             timeseries("Net exposure by currency", "eod_risk", "echarts_timeseries_bar", "as_of",
+                        [metric("SUM(value)", "net exposure")], ["name"], "P1D", money, width=6,
+                        sql_filter=f"{portfolio} AND kind = 'exposure'", x_axis_time_format="%Y-%m-%d")],
+            [timeseries("Stress P&L by historical shock", "eod_risk", "echarts_timeseries_line", "as_of",
+                        [metric("MIN(value)", "P&L")], ["name"], "P1D", money, width=12,
+                        sql_filter=f"{portfolio} AND kind = 'stress'", truncateYAxis=True,
+                        x_axis_time_format="%Y-%m-%d")],
+            [table("Latest day: stress and exposure", "eod_risk_latest",
+                   ["as_of", "kind", "name", "value", "unit", "description"], order_by="value", desc=False,
+                   sql_filter=f"{portfolio} AND kind IN ('stress', 'exposure', 'summary')"),
+             table("Latest day: VaR and CVaR (portfolio and recent runs)", "eod_risk_latest",
+                   ["as_of", "scope", "name", "value", "unit", "scenarios", "reliable"], order_by="scope",
+                   desc=False, sql_filter="kind IN ('var', 'cvar')")],
+        ],
+    )
 
 
 def dashboards() -> list[Dashboard]:
@@ -238,8 +300,7 @@ def dashboards() -> list[Dashboard]:
                         width=3)],
             [table("Coverage", "coverage", ["instrument", "granularity", "vendor", "is_synthetic", "bars",
                                             "first_ts", "last_ts", "days_with_bars"], width=12, height=30)],
-            [timeseries("Bars per day", "bars_daily", "echarts_timeseries_bar", "day",
-                        [metric("SUM(bars)", "bars")], ["instrument"], "P1D", ",d", width=12)],
+            [bars_per_fx_day()],
             [heatmap("Coverage % (x: UTC day, y: instrument)", "bars_daily", "day", "instrument",
                      metric("MAX(day_coverage_pct)", "coverage %"), grain="P1D", width=12, fmt=".0f",
                      show_values=False, x_format="%Y-%m-%d")],
@@ -248,7 +309,7 @@ def dashboards() -> list[Dashboard]:
         ],
         [NativeFilter("Granularity", "coverage", "granularity", first_item=False, multi=True)],
     )
-    return [backtest, sweeps, live, coverage]
+    return [backtest, sweeps, live, coverage, risk_dashboard()]
 
 
 # --- generation --------------------------------------------------------------------------------------

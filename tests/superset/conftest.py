@@ -81,6 +81,37 @@ def _paper_day() -> int:
         conn.close()
 
 
+EOD_DAYS = [d.date() for d in __import__("pandas").bdate_range("2024-01-15", "2024-01-31")]
+
+
+def _eod_risk_days() -> dict:
+    """A paper portfolio (GBP/USD long, AUD/USD short, sizes changing daily) on the synthetic sample
+    bars of January 2024, recorded by the live store, and its end-of-day risk computed and stored
+    by mbats.risk.eod for each business day of the second half of the month."""
+    from mbats.db import connect
+    from mbats.risk.eod import run_eod
+    from mbats.risk.live import LiveStore
+
+    store = LiveStore(connect("risk"))
+    try:
+        run_id, _ = store.open_run(session_key=f"eod-dashboard-{os.urandom(4).hex()}", run_type="paper",
+                                   mode="paper", strategy="sma_crossover", params={"fast": 10, "slow": 30},
+                                   instruments=["GBP_USD", "AUD_USD"], granularity="M1", cash=100_000.0, broker={},
+                                   code_version="test", account="sim-eod")
+        for k, day in enumerate(EOD_DAYS):
+            ts = datetime(day.year, day.month, day.day, 20, tzinfo=timezone.utc)
+            store.snapshot(ts, 100_000.0, 100_000.0 + 150 * k * (-1) ** k, [
+                {"instrument": "GBP_USD", "size": 50_000 + 10_000 * k, "avg_price": None, "market_price": None,
+                 "unrealized_pnl": 0.0},
+                {"instrument": "AUD_USD", "size": -80_000, "avg_price": None, "market_price": None,
+                 "unrealized_pnl": 0.0}])
+        summaries = [run_eod(day, run_ids=[run_id], lookback_days=60) for day in EOD_DAYS]
+        store.finish("finished", len(EOD_DAYS))
+    finally:
+        store.conn.close()
+    return {"run_id": run_id, "days": EOD_DAYS, "summaries": summaries}
+
+
 @pytest.fixture(scope="module")
 def dashboard_data(pg_server) -> dict:
     """Demo backtests, a 2x2 sweep and a paper-trading day in the session's databases."""
@@ -95,9 +126,11 @@ def dashboard_data(pg_server) -> dict:
                           track=False, write_report=False)
              for fast in (5, 10) for slow in (30, 60)]
     paper = _paper_day()
+    eod = _eod_risk_days()
     apply_views()  # picks up risk_events and sets the read-only role's password
     return {"demo": [r.run_id for r in demo], "sweep": [r.run_id for r in sweep], "paper": paper,
-            "ro_password": RO_PASSWORD, "sweep_id": SWEEP_ID}
+            "ro_password": RO_PASSWORD, "sweep_id": SWEEP_ID,
+            "eod": eod}
 
 
 def _env(pg_server: str, metadata_db: str, port: int) -> dict:

@@ -18,10 +18,40 @@ def test_bar_gaps_skip_the_weekend_and_count_missing_bars(secmaster_conn):
                     "VALUES (%s, 'H1', %s, 1, 1, 1, 1)", (iid, start + timedelta(hours=h)))
     cur.execute("SELECT gap_start, gap_end, missing_bars FROM dash.bar_gaps WHERE instrument = 'TST_GAP'")
     assert cur.fetchall() == [(start + timedelta(hours=29), start + timedelta(hours=33), 3)]
+    # FX days (17:00 New York): Wed (from Tue 22:00 UTC), Thu, Fri, and Mon (its Sunday-evening start)
     cur.execute("SELECT bars, days_with_bars FROM dash.coverage WHERE instrument = 'TST_GAP'")
-    assert cur.fetchone() == (len(hours), 5)
-    cur.execute("SELECT day_coverage_pct FROM dash.bars_daily WHERE instrument = 'TST_GAP' ORDER BY day LIMIT 1")
-    assert float(cur.fetchone()[0]) == 100.0
+    assert cur.fetchone() == (len(hours), 4)
+    cur.execute("SELECT day_label, bars, day_coverage_pct FROM dash.bars_daily WHERE instrument = 'TST_GAP' ORDER BY day")
+    assert [(d, n, float(c)) for d, n, c in cur.fetchall()] == [
+        ("2024-01-03", 22, 91.67), ("2024-01-04", 21, 87.5), ("2024-01-05", 24, 100.0), ("2024-01-08", 12, 50.0)]
+
+
+def test_bars_per_day_counts_fx_days_per_series_on_a_category_axis(secmaster_conn):
+    """The old chart summed every granularity per UTC calendar day on a time axis spanning years of
+    data with long breaks: mostly empty. Now: one slot per FX day with bars, one series per
+    instrument and granularity, a Sunday-evening open counted in Monday, a log y-axis."""
+    from mbats.dashboards.bundle import dashboards
+
+    cur = secmaster_conn.cursor()
+    cur.execute("INSERT INTO instruments (symbol, base_currency, quote_currency, pip_size, vendor) "
+                "VALUES ('TST_FXD', 'TST', 'FXD', 0.0001, 'test') RETURNING id")
+    iid = cur.fetchone()[0]
+    sunday_open = datetime(2024, 1, 7, 22, tzinfo=timezone.utc)  # 17:00 New York: Monday's FX day starts
+    for gran, step, n in (("M1", timedelta(minutes=1), 1440), ("H1", timedelta(hours=1), 24)):
+        for k in range(n):
+            cur.execute("INSERT INTO bars (instrument_id, granularity, ts, open, high, low, close) "
+                        "VALUES (%s, %s, %s, 1, 1, 1, 1)", (iid, gran, sunday_open + k * step))
+    # and one H1 bar two years later: a separate data range, not hundreds of empty days
+    cur.execute("INSERT INTO bars (instrument_id, granularity, ts, open, high, low, close) "
+                "VALUES (%s, 'H1', '2026-03-04 12:00+00', 1, 1, 1, 1)", (iid,))
+    cur.execute("SELECT series, day_label, bars, expected_bars FROM dash.bars_daily WHERE instrument = 'TST_FXD' "
+                "ORDER BY day, series")
+    assert cur.fetchall() == [("TST_FXD H1", "2024-01-08", 24, 24), ("TST_FXD M1", "2024-01-08", 1440, 1440),
+                              ("TST_FXD H1", "2026-03-04", 1, 24)]
+    chart = next(c for d in dashboards() if d.slug == "mbats-data-coverage" for row in d.rows for c in row
+                 if c.name.startswith("Bars per FX day"))
+    assert chart.params["x_axis"] == "day_label" and chart.params["groupby"] == ["series"]
+    assert chart.params["logAxis"] is True and chart.params["metrics"][0]["sqlExpression"] == "SUM(bars)"
 
 
 def test_runs_view_pivots_metrics_and_labels_runs(risk_conn):
