@@ -16,6 +16,8 @@ from mbats.cli.app import group
 from typer._click import exceptions as click_exceptions  # typer's own copy of click
 
 from mbats.cli import backtest, data, db, runs
+from mbats.cli.alerts import alerts_app
+from mbats.cli.check import check_app
 from mbats.cli.dashboards import dashboards_app
 from mbats.cli.live import live_app
 from mbats.cli.ml import ml_app
@@ -37,10 +39,12 @@ app.command("report")(runs.report)
 app.command("demo")(runs.demo)
 app.command("sweep")(sweep_command)
 app.add_typer(live_app, name="live")
+app.add_typer(alerts_app, name="alerts")
 
 app.add_typer(sim_app, name="sim")
 app.add_typer(ml_app, name="ml")
 app.add_typer(dashboards_app, name="dashboards")
+app.add_typer(check_app, name="check")
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -76,6 +80,9 @@ def _is(exc: BaseException, module: str, name: str) -> bool:
 def run(argv: list[str] | None = None, application: typer.Typer | None = None, prog_name: str = "mbats") -> None:
     """Run the CLI (or one of its groups on its own): 0 on success, 1 for expected failures,
     2 for usage errors, 130 for Ctrl-C, a command's own code (e.g. 3, 143) where it sets one."""
+    from mbats.cli.quiet import install
+
+    install()  # libraries' warnings and progress bars go to the log file, not between the command's output
     try:
         code = (application or app)(args=argv, prog_name=prog_name, standalone_mode=False)
     except MbatsError as exc:
