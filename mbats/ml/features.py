@@ -13,6 +13,7 @@ import pandas as pd
 FEATURES: tuple[str, ...] = ("ret_1", "ret_3", "ret_12", "vol_24", "rsi_14", "stoch_k_14", "atr_14_pct",
                              "range_pct", "close_vs_sma_24", "hour_sin", "hour_cos")
 WARMUP_BARS = 30  # the longest window below plus slack; earlier rows are NaN and dropped
+LEADING_NAN_ROWS = 24  # rows at the start without every feature (vol_24 of 1-bar returns); make_dataset drops them
 
 
 def _rsi(close: pd.Series, period: int) -> pd.Series:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from mbats.config import get_settings
 from mbats.errors import MbatsError
-from mbats.ml.features import FEATURES, make_dataset
+from mbats.ml.features import FEATURES, LEADING_NAN_ROWS, make_dataset
 from mbats.ml.models import make_estimator
 
 CHALLENGER, CHAMPION = "challenger", "champion"
@@ -68,9 +68,40 @@ def load_dataset(spec: TrainSpec, bars: dict[str, pd.DataFrame] | None = None) -
         frames.append(frame)
     data = pd.concat(frames).sort_index(kind="stable")
     data.index.name = "ts"
-    if len(data) < 50 * (spec.folds + 1):
-        raise MbatsError(f"only {len(data)} usable rows for {spec.folds} folds; widen the date range")
+    if len(data) < min_rows(spec.folds):
+        raise MbatsError(too_few_rows(spec, bars, len(data)))
     return data
+
+
+def min_rows(folds: int) -> int:
+    """Usable rows walk-forward validation needs: 50 per test fold and the first training window."""
+    return 50 * (folds + 1)
+
+
+def too_few_rows(spec: TrainSpec, bars: dict[str, pd.DataFrame], rows: int) -> str:
+    """Why there is too little data, how many bars would do, and the command that gets them."""
+    from datetime import timedelta
+    import math
+
+    from mbats.marketdata.calendar import step_of
+
+    need = min_rows(spec.folds)
+    per_instrument = math.ceil(need / len(spec.instruments)) + LEADING_NAN_ROWS + spec.horizon
+    have = "; ".join(f"{s}: {len(bars[s])} {spec.granularity} bars"
+                     + (f" {bars[s].index[0]:%Y-%m-%d %H:%M}..{bars[s].index[-1]:%Y-%m-%d %H:%M}" if len(bars[s]) else "")
+                     for s in spec.instruments)
+    try:
+        bars_a_day = max(1.0, timedelta(days=1) / step_of(spec.granularity))
+    except MbatsError:  # weekly/monthly bars
+        bars_a_day = 1 / 7
+    days = math.ceil(per_instrument / bars_a_day * 7 / 5) + 3  # trading days → calendar days, weekend slack
+    end = spec.end or pd.Timestamp.now(tz="UTC")
+    start = (pd.Timestamp(end) - timedelta(days=days)).strftime("%Y-%m-%d")
+    return (f"only {rows} usable rows for {spec.folds} folds ({have}); each instrument loses its first "
+            f"{LEADING_NAN_ROWS} bars to the features' warm-up and its last {spec.horizon} to the target, and "
+            f"{spec.folds} folds need {need} rows: about {per_instrument} {spec.granularity} bars per instrument. "
+            f"Download more with `mbats data download -i {' -i '.join(spec.instruments)} -g {spec.granularity} "
+            f"--start {start}` and train with --start {start} (or lower --folds)")
 
 
 def score(y: np.ndarray, proba: np.ndarray, fwd_ret: np.ndarray) -> dict[str, float]:
@@ -116,6 +147,7 @@ def train(spec: TrainSpec, bars: dict[str, pd.DataFrame] | None = None) -> Train
     from mlflow.models import infer_signature
 
     from mbats import storage
+    from mbats.cli.quiet import library_output
     from mbats.ml.registry import client, mlflow_errors
     from mbats.tracking import use_experiment
 
@@ -151,10 +183,11 @@ def train(spec: TrainSpec, bars: dict[str, pd.DataFrame] | None = None) -> Train
                              context="training")
             sample = X.tail(5)
             log_started = time.perf_counter()
-            info = mlflow.sklearn.log_model(
-                estimator, name="model", signature=infer_signature(sample, estimator.predict_proba(sample)),
-                input_example=sample, pip_requirements=pip_requirements(), pyfunc_predict_fn="predict_proba",
-                registered_model_name=name, await_registration_for=60)
+            with library_output():  # MLflow prints "Successfully registered model" itself
+                info = mlflow.sklearn.log_model(
+                    estimator, name="model", signature=infer_signature(sample, estimator.predict_proba(sample)),
+                    input_example=sample, pip_requirements=pip_requirements(), pyfunc_predict_fn="predict_proba",
+                    registered_model_name=name, await_registration_for=60)
             log_model_seconds = time.perf_counter() - log_started
         version = str(info.registered_model_version)
         mlf = client()
