@@ -13,7 +13,11 @@ SELECT r.id AS run_id,
        '#' || r.id || ' ' || r.strategy || ' ' || array_to_string(r.instruments, ',') || ' ' || r.granularity
            || coalesce(' ' || (SELECT string_agg(p.key || '=' || p.value, ' ' ORDER BY p.key)
                                FROM jsonb_each_text(CASE WHEN jsonb_typeof(r.params) = 'object' THEN r.params END) p), '')
-           || CASE WHEN r.sweep_id IS NOT NULL THEN ' [' || r.sweep_id || ']' ELSE '' END AS run_label,
+           || CASE WHEN r.sweep_id IS NOT NULL THEN ' [' || r.sweep_id || ']' ELSE '' END
+           -- paper sessions on the OANDA simulator say so wherever a run is named
+           || CASE WHEN r.broker ->> 'environment' = 'sim' THEN ' [oanda-sim]' ELSE '' END AS run_label,
+       -- where a paper/live run's prices and fills came from (NULL for backtests)
+       CASE WHEN r.mode IN ('paper', 'live') THEN 'oanda-' || coalesce(r.broker ->> 'environment', 'unknown') END AS source,
        r.run_type, r.mode, r.strategy, r.params::text AS params, array_to_string(r.instruments, ',') AS instruments,
        r.granularity, r.status, r.sweep_id, r.account, r.cash AS start_cash,
        r.started_at, r.finished_at, r.duration_s, r.data_from, r.data_to, r.bars,
@@ -113,7 +117,7 @@ WHERE d.mode IN ('paper', 'live') AND f.ts >= date_trunc('day', now() AT TIME ZO
 -- P&L today per paper/live run: change of account value since the last value before today (UTC).
 CREATE OR REPLACE VIEW dash.live_pnl_today AS
 WITH day AS (SELECT date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS start)
-SELECT d.run_id, d.run_label, d.mode, d.account, d.status,
+SELECT d.run_id, d.run_label, d.mode, d.source, d.account, d.status,
        coalesce(prev.value, first_today.value, d.start_cash) AS value_start,
        coalesce(last.value, prev.value, d.start_cash) AS value_now,
        coalesce(last.value, prev.value, d.start_cash) - coalesce(prev.value, first_today.value, d.start_cash) AS pnl_today,

@@ -273,7 +273,7 @@ def dashboards() -> list[Dashboard]:
              big_number("Order count today", "live_orders_today", "COUNT(*)", "orders", ",d", width=3),
              big_number("Risk events today", "risk_status", "COALESCE(SUM(events_today), 0)", "events", ",d",
                         width=3)],
-            [table("P&L today by run", "live_pnl_today", ["run_label", "mode", "account", "status", "value_start",
+            [table("P&L today by run", "live_pnl_today", ["run_label", "mode", "source", "account", "status", "value_start",
                                                           "value_now", "pnl_today", "realized_today", "unrealized",
                                                           "drawdown_pct", "updated_at"], width=12, height=30)],
             [table("Open positions", "live_positions", ["run_label", "instrument", "size", "avg_price",

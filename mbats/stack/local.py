@@ -370,10 +370,26 @@ class Stack:
             self._start_all()
         (self.state / "client.env").write_text("".join(f"{k}={v}\n" for k, v in self.client_env().items()))
         (self.state / "client.env").chmod(0o600)
+        self._seed_live(say)  # while the services boot
         self._wait_healthy(timeout, say, t0)
         self._ensure_buckets()
         say("all services healthy")
         return self.status()
+
+    def _seed_live(self, echo) -> None:
+        """First start: a short paper session on the simulator for the Live dashboard (only while the
+        risk database holds no paper/live run; mbats.stack.live_seed). A failure is a warning."""
+        from mbats.stack.live_seed import seed_live_session
+
+        t0 = time.monotonic()
+        try:
+            result = seed_live_session()
+        except Exception as exc:  # noqa: BLE001 - the dashboards' sample session must not stop the stack
+            echo(f"live dashboard: the first-start paper session on the simulator failed ({exc}); skipped")
+            return
+        if result.seeded:
+            echo(f"live dashboard: run #{result.run_id} is a {result.reason} (labelled oanda-sim) "
+                 f"({time.monotonic() - t0:.0f} s)")
 
     def _start_postgres(self, echo) -> bool:
         if self.settings.database_url:
