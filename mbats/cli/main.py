@@ -15,7 +15,7 @@ import typer
 from mbats.cli.app import group
 from typer._click import exceptions as click_exceptions  # typer's own copy of click
 
-from mbats.cli import backtest, data, db, runs
+from mbats.cli import backtest, data, db, research, runs
 from mbats.cli.alerts import alerts_app
 from mbats.cli.check import check_app
 from mbats.cli.dashboards import dashboards_app
@@ -38,6 +38,7 @@ app.command("runs")(runs.runs)
 app.command("report")(runs.report)
 app.command("demo")(runs.demo)
 app.command("sweep")(sweep_command)
+app.command("montecarlo")(research.montecarlo)
 app.add_typer(live_app, name="live")
 app.add_typer(alerts_app, name="alerts")
 
