@@ -55,6 +55,9 @@ def report(
     conn = connect("risk")
     try:
         run = mask_secrets(get_run(conn, run_id))  # runs recorded before secrets were kept out of runs.broker
+        from mbats.risk.research import read_montecarlo
+
+        run["montecarlo"] = read_montecarlo(conn, run_id)  # stored by `mbats montecarlo`
     finally:
         conn.close()
     if as_json:
@@ -68,6 +71,9 @@ def report(
         + (f" [load {d['load_id']}]" if d.get("load_id") else "") for d in run.get("data_sources") or []) or None))
     table(f"run {run_id}", ["field", "value"], rows)
     table("metrics", ["metric", "value"], sorted(run["metrics"].items()), right=["value"])
+    from mbats.cli.research import print_montecarlo
+
+    print_montecarlo(run_id, run["montecarlo"])
     if run.get("report_path"):
         console.print(f"report: {run['report_path']}")
 
