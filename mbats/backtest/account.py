@@ -29,7 +29,7 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from mbats.kernel.fx import conversion_legs
+from mbats.kernel.fx import conversion_legs, realised_pl
 from mbats.secmaster.financing import FinancingTerms, Schedule, rollovers
 
 DEFAULT_MARGIN_RATE = 0.02  # OANDA's 50:1 for majors, the simulator's default account margin rate
@@ -163,6 +163,7 @@ class OandaAccountMixin:
     def setup_account(self, rules: AccountRules, cash: float) -> None:
         self.rules = rules
         self.balance = float(cash)  # account currency: cash + realised P&L - costs + financing
+        self._entry_spread: dict = {}  # data -> spread paid on its open units, quote currency, not yet realised
         self.financing_entries: list[dict] = []
         self.margin_events: list[dict] = []
         self.margin_used: dict[int, float] = {}  # ns -> account currency, only where it changed
@@ -196,9 +197,36 @@ class OandaAccountMixin:
     def notify(self, order):
         if order.status == bt.Order.Completed and order.executed.size:
             self._filled = True
-            when = bt_ns(order.executed.dt)
-            self.balance += self._to_account(order.data._name, order.executed.pnl - order.executed.comm, when)
+            self._book_fill(order)
         return super().notify(order)
+
+    def _book_fill(self, order) -> None:
+        """Book a fill into the OANDA balance by :func:`mbats.kernel.fx.realised_pl`.
+
+        backtrader fills at the mid and charges the spread (and slippage) as commission; OANDA has
+        them inside the fill price and realises them when the units close, converted at the close's
+        rate. So an opening fill's spread waits in ``_entry_spread`` (quote currency) and is realised
+        with the units it came with; a commission on notional is booked at its fill's rate.
+        """
+        data = order.data
+        fraction = getattr(self.getcommissioninfo(data).p, "rate", 0.0) or 0.0
+        for bit in order.executed.exbits:  # one per execution; closed/opened are signed like the fill
+            rate = self.rules.prices.conversion(self._quote(data._name), self.rules.account_currency, bt_ns(bit.dt))
+            closed, opened = abs(bit.closed), abs(bit.opened)
+            closed_spread = bit.closedcomm - closed * bit.price * fraction
+            self.balance -= (closed + opened) * bit.price * fraction * rate
+            pending = self._entry_spread.get(data, 0.0)
+            if closed:
+                before = bit.psize - bit.size  # bit.psize: the position after this execution
+                share = pending * closed / abs(before)
+                pending -= share
+                units = -bit.closed  # signed like the position
+                mid_entry = bit.price - bit.pnl / units  # backtrader's average entry (pnl = units x (price - avg))
+                # as filled: the entry plus its spread per unit, the exit less its own
+                entry = mid_entry + share / units
+                exit_ = bit.price - closed_spread / units
+                self.balance += realised_pl(units, entry, exit_, rate)
+            self._entry_spread[data] = pending + bit.openedcomm - opened * bit.price * fraction
 
     def submit(self, order, check=True):
         if self._owner is None and order.owner is not None:
@@ -211,9 +239,9 @@ class OandaAccountMixin:
     def account_state(self, when) -> tuple[float, float]:
         """(NAV, margin used) at ``when`` in the account currency, as the simulator reports them.
 
-        Positions are valued at the side they would close on (mid less the exit cost per unit);
-        backtrader's entry price is the mid and the entry cost is already out of the balance, so
-        this equals the simulator's units x (bid or ask - fill price).
+        Positions are valued at the side they would close on (mid less the exit cost per unit)
+        against the entry as filled (backtrader's mid entry plus the spread waiting in
+        ``_entry_spread``), all at the rate of ``when``: the simulator's units x (bid or ask - fill price).
         """
         nav, used = self.balance, 0.0
         rules, account = self.rules, self.rules.account_currency
@@ -226,7 +254,7 @@ class OandaAccountMixin:
             exit_price = mid - (1 if size > 0 else -1) * rules.exit_cost(symbol, size, when)
             quote = symbol[4:]
             rate = 1.0 if quote == account else rules.prices.conversion(quote, account, when)
-            nav += size * (exit_price - pos.price) * rate
+            nav += (size * (exit_price - pos.price) - self._entry_spread.get(data, 0.0)) * rate
             used += abs(size) * mid * rate * rules.margin_rate_of(symbol, when)
         return nav, used
 

@@ -144,7 +144,7 @@ def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: ty
         else:
             costs = FxCosts(half_spread=fill_cost_per_unit(spec, symbol), rate=spec.commission)
         cerebro.broker.addcommissioninfo(costs, name=symbol)
-    cerebro.broker.setcash(spec.cash)
+    cerebro.broker.setcash(_backtrader_cash(spec, bars, rates))
     sizer_cls, sizer_kwargs = parse_sizer(spec.sizer)
     cerebro.addsizer(sizer_cls, **sizer_kwargs)
     cerebro.addstrategy(cls, **params)
@@ -177,8 +177,7 @@ def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: ty
             positions.append({"ts": last_ts, "instrument": data._name, "size": pos.size, "avg_price": pos.price,
                               "market_price": data.close[0], "unrealized_pnl": pos.size * (data.close[0] - pos.price)})
     if any(rate.legs for rate in rates.values()):  # otherwise backtrader's books are already in the account currency
-        costs = {s: (*side_costs(spec, s, bars[s]), spec.commission) for s in spec.instruments}
-        equity = fx.rebook(spec.cash, recording.fills, trades, equity, positions, bars, rates, costs)
+        equity = fx.rebook(spec.cash, recording.fills, trades, equity, positions, bars, rates, spec.commission)
     book_financing(equity, trades, broker.financing_entries)
     equity["margin_used"] = broker.margin_series(equity.index)
     equity["drawdown_pct"] = drawdown(equity["value"])
@@ -187,6 +186,24 @@ def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: ty
                       bars=sum(len(b) for b in bars.values()), seconds=time.perf_counter() - started,
                       risk_events=sorted(events, key=lambda e: e["ts"]), financing=broker.financing_entries,
                       financing_note=financing_note(schedule, spec.instruments, spec.financing))
+
+
+def _backtrader_cash(spec: BacktestSpec, bars: dict[str, pd.DataFrame], rates: dict[str, fx.Rate]) -> float:
+    """backtrader's starting cash: the account's cash in the currency backtrader counts in.
+
+    backtrader books each pair in its quote currency and refuses to open units when its cash would
+    go below 0 (notional / leverage + costs). For a pair quoted outside the account currency its cash
+    therefore starts as the account's cash in that quote currency (at the first rate), so its check
+    and percent sizers see the account as OANDA's margin check does; a USD_JPY run would otherwise
+    count 100,000 USD as 100,000 JPY and silently stop opening trades after ~700 USD of losses. The
+    run's books come from :func:`mbats.kernel.fx.rebook` and the OANDA account, not from this cash.
+    """
+    for symbol in spec.instruments:
+        rate = rates[symbol]
+        if rate.legs:
+            at = rate.opens.asof(bars[symbol].index[0])
+            return spec.cash / float(rate.opens.iloc[0] if pd.isna(at) else at)
+    return spec.cash
 
 
 def financing_note(schedule: Schedule, instruments: list[str], wanted: bool = True) -> str:

@@ -97,6 +97,18 @@ def build_rate(quote: str, account: str, available: dict[str, pd.DataFrame], gra
     )
 
 
+def realised_pl(units: float, entry_price: float, exit_price: float, rate: float) -> float:
+    """OANDA's realised P&L of closing ``units`` (signed like the position: + long), home currency.
+
+    ``units x (exit - entry)`` in the quote currency with both prices *as filled* (spread and
+    slippage inside them), converted at ``rate``, the conversion rate at the close: the entry's
+    spread is converted at the exit's rate too. Commission and financing are converted at their own
+    times. The simulator (:mod:`mbats.sim.broker`) books fills with it, the backtest broker
+    (:mod:`mbats.backtest.account`) and :func:`rebook` book backtrader's fills with it.
+    """
+    return units * (exit_price - entry_price) * rate
+
+
 def needed_pairs(instruments: list[str], account: str) -> list[str]:
     """Every pair that could convert these instruments' quote currencies (for loading from the secmaster)."""
     pairs: list[str] = []
@@ -111,21 +123,25 @@ def needs_conversion(instruments: list[str], account: str) -> bool:
 
 
 def rebook(cash0: float, fills: list[dict], trades: pd.DataFrame, equity: pd.DataFrame, positions: list[dict],
-           bars: dict[str, pd.DataFrame], rates: dict[str, Rate],
-           costs: dict[str, tuple[pd.Series, pd.Series, float]]) -> pd.DataFrame:
+           bars: dict[str, pd.DataFrame], rates: dict[str, Rate], fraction: float = 0.0) -> pd.DataFrame:
     """Convert fills, trades, positions (in place) and the equity curve (returned) into ``account``.
 
-    Realised P&L of a fill: the closed units x (fill price - average entry) x rate at the fill;
-    commission x rate at the fill. Account value at a bar: balance + open units x (close - average
-    entry) x rate at the close. A trade's P&L is converted at its exit's rate (entry commission at
-    the entry's): for a trade closed in one fill this is exactly what the fills book.
+    OANDA's rule (:func:`realised_pl`): backtrader fills at the mid and books the spread and slippage
+    as commission; OANDA has them inside the fill price, so they are realised with the units they
+    came with, at the close's rate. ``fraction`` is the run's commission on notional, booked at its
+    own fill's rate. So a closed trade nets ``(pnl - spread costs) x exit rate - commission on
+    notional at each fill's rate``, exactly what OANDA (and the simulator) book for it.
+
+    Fills keep their cost converted at their own time (``fx_rate``). The equity curve: ``cash`` is
+    OANDA's balance (realised P&L, commission, not the open units' entry spread), ``value`` adds the
+    open units x (close - average entry) less that spread, at the rate of each bar's close.
     """
     for fill in fills:
         rate = float(rates[fill["instrument"]].at(pd.DatetimeIndex([fill["ts"]]), "open")[0])
         fill["fx_rate"] = rate
+        fill["commission_quote"] = fill["commission"]
         fill["commission"] = fill["commission"] * rate
 
-    # trades: pnl at the exit's rate, each side's commission at its own fill's rate
     if len(trades):
         for symbol, rate in rates.items():
             rows = (trades["instrument"] == symbol).to_numpy()
@@ -137,39 +153,43 @@ def rebook(cash0: float, fills: list[dict], trades: pd.DataFrame, equity: pd.Dat
             exit_ts = pd.DatetimeIndex(sub["exit_ts"].fillna(sub["entry_ts"]))
             exit_rate = np.where(closed, rate.at(exit_ts, "open"), np.nan)
             comm = sub["commission"].to_numpy(dtype="float64")
-            size = sub["size"].to_numpy(dtype="float64")
-            buy_cost, sell_cost, fraction = costs[symbol]  # per-unit costs by bar, and commission on notional
-            entry_at = pd.DatetimeIndex(sub["entry_ts"]).round("s")
-            bar = np.clip(buy_cost.index.searchsorted(entry_at, side="right") - 1, 0, None)
-            per_unit = np.where(sub["direction"].to_numpy() == "long", buy_cost.to_numpy()[bar],
-                                sell_cost.to_numpy()[bar])
-            entry_comm = size * (per_unit + sub["entry_price"].to_numpy(dtype="float64") * fraction)
-            comm_acct = entry_comm * entry_rate + (comm - entry_comm) * np.nan_to_num(exit_rate)
+            # commission on notional of the entry: at the entry's rate; every other cost at the exit's
+            entry_fraction = sub["size"].to_numpy(dtype="float64") * sub["entry_price"].to_numpy(dtype="float64") * fraction
+            comm_acct = comm * exit_rate - entry_fraction * (exit_rate - entry_rate)
             pnl = sub["pnl"].to_numpy(dtype="float64") * exit_rate
             trades.loc[rows, "pnl"] = np.where(closed, pnl, sub["pnl"])
             trades.loc[rows, "commission"] = np.where(closed, comm_acct, sub["commission"])
             trades.loc[rows, "pnl_net"] = np.where(closed, pnl - comm_acct, sub["pnl_net"])
 
-    # the equity curve, rebuilt from the fills
+    # the equity curve, rebuilt from the fills by the same rule
     index = pd.DatetimeIndex(equity.index)
-    closes = {s: bars[s]["close"].reindex(index, method="ffill").to_numpy() for s in rates}
+    # backtrader's float dates stamp 04:00 as 03:59:59.999997: round, or the bar before's close marks it
+    closes = {s: bars[s]["close"].reindex(index.round("s"), method="ffill").to_numpy() for s in rates}
     marks = {s: rates[s].at(index, "close") for s in rates}
     order = sorted(range(len(fills)), key=lambda i: fills[i]["ts"])
     # a fill belongs to the bar it executed on; float dates may stamp the two a few microseconds apart
     stamps = index.round("s").as_unit("ns").asi8
     fill_ns = pd.DatetimeIndex([fills[i]["ts"] for i in order]).round("s").as_unit("ns").asi8 if order else []
-    state = {s: [0.0, 0.0] for s in rates}  # units, average price
+    state = {s: [0.0, 0.0, 0.0] for s in rates}  # units, average (mid) price, entry spread not yet realised
     balance, k = float(cash0), 0
     values = np.empty(len(index))
     cash = np.empty(len(index))
     for i, now in enumerate(stamps):
         while k < len(order) and fill_ns[k] <= now:
             f = fills[order[k]]
-            units, avg = state[f["instrument"]]
-            size, price = float(f["size"]), float(f["price"])
-            if units and np.sign(size) != np.sign(units):
-                closing = min(abs(size), abs(units)) * np.sign(units)
-                balance += closing * (price - avg) * f["fx_rate"]
+            units, avg, pending = state[f["instrument"]]
+            size, price, rate = float(f["size"]), float(f["price"]), f["fx_rate"]
+            notional = abs(size) * price * fraction
+            spread = f["commission_quote"] - notional  # spread and slippage of this fill, quote currency
+            balance -= notional * rate
+            closing = min(abs(size), abs(units)) * np.sign(units) if units and np.sign(size) != np.sign(units) else 0.0
+            if closing:
+                share = pending * abs(closing) / abs(units)
+                pending -= share
+                exit_cost = spread * abs(closing) / abs(size)
+                balance += realised_pl(closing, avg + share / closing, price - exit_cost / closing, rate)
+            if abs(size) > abs(closing):
+                pending += spread * (abs(size) - abs(closing)) / abs(size)
             new = units + size
             if new == 0:
                 avg = 0.0
@@ -177,13 +197,13 @@ def rebook(cash0: float, fills: list[dict], trades: pd.DataFrame, equity: pd.Dat
                 avg = price
             elif np.sign(size) == np.sign(units):
                 avg = (units * avg + size * price) / new
-            state[f["instrument"]] = [new, avg]
-            balance -= f["commission"]
+            state[f["instrument"]] = [new, avg, pending]
             k += 1
-        unrealised = sum(u * (closes[s][i] - a) * marks[s][i] for s, (u, a) in state.items() if u)
+        unrealised = sum((u * (closes[s][i] - a) - p) * marks[s][i] for s, (u, a, p) in state.items() if u)
         cash[i], values[i] = balance, balance + unrealised
     for pos in positions:
         rate = rates[pos["instrument"]]
         pos["unrealized_pnl"] = pos["unrealized_pnl"] * float(rate.at(pd.DatetimeIndex([pos["ts"]]), "close")[0])
-    out = pd.DataFrame({"cash": cash, "value": values}, index=equity.index)
-    return out
+    for fill in fills:
+        del fill["commission_quote"]
+    return pd.DataFrame({"cash": cash, "value": values}, index=equity.index)

@@ -8,6 +8,9 @@ Rules, the same as :func:`mbats.backtest.runner.simulate` with a :class:`SignalS
 * the trade list has backtrader's values bit for bit: entry price ``(units*open)/units``,
   P&L ``size * (exit - entry)``, exit price recovered from P&L as the recorder does.
 
+* pairs quoted outside the account currency are re-booked by :func:`mbats.kernel.fx.rebook`,
+  the backtest's own conversion (OANDA's rule: the spread realised at the exit's rate).
+
 Not modelled: margin rejections (fixed units far below the account's margin are assumed) and
 percent sizers; :func:`mbats.research.sweep` flags any disagreement with backtrader.
 """
@@ -21,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from mbats.backtest.runner import BacktestSpec
+from mbats.kernel import fx
 from mbats.kernel.costs import fill_cost_per_unit
 from mbats.kernel.sizing import parse_sizer
 from mbats.kernel.trades import TRADE_COLUMNS
@@ -150,12 +154,36 @@ def vector_simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_
         units[where] = leg.units_held
         in_market |= pd.Series(np.where(np.isin(np.arange(len(index)), where), units, np.nan)).ffill().fillna(0).to_numpy() != 0
     equity = pd.DataFrame({"cash": cash, "value": cash + value_held}, index=index.rename("ts"))
-    equity["drawdown_pct"] = drawdown(equity["value"])
     rows = [t for leg in legs.values() for t in leg.trades]
     trades = pd.DataFrame(rows, columns=TRADE_COLUMNS)
     trades["trade_ref"] = [str(i + 1) for i in range(len(trades))]
     if len(trades):
         trades = trades.sort_values(["entry_ts", "instrument"], kind="stable").reset_index(drop=True)
+    if fx.needs_conversion(spec.instruments, spec.account_currency):
+        equity = _in_account_currency(spec, bars, trades, equity)
+    equity["drawdown_pct"] = drawdown(equity["value"])
     metrics = compute_metrics(equity["value"], trades, len(index), int(in_market.sum()))
     return VectorRun(trades, equity, metrics, params, len(index), int(in_market.sum()),
                      time.perf_counter() - started)
+
+
+def _in_account_currency(spec: BacktestSpec, bars: dict[str, pd.DataFrame], trades: pd.DataFrame,
+                         equity: pd.DataFrame) -> pd.DataFrame:
+    """Trades (in place) and equity re-booked into the account currency exactly as the backtest does.
+
+    The backtest hands backtrader's fills to :func:`mbats.kernel.fx.rebook`; here the same fills are
+    rebuilt from the trades (each trade an entry and an exit fill at the bar's open, closing fills
+    before opening ones) and go through the same function, so both engines convert by one rule.
+    """
+    rates = {s: fx.build_rate(fx.quote_currency(s), spec.account_currency, bars, spec.granularity)
+             for s in spec.instruments}
+    fills: list[dict] = []
+    for row in trades.itertuples(index=False):
+        opens, per_unit = bars[row.instrument]["open"], fill_cost_per_unit(spec, row.instrument)
+        units = row.size if row.direction == "long" else -row.size
+        legs = [(row.entry_ts, units)] + ([] if row.is_open else [(row.exit_ts, -units)])
+        for ts, size in legs:
+            price = float(opens.at[pd.Timestamp(ts).as_unit("ns")])
+            fills.append({"instrument": row.instrument, "ts": pd.Timestamp(ts), "size": float(size), "price": price,
+                          "commission": abs(size) * (per_unit + price * spec.commission)})
+    return fx.rebook(spec.cash, fills, trades, equity, [], bars, rates, spec.commission)

@@ -34,14 +34,33 @@ def test_usd_jpy_trade_pnl_is_in_usd_at_the_exit_rate():
     sim = simulate(spec, {"USD_JPY": bars(opens)}, BuyOnFifthSellOnTenth)
     [trade] = sim.trades.to_dict("records")
     assert trade["pnl"] == pytest.approx(15_000 / 151.5)               # 99.01 USD, not 15,000
-    # spread 2 pips of 0.01 JPY: half (0.01 JPY) per unit per fill = 100 JPY a fill
-    assert trade["commission"] == pytest.approx(100 / 150.0 + 100 / 151.5)
-    assert trade["pnl_net"] == pytest.approx(15_000 / 151.5 - 100 / 150.0 - 100 / 151.5)
+    # spread 2 pips of 0.01 JPY: half (0.01 JPY) per unit per fill = 100 JPY a fill. OANDA has the spread
+    # in the fill prices (150.01, 151.49) and converts the realised 14,800 JPY at the exit's rate
+    assert trade["commission"] == pytest.approx(200 / 151.5)
+    assert trade["pnl_net"] == pytest.approx(14_800 / 151.5)           # 97.69 USD
     buy, sell = sim.recording.fills
     assert buy["fx_rate"] == pytest.approx(1 / 150.0) and sell["fx_rate"] == pytest.approx(1 / 151.5)
     # the account ends at cash + the converted net P&L, and was marked in USD in between
     assert sim.equity["value"].iloc[-1] == pytest.approx(100_000 + trade["pnl_net"])
     assert sim.equity["value"].iloc[7] == pytest.approx(100_000 - 100 / 150.0)  # flat price: only the entry cost
+    # OANDA's balance moves when the units close, not at the entry (the spread sits in the open trade)
+    assert sim.equity["cash"].iloc[7] == pytest.approx(100_000)
+    assert sim.equity["cash"].iloc[-1] == pytest.approx(100_000 + 14_800 / 151.5)
+
+
+def test_commission_on_notional_is_converted_at_its_own_fill_and_the_spread_at_the_exit():
+    # as above with a 0.2 bp commission: 10,000 x 150.00 x 0.00002 = 30 JPY at the entry (1/150),
+    # 10,000 x 151.50 x 0.00002 = 30.30 JPY at the exit (1/151.5); the 200 JPY of spread at the exit's rate
+    opens = np.full(20, 150.0)
+    opens[10:] = 151.5
+    spec = BacktestSpec(strategy="x", instruments=["USD_JPY"], granularity="H1", cash=100_000,
+                        spread_pips=2.0, commission=0.00002, account_currency="USD")
+    sim = simulate(spec, {"USD_JPY": bars(opens)}, BuyOnFifthSellOnTenth)
+    [trade] = sim.trades.to_dict("records")
+    assert trade["commission"] == pytest.approx(30 / 150.0 + (200 + 30.3) / 151.5)
+    assert trade["pnl_net"] == pytest.approx(15_000 / 151.5 - 30 / 150.0 - 230.3 / 151.5)
+    assert sim.equity["cash"].iloc[7] == pytest.approx(100_000 - 30 / 150.0)
+    assert sim.equity["value"].iloc[-1] == pytest.approx(100_000 + trade["pnl_net"])
 
 
 def test_eur_gbp_trade_is_converted_through_gbp_usd():
@@ -160,7 +179,7 @@ def test_bid_ask_with_slippage_and_conversion():
     [trade] = sim.trades.to_dict("records")
     entry_cost_jpy, exit_cost_jpy = 10_000 * (0.03 + 0.005), 10_000 * (0.02 + 0.005)
     assert trade["pnl"] == pytest.approx(10_000 * 1.0 / 151.0)
-    assert trade["commission"] == pytest.approx(entry_cost_jpy / 150.0 + exit_cost_jpy / 151.0)
+    assert trade["commission"] == pytest.approx((entry_cost_jpy + exit_cost_jpy) / 151.0)  # both at the exit's rate
     assert sim.equity["value"].iloc[-1] == pytest.approx(100_000 + trade["pnl_net"])
 
 
@@ -180,7 +199,14 @@ def test_converted_books_balance_trade_by_trade_with_reversals_and_two_pairs():
     assert (closed["instrument"] == "USD_JPY").sum() > 50 and set(closed["direction"]) == {"long", "short"}
     jpy = closed[closed["instrument"] == "USD_JPY"]
     assert jpy["pnl"].abs().max() < 50   # USD, not yen: 10,000 units moving a few dozen pips
-    open_entry_costs = sum(f["commission"] for f in sim.recording.fills) - closed["commission"].sum()
+    # an open position's entry (its instrument's last fill: the signal strategy opens with a fill of its own)
+    # costs its spread at the last close's rate, its commission on notional at its fill's rate
+    marks = {"USD_JPY": 1 / usdjpy["close"].iloc[-1], "GBP_USD": 1.0}
+    open_entry_costs = 0.0
+    for p in sim.positions:
+        f = [f for f in sim.recording.fills if f["instrument"] == p["instrument"]][-1]
+        notional = abs(f["size"]) * f["price"] * spec.commission
+        open_entry_costs += (f["commission"] / f["fx_rate"] - notional) * marks[p["instrument"]] + notional * f["fx_rate"]
     unrealised = sum(p["unrealized_pnl"] for p in sim.positions)
     assert sim.equity["value"].iloc[-1] == pytest.approx(
         spec.cash + closed["pnl_net"].sum() + unrealised - open_entry_costs, abs=1e-6)

@@ -100,3 +100,33 @@ def test_signal_strategy_is_found_and_keeps_its_parameters():
     cls = find_strategy("sma_crossover")
     assert cls.__name__ == "SmaCrossover"
     assert {k: getattr(cls.params, k) for k in cls.params._getkeys()} == dict(fast=10, slow=30, allow_short=True)
+
+
+@pytest.mark.parametrize("symbol", ["USD_JPY", "EUR_GBP"])
+def test_vectorised_converts_like_backtrader_for_pairs_quoted_outside_the_account_currency(eurusd_h1, symbol):
+    """USD_JPY (1/USD_JPY) and EUR_GBP (through GBP_USD) in a USD account: same trades, P&L in USD, bit for bit."""
+    from mbats.research.core import unsupported
+
+    scale = {"USD_JPY": 135.0, "EUR_GBP": 0.79}[symbol]
+    bars = {symbol: _scaled(eurusd_h1, scale)}
+    if symbol == "EUR_GBP":
+        bars["GBP_USD"] = _scaled(eurusd_h1.iloc[::-1].set_axis(eurusd_h1.index), 1.16)  # its own path
+    spec = BacktestSpec("sma_crossover", [symbol], "H1", params=dict(fast=10, slow=30), spread_pips=1.5,
+                        commission=0.00002, account_currency="USD")
+    backtrader_run = simulate(spec, bars)
+    vector_run = vector_simulate(spec, bars)
+    assert len(backtrader_run.trades) > 50
+    assert vector_run.trades["pnl"].abs().max() < 1_000  # USD, not yen
+    pd.testing.assert_frame_equal(vector_run.trades[FINGERPRINT].reset_index(drop=True),
+                                  backtrader_run.trades[FINGERPRINT].reset_index(drop=True), check_dtype=False,
+                                  check_exact=True)
+    assert trades_fingerprint(vector_run.trades) == trades_fingerprint(backtrader_run.trades)
+    np.testing.assert_allclose(vector_run.equity["value"], backtrader_run.equity["value"], rtol=0, atol=1e-6)
+    # the compiled core books in the quote currency and says so (the sweep then runs vector_simulate)
+    assert "must be converted from" in unsupported(find_strategy("sma_crossover"), [spec])
+
+
+def _scaled(frame: pd.DataFrame, factor: float) -> pd.DataFrame:
+    out = frame.copy()
+    out[["open", "high", "low", "close"]] *= factor
+    return out
