@@ -1,12 +1,14 @@
-"""`mbats live …`: trade (the default: `mbats live STRATEGY …`), reset-kill-switch, sweep-stale.
+"""`mbats live …`: trade (the default: `mbats live STRATEGY …`), status, stop, flatten, reset-kill-switch,
+sweep-stale.
 
 ``mbats live sma_crossover -i EUR_USD …`` trades: a first word that is not one of the sub-commands
 is the strategy of ``mbats live trade``. ``python -m mbats.cli.live …`` runs the group on its own
 (the tests' subprocess runner does).
 
-Exit codes of a trading session: 0 it ran its window; 3 stopped by the kill switch (or refused to
-start because the account's kill switch is tripped) or by position drift; 130 / 143 stopped by
-SIGINT / SIGTERM (run marked ``stopped``); 1 an error (run marked ``failed``).
+Exit codes of a trading session: 0 it ran its window (or `mbats live stop|flatten` stopped it); 3
+stopped by the kill switch (or refused to start because the account's kill switch is tripped) or by
+position drift; 130 / 143 stopped by SIGINT / SIGTERM (run marked ``stopped``); 1 an error (run
+marked ``failed``).
 """
 
 from __future__ import annotations
@@ -160,6 +162,106 @@ def sweep_stale_command() -> None:
     finally:
         conn.close()
     print(json.dumps([{"run_id": r, "error": why} for r, why in swept]))
+
+
+def _risk_conn():
+    from mbats.db import connect
+
+    return connect("risk")
+
+
+@live_app.command("status")
+def status_command(
+    run_id: int = typer.Argument(None, help="one run (any status); default: every running paper/live session"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Running sessions: host and pid, positions, P&L, kill switch, last bar, pending stop/flatten requests."""
+    from mbats.cli.output import fmt, print_json, table
+    from mbats.live.control import sessions
+
+    conn = _risk_conn()
+    try:
+        found = sessions(conn, run_id)
+    finally:
+        conn.close()
+    if run_id is not None and not found:
+        from mbats.errors import MbatsError
+
+        raise MbatsError(f"no run {run_id} in the risk DB")
+    if as_json:
+        print_json(found)
+        return
+    rows = [(s["run_id"], s["strategy"], s["mode"], s["status"], f"{s['host']}:{s['pid']}",
+             {True: "yes", False: "GONE", None: "?"}[s["process_alive"]],
+             " ".join(f"{i} {p['units']:+,.0f}" for i, p in s["positions"].items() if p["units"]) or "flat",
+             fmt(s["pnl"]), "TRIPPED" if s["kill_switch"]["tripped"] else "ok",
+             f"{s['last_bar']:%Y-%m-%d %H:%M}" if s["last_bar"] else "-", ",".join(s["pending_commands"]) or "-")
+            for s in found]
+    table("live sessions", ["run", "strategy", "mode", "status", "host:pid", "alive", "positions", "P&L",
+                            "kill switch", "last bar (UTC)", "pending"], rows, right=["P&L"])
+
+
+@live_app.command("stop")
+def stop_command(
+    run_id: int = typer.Argument(..., help="run id of the running session (see `mbats live status`)"),
+    wait: float = typer.Option(120.0, "--wait", help="seconds to wait for the session to stop (0: do not wait)"),
+) -> None:
+    """Ask a running session to stop after the bar in hand (positions left as they are; run marked stopped).
+
+    Works across hosts and containers: the request is a row in the risk DB that the session polls.
+    """
+    _control(run_id, "stop", wait)
+
+
+@live_app.command("flatten")
+def flatten_command(
+    run_id: int = typer.Argument(None, help="run id of the running session; omit with --account to flatten "
+                                            "directly at the venue"),
+    account: str = typer.Option(None, "--account", help="no session: flatten this OANDA account directly "
+                                                        "(default MBATS_OANDA_ACCOUNT_ID)"),
+    yes: bool = typer.Option(False, "--yes", help="confirm a direct flatten at the venue (no session involved)"),
+    wait: float = typer.Option(120.0, "--wait", help="seconds to wait for the session to flatten and stop"),
+) -> None:
+    """Close positions and cancel pending orders: through the running session (which then stops), or
+    with no session, directly at the venue (needs --yes)."""
+    from mbats.errors import UsageError
+
+    if run_id is not None:
+        _control(run_id, "flatten", wait)
+        return
+    from mbats.config import get_settings
+    from mbats.live.control import flatten_venue
+
+    settings = get_settings()
+    if account:
+        settings = settings.model_copy(update={"oanda_account_id": account})
+    if not yes:
+        raise UsageError("flattening an account directly at the venue closes every position: pass --yes "
+                          "(or give the run id of a running session)")
+    left = flatten_venue(settings)
+    print(json.dumps({"account": settings.oanda_account_id, "environment": settings.oanda_environment,
+                      "flat": not left, "positions_left": left}, default=str))
+    if left:
+        raise typer.Exit(1)
+
+
+def _control(run_id: int, command: str, wait: float) -> None:
+    from mbats.errors import MbatsError
+    from mbats.live.control import request, sessions, wait_for_end
+
+    conn = _risk_conn()
+    try:
+        out = request(conn, run_id, command)
+        if wait > 0:
+            out["status"] = wait_for_end(conn, run_id, wait)
+            if out["status"] != "running":
+                out["session"] = sessions(conn, run_id)[0]
+    finally:
+        conn.close()
+    print(json.dumps(out, default=str))
+    if wait > 0 and out["status"] == "running":
+        raise MbatsError(f"run {run_id} is still running {wait:g} s after the {command} request "
+                         f"(request {out['request_id']} stays queued for it)")
 
 
 def main() -> None:

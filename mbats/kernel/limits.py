@@ -9,8 +9,8 @@ and the day's NAV baseline are kept in the risk DB (``live_kill_switch``, via ``
 restart the same day keeps the same baseline, and a tripped account stays stopped until
 ``mbats live reset-kill-switch``. The loss check runs when a bar arrives, before the strategy
 sees it, so no order goes out on the bar that breached. Every breach is
-written to ``risk_events`` and POSTed as JSON to the configured webhook (a webhook that is down
-is logged, never allowed to stop risk handling).
+written to ``risk_events`` and announced through :mod:`mbats.alerts` (apprise URLs and the legacy
+JSON webhook; a receiver that is down is logged, never allowed to stop risk handling).
 """
 
 from __future__ import annotations
@@ -21,9 +21,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-
-import requests
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from mbats.config import Settings
 
@@ -73,9 +70,14 @@ def _notional(instrument: str, units: float, mid: float, home: str) -> float:
 class RiskManager:
     def __init__(self, limits: RiskLimits, home_currency: str = "USD",
                  record: Callable[[Breach], None] | None = None, clock: Callable[[], float] = time.monotonic,
-                 state=None) -> None:
+                 state=None, alerter=None) -> None:
         self.limits, self.home = limits, home_currency
         self.record = record
+        if alerter is None and limits.webhook_url:  # the legacy webhook alone (e.g. limits built in code)
+            from mbats.alerts import Alerter
+
+            alerter = Alerter(risk_webhook=limits.webhook_url)
+        self.alerter = alerter  # mbats.alerts.Alerter: every breach is announced
         self.clock = clock
         self.sent: collections.deque[float] = collections.deque()
         self.day: str | None = None
@@ -173,25 +175,8 @@ class RiskManager:
         log.warning("risk %s (%s): %s", rule, action, detail)
         if self.record is not None:
             self.record(breach)
-        if self.limits.webhook_url:
-            post_webhook(self.limits.webhook_url, breach, self.run_id)
+        if self.alerter is not None:
+            from mbats.alerts import breach_alert
+
+            self.alerter.send(breach_alert(breach, self.run_id))
         return f"risk limit {rule}: {detail}"
-
-
-@retry(retry=retry_if_exception_type(requests.RequestException), stop=stop_after_attempt(3), wait=wait_fixed(0.2),
-       reraise=True)
-def _post(url: str, payload: dict) -> None:
-    requests.post(url, json=payload, timeout=5).raise_for_status()
-
-
-def post_webhook(url: str, breach: Breach, run_id: int | None = None) -> bool:
-    payload = {"source": "mbats.live", "rule": breach.rule, "instrument": breach.instrument, "detail": breach.detail,
-               "action": breach.action, "ts": breach.ts.isoformat(), "run_id": run_id}
-    try:
-        _post(url, payload)
-        return True
-    except requests.RequestException as exc:
-        from mbats.redact import redact, url_ref
-
-        log.error("risk webhook %s failed: %s", url_ref(url), redact(str(exc), url))
-        return False

@@ -13,6 +13,13 @@ hand; positions and pending orders are left alone or flattened per ``MBATS_LIVE_
 start on an account whose kill switch is tripped is refused until it is reset. A runner that
 died without a word (kill -9, OOM) leaves its run ``running``: the next start sweeps such runs
 (their process is gone) to ``failed``.
+
+Remote control: ``mbats live stop|flatten`` (or the ``live_control`` DAG) write a row to the risk
+DB's ``live_control`` table, which the session polls every couple of seconds (:mod:`.control`):
+a stop ends it like SIGTERM with ``leave``; a flatten also closes its positions on the way out.
+
+Alerts (:mod:`mbats.alerts`): every fill, risk breach, kill switch trip, operator stop and failure
+is sent from a background thread; the queue is flushed before the session returns.
 """
 
 from __future__ import annotations
@@ -71,8 +78,9 @@ class SessionResult:
 
     @property
     def exit_code(self) -> int:
-        """0 for a session that ran its window; 128 + signal when stopped by one; 3 otherwise."""
-        if self.status == "finished":
+        """0 for a session that ran its window or that an operator stopped (`mbats live stop|flatten`);
+        128 + signal when stopped by one; 3 otherwise (kill switch, drift)."""
+        if self.status == "finished" or (self.stop_reason or "").startswith("operator"):
             return 0
         return 128 + self.signal if self.signal else KILL_SWITCH_EXIT
 
@@ -157,6 +165,9 @@ def run(cfg: LiveConfig, risk: RiskLimits | None = None, settings: Settings | No
     if cfg.model_alias and "model_uri" in params:
         params["model_uri"] = cfg.model_alias
     cfg = replace(cfg, risk=risk or RiskLimits.from_settings(settings))
+    from mbats.alerts import Alerter, run_failed_alert
+
+    alerter = Alerter.from_settings(settings, risk_webhook=cfg.risk.webhook_url or "", background=True)
 
     client = make_client(settings)
     account = client.require_account()
@@ -184,16 +195,19 @@ def run(cfg: LiveConfig, risk: RiskLimits | None = None, settings: Settings | No
         code_version=code_version(), account=account, **model_fields)
     stopper = _Stopper().install()
     try:
-        store.note(process={"pid": os.getpid(), "host": socket.gethostname()})
+        store.note(process={"pid": os.getpid(), "host": socket.gethostname()}, account_key=kill_state.key)
         if not resumed:  # where a replay after a crash starts if nothing later was recorded
             store.note(start_transaction_id=str(summary.get("lastTransactionID", "")))
         return _trade(cfg, cls, params, client, settings, store, run_id, resumed, summary.get("currency", "USD"),
-                      kill_state, stopper)
+                      kill_state, stopper, alerter)
     except BaseException as exc:
         store.fail(f"{type(exc).__name__}: {exc}")  # on a fresh connection if this one is gone
+        alerter.send(run_failed_alert(run_id, f"{cfg.mode} {strategy_name(cls)} {','.join(cfg.instruments)}",
+                                      f"{type(exc).__name__}: {exc}"))
         raise
     finally:
         stopper.restore()
+        alerter.flush()
         try:
             store.conn.close()
         except Exception:  # noqa: BLE001 - a dead connection must not hide the session's own outcome
@@ -201,11 +215,14 @@ def run(cfg: LiveConfig, risk: RiskLimits | None = None, settings: Settings | No
 
 
 def _trade(cfg: LiveConfig, cls, params: dict, client, settings: Settings, store: LiveStore, run_id: int,
-           resumed: bool, currency: str, kill_state: KillSwitchStore, stopper: _Stopper) -> SessionResult:
+           resumed: bool, currency: str, kill_state: KillSwitchStore, stopper: _Stopper, alerter) -> SessionResult:
+    from mbats.alerts import Alert, fill_alert
+    from mbats.live.control import ControlPoller
+
     prefix = "mb" + hashlib.sha1(f"{cfg.session_key or run_id}:{run_id}".encode()).hexdigest()[:10]
     since = (store.noted("last_transaction_id") or store.noted("start_transaction_id")) if resumed else None
     report = reconcile(client, store, prefix, replay_since=since or None)
-    risk = RiskManager(cfg.risk, currency, record=store.risk_event, state=kill_state)
+    risk = RiskManager(cfg.risk, currency, record=store.risk_event, state=kill_state, alerter=alerter)
     risk.run_id = run_id
 
     hub = PriceHub(client, cfg.instruments, cfg.granularity, sim_step=cfg.sim_step)
@@ -227,6 +244,8 @@ def _trade(cfg: LiveConfig, cls, params: dict, client, settings: Settings, store
     cerebro = bt.Cerebro(stdstats=False, preload=False, runonce=False, exactbars=False, quicknotify=True)
     broker = OandaBroker(client=client, hub=hub, risk=risk, store=store, id_prefix=prefix)
     cerebro.setbroker(broker)
+    broker.on_fill = lambda txn: alerter.send(fill_alert(run_id, cfg.mode, txn["instrument"], float(txn["units"]),
+                                                         float(txn["price"]), txn["id"]))
     for name in cfg.instruments:
         cerebro.adddata(make_live_feed(hub, name, broker=broker, until=cfg.until, max_bars=cfg.max_bars))
     sizer_cls, sizer_kwargs = parse_sizer(f"fixed:units={cfg.units}")  # the kernel's sizer, as backtests size
@@ -268,10 +287,13 @@ def _trade(cfg: LiveConfig, cls, params: dict, client, settings: Settings, store
     broker.on_bar = on_bar
     stopper.on_stop(lambda: stop("signal"))
     cerebro.addanalyzer(LiveRecorder, _name="live", store=store)
+    poller = ControlPoller(run_id, lambda command, who: stop(f"operator {command} ({who})"))
     hub.start()
+    poller.start()
     try:
         strat = cerebro.run()[0]
     finally:
+        poller.stop()
         hub.stop()
         store.set_data_sources(earlier_sources + hub.data_sources())
     if hub.error is not None and stopper.signal is None:
@@ -284,8 +306,17 @@ def _trade(cfg: LiveConfig, cls, params: dict, client, settings: Settings, store
             log.warning("flattening the account on %s (MBATS_LIVE_ON_SIGNAL=flatten)", signal.Signals(stopper.signal).name)
             broker.flatten()
         notes["stop"] = {"signal": signal.Signals(stopper.signal).name, "positions": action}
+    if poller.command is not None:
+        if poller.command == "flatten":
+            log.warning("flattening the account: operator flatten (%s)", poller.requested_by)
+            broker.flatten()
+        notes["stop"] = {"operator": poller.command, "by": poller.requested_by,
+                         "positions": "flatten" if poller.command == "flatten" else "leave"}
     if status["reason"]:
         notes.setdefault("stop", {})["reason"] = status["reason"]
+    if status["value"] == "stopped" and status["reason"] != "kill switch":  # the kill switch sent its own alert
+        alerter.send(Alert("control", f"MBATS run {run_id} stopped", f"{cfg.mode} session of {strategy_name(cls)} "
+                           f"stopped: {status['reason']}", "warning"))
     store.note(**notes)
     store.finish(status["value"], rec.live_bars, rec.first_ts, rec.last_ts)
     return SessionResult(run_id, status["value"], resumed, rec.live_bars, report, risk.breaches,

@@ -84,6 +84,7 @@ class OandaBroker(bt.broker.BrokerBase):
         # every pending entry order of the account (ours, earlier sessions', manual): OANDA id → (instrument, units)
         self.pending_entries: dict[str, tuple[str, float]] = {}
         self.on_bar = None  # callback run once per new bar before the strategy (kill switch, drift check)
+        self.on_fill = None  # callback(txn) for every fill recorded (alerts); must not raise
         self.addcommissioninfo(FxCosts())
 
     # --- account state ----------------------------------------------------------------------
@@ -505,27 +506,7 @@ class OandaBroker(bt.broker.BrokerBase):
     # --- kill switch --------------------------------------------------------------------------
     def flatten(self) -> None:
         """Cancel every pending order and close every position of the account, then read the result."""
-        acct = self.client.request(accounts_ep.AccountDetails(self.account))["account"]
-        for o in acct.get("orders", []):
-            if o.get("type") in ("MARKET", "LIMIT", "STOP", "MARKET_IF_TOUCHED"):
-                try:
-                    self.client.request(orders_ep.OrderCancel(self.account, o["id"]))
-                except NotFoundError:
-                    pass
-        for attempt in range(3):
-            for p in acct.get("positions", []):
-                body = {f"{side}Units": "ALL" for side in ("long", "short") if float(p[side]["units"])}
-                if not body:
-                    continue
-                try:
-                    self.client.request(positions_ep.PositionClose(self.account, p["instrument"], data=body))
-                except MbatsError as exc:  # e.g. a retried close whose first answer was lost: already flat
-                    log.warning("closing %s: %s; checking the account", p["instrument"], exc)
-            acct = self.client.request(accounts_ep.AccountDetails(self.account))["account"]
-            if not any(float(p["long"]["units"]) or float(p["short"]["units"]) for p in acct.get("positions", [])):
-                break
-        else:
-            log.error("the account still holds positions after three closeouts: %s", acct.get("positions"))
+        flatten_account(self.client, self.account)
         self.poll()
         self.refresh()
 
@@ -555,6 +536,11 @@ class OandaBroker(bt.broker.BrokerBase):
         })
 
     def _record_fill(self, txn: dict, order: bt.Order | None) -> None:
+        if self.on_fill is not None:
+            try:
+                self.on_fill(txn)
+            except Exception as exc:  # noqa: BLE001 - an alert must never stop trading
+                log.error("fill callback failed: %s", exc)
         store = self.p.store
         if store is None:
             return
@@ -563,3 +549,29 @@ class OandaBroker(bt.broker.BrokerBase):
         store.insert_fill({"fill_id": int(txn["id"]), "order_ref": ref, "instrument": txn["instrument"],
                            "ts": pd.Timestamp(txn["time"]).to_pydatetime(), "size": float(txn["units"]),
                            "price": float(txn["price"]), "commission": float(txn.get("commission", 0) or 0)})
+
+
+def flatten_account(client, account: str) -> list[dict]:
+    """Cancel every pending entry order and close every position of ``account``. → positions left."""
+    acct = client.request(accounts_ep.AccountDetails(account))["account"]
+    for o in acct.get("orders", []):
+        if o.get("type") in ("MARKET", "LIMIT", "STOP", "MARKET_IF_TOUCHED"):
+            try:
+                client.request(orders_ep.OrderCancel(account, o["id"]))
+            except NotFoundError:
+                pass
+    for attempt in range(3):
+        for p in acct.get("positions", []):
+            body = {f"{side}Units": "ALL" for side in ("long", "short") if float(p[side]["units"])}
+            if not body:
+                continue
+            try:
+                client.request(positions_ep.PositionClose(account, p["instrument"], data=body))
+            except MbatsError as exc:  # e.g. a retried close whose first answer was lost: already flat
+                log.warning("closing %s: %s; checking the account", p["instrument"], exc)
+        acct = client.request(accounts_ep.AccountDetails(account))["account"]
+        if not any(float(p["long"]["units"]) or float(p["short"]["units"]) for p in acct.get("positions", [])):
+            break
+    else:
+        log.error("the account still holds positions after three closeouts: %s", acct.get("positions"))
+    return [p for p in acct.get("positions", []) if float(p["long"]["units"]) or float(p["short"]["units"])]
