@@ -301,7 +301,7 @@ def dashboards() -> list[Dashboard]:
             [table("Coverage", "coverage", ["instrument", "granularity", "vendor", "is_synthetic", "bars",
                                             "first_ts", "last_ts", "days_with_bars"], width=12, height=30)],
             [bars_per_fx_day()],
-            [heatmap("Coverage % (x: UTC day, y: instrument)", "bars_daily", "day", "instrument",
+            [heatmap("Coverage % (x: FX day, y: instrument)", "bars_daily", "day", "instrument",
                      metric("MAX(day_coverage_pct)", "coverage %"), grain="P1D", width=12, fmt=".0f",
                      show_values=False, x_format="%Y-%m-%d")],
             [table(f"Largest gaps (up to {MAX_GAP_DAYS} days; longer ones are separate data ranges)", "bar_gaps", ["instrument", "granularity", "gap_start", "gap_end", "gap_hours",
