@@ -68,6 +68,7 @@ def log_backtest(result, spec) -> str:
     }
     if spec.sweep_id:
         tags["mbats.sweep_id"] = spec.sweep_id
+    tags.update(lineage_tags(result.run_id))
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{result.strategy}-{result.run_id}",
                           tags=tags) as run:
         mlflow.log_params({**{f"param.{k}": v for k, v in result.params.items()},
@@ -79,4 +80,67 @@ def log_backtest(result, spec) -> str:
             folder = Path(result.report_path).parent
             mlflow.log_artifact(str(folder / "report.html"), artifact_path="report")
             mlflow.log_artifact(str(folder / "equity.png"), artifact_path="report")
+        else:  # sweep re-runs write no report: a light record instead (one upload, a few kB)
+            log_light_artifacts(result)
         return run.info.run_id
+
+
+def lineage_tags(run_id: int) -> dict[str, str]:
+    """MLflow tags naming what the risk-DB run was made of (data range and sources, code, model)."""
+    from mbats.db import connect
+    from mbats.risk.store import describe_sources, run_lineage
+
+    conn = connect("risk")
+    try:
+        lineage = run_lineage(conn, run_id)
+    finally:
+        conn.close()
+    tags = {f"mbats.{k}": v.isoformat() if hasattr(v, "isoformat") else str(v)
+            for k, v in lineage.items() if v not in (None, "") and k != "data_sources"}
+    sources = describe_sources(lineage["data_sources"])
+    if sources:
+        tags["mbats.data_sources"] = sources[:5000]  # MLflow's tag value limit is 8000
+    return tags
+
+
+EQUITY_POINTS = 500  # the equity curve of a sweep re-run, thinned to this many points
+
+
+def equity_curve(run_id: int, points: int = EQUITY_POINTS):
+    """The run's account value over time from the risk DB, thinned evenly (first and last kept)."""
+    from mbats.db import connect
+    from mbats.risk.store import read_frame
+
+    conn = connect("risk")
+    try:
+        frame = read_frame(conn, "SELECT ts, value, drawdown_pct FROM equity WHERE run_id = %s ORDER BY ts",
+                           (run_id,))
+    finally:
+        conn.close()
+    return thin(frame, points)
+
+
+def thin(frame, points: int = EQUITY_POINTS):
+    """Every k-th row so at most ``points`` (+ the last) remain."""
+    if len(frame) <= points:
+        return frame
+    step = -(-len(frame) // points)
+    return frame.iloc[sorted(set(range(0, len(frame), step)) | {len(frame) - 1})]
+
+
+def log_light_artifacts(result) -> None:
+    """``summary/metrics.json`` and ``summary/equity.csv`` (≤ 500 points) in one artifact upload."""
+    import json
+    import tempfile
+
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, "metrics.json").write_text(json.dumps(
+            {"run_id": result.run_id, "strategy": result.strategy, "params": result.params,
+             "instruments": result.instruments, "granularity": result.granularity, "metrics": result.metrics},
+            indent=1, default=str))
+        equity = thin(result.equity[["value", "drawdown_pct"]].reset_index()) if len(result.equity) else \
+            equity_curve(result.run_id)
+        equity.to_csv(Path(folder, "equity.csv"), index=False)
+        mlflow.log_artifacts(folder, artifact_path="summary")

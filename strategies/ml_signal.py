@@ -41,7 +41,8 @@ class MlSignal(bt.Strategy):
         """Columns of the run row (the backtest runner records them): which model this run trades on."""
         declared = {k: getattr(cls.params, k) for k in cls.params._getkeys()}
         ref = cls.model_ref({**declared, **params})
-        return {"model_uri": ref.alias_uri, "model_version": ref.version}
+        return {"model_uri": ref.alias_uri, "model_version": ref.version, "model_name": ref.name,
+                "model_run_id": registry.version_run_id(ref.name, ref.version)}
 
     def __init__(self):
         ref = self.model_ref({k: getattr(self.p, k) for k in self.p._getkeys()})

@@ -91,10 +91,18 @@ def models_command(
     if not rows:
         console.print("no versions yet: run `mbats ml train EUR_USD`")
         return
-    table(f"model {rows[0]['name']}", ["version", "aliases", "model", "instruments", "gran", "oos auc",
-                                       "oos accuracy", "promotion"],
-          [(r["version"], r["aliases"], r["model"], r["instruments"], r["granularity"], r["oos_auc"],
-            r["oos_accuracy"], r["promotion"]) for r in rows], right=["version", "oos auc", "oos accuracy"])
+    def known(row: dict, key: str):
+        # a version registered in the MLflow UI has no mbats tags: say so rather than leave a blank
+        return row[key] if row[key] is not None else "missing"
+
+    table(f"model {rows[0]['name']}", ["version", "aliases", "source", "model", "instruments", "gran", "data to",
+                                       "oos auc", "oos accuracy", "promotion", "run id"],
+          [(r["version"], r["aliases"], r["source"], r["model"], known(r, "instruments"), known(r, "granularity"),
+            (r["data_to"] or "missing")[:16], known(r, "oos_auc"), known(r, "oos_accuracy"), r["promotion"],
+            r["run_id"]) for r in rows], right=["version", "oos auc", "oos accuracy"])
+    if any(r["source"] == "external" for r in rows):
+        console.print("external: registered outside `mbats ml train` (no instruments or out-of-sample metrics); "
+                      "`mbats ml promote --holdout-start …` scores such versions on bars you name", highlight=False)
 
 
 @ml_app.command("promote")
@@ -103,14 +111,40 @@ def promote_command(
     metric: str = typer.Option("oos_auc", help="oos_auc, oos_accuracy, oos_signal_return_bp or oos_log_loss"),
     min_improvement: float = typer.Option(0.0, help="how much better the challenger must be"),
     force: bool = typer.Option(False, "--force", help="promote even if the challenger is not better"),
+    holdout_start: str = typer.Option(None, "--holdout-start",
+                                      help="for versions registered outside mbats (no out-of-sample metric): score "
+                                           "challenger and champion on bars from this UTC time, e.g. 2026-10-01"),
+    holdout_end: str = typer.Option(None, "--holdout-end", help="end of the holdout (default: the latest bar)"),
+    holdout_instruments: list[str] = typer.Option(["EUR_USD"], "--instrument", "-i",
+                                                  help="holdout instrument, repeatable"),
+    holdout_granularity: str = typer.Option("H1", "--granularity", "-g", help="holdout bar size"),
     as_json: bool = typer.Option(False, "--json", help="print machine-readable results"),
 ) -> None:
-    """Move @champion to @challenger if the challenger beats it out of sample; the reason is recorded."""
-    from mbats.ml.registry import promote
-    from mbats.specs import finite
+    """Move @champion to @challenger if the challenger beats it out of sample; the reason is recorded.
+
+    A version registered or aliased in the MLflow UI carries no out-of-sample metric: promotion then
+    refuses and says what to do, or with --holdout-start scores both versions on the same held-out bars.
+    """
+    from mbats.errors import UsageError
+    from mbats.ml.registry import Holdout, promote
+    from mbats.specs import check_symbol, finite
 
     finite(min_improvement, "--min-improvement", -1e6, 1e6)
-    result = promote(name, metric=metric, min_improvement=min_improvement, force=force)
+    holdout = None
+    if holdout_start:
+        from mbats.cli.options import check_window, parse_when
+
+        start_at, end_at = parse_when(holdout_start, "--holdout-start"), parse_when(holdout_end, "--holdout-end")
+        check_window(start_at, end_at, {"start": "--holdout-start", "end": "--holdout-end"})
+        for symbol in holdout_instruments:
+            try:
+                check_symbol(symbol)
+            except ValueError as exc:
+                raise UsageError(f"--instrument: {exc}") from None
+        holdout = Holdout([i.upper() for i in holdout_instruments], holdout_granularity, start_at, end_at)
+    elif holdout_end:
+        raise UsageError("--holdout-end needs --holdout-start")
+    result = promote(name, metric=metric, min_improvement=min_improvement, force=force, holdout=holdout)
     if as_json:
         _print_json(result.as_dict())
         return

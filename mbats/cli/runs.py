@@ -63,12 +63,14 @@ def report(
     if as_json:
         print_json(run)
         return
-    fields = ["strategy", "status", "params", "instruments", "granularity", "data_from", "data_to", "bars", "cash",
-              "broker", "code_version", "duration_s", "mlflow_run_id", "error"]
+    from mbats.risk.store import describe_sources
+
+    fields = ["strategy", "run_type", "status", "params", "instruments", "granularity", "data_from", "data_to", "bars",
+              "cash", "broker", "code_version", "duration_s", "mlflow_run_id", "error"]
     rows = [(f, run.get(f)) for f in fields]
-    rows.append(("data sources", "; ".join(
-        f"{d['instrument']}: {d['vendor']}{' (synthetic)' if d['is_synthetic'] else ''}, {d['bars']:,} bars"
-        + (f" [load {d['load_id']}]" if d.get("load_id") else "") for d in run.get("data_sources") or []) or None))
+    rows.append(("data sources", describe_sources(run.get("data_sources"))))
+    if run.get("model_uri") or run.get("model_name"):  # model-backed strategies: which model, from which run
+        rows += [(f, run.get(f) or "missing") for f in ("model_name", "model_version", "model_run_id", "model_uri")]
     table(f"run {run_id}", ["field", "value"], rows)
     table("metrics", ["metric", "value"], sorted(run["metrics"].items()), right=["value"])
     from mbats.cli.research import print_montecarlo

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
+
+import pandas as pd
 
 from mbats.config import get_settings
 from mbats.errors import MbatsError, NotFoundError, ServiceUnavailableError
@@ -107,6 +110,17 @@ def load_model(uri: str):
         return _load(uri, tracking_uri())
 
 
+def version_run_id(name: str, version: str) -> str | None:
+    """The MLflow run that produced a registered version (None when it was registered without one)."""
+    with mlflow_errors():
+        return client().get_model_version(name, str(version)).run_id or None
+
+
+# Tags `mbats ml train` writes on every version; a version registered or aliased in the MLflow UI
+# (or with the plain MlflowClient) has none of them.
+MBATS_TAGS = ("instruments", "granularity", "data_from", "data_to", "oos_auc", "oos_accuracy", "oos_log_loss")
+
+
 def list_versions(name: str | None = None) -> list[dict]:
     name = model_name(name)
     from mlflow.exceptions import MlflowException
@@ -128,12 +142,62 @@ def list_versions(name: str | None = None) -> list[dict]:
                      "run_id": mv.run_id, "created": mv.creation_timestamp, "model": mv.tags.get("model"),
                      "instruments": mv.tags.get("instruments"), "granularity": mv.tags.get("granularity"),
                      "oos_auc": _float(mv.tags.get("oos_auc")), "oos_accuracy": _float(mv.tags.get("oos_accuracy")),
-                     "oos_log_loss": _float(mv.tags.get("oos_log_loss")), "promotion": mv.tags.get("promotion")})
+                     "oos_log_loss": _float(mv.tags.get("oos_log_loss")), "promotion": mv.tags.get("promotion"),
+                     "data_from": mv.tags.get("data_from"), "data_to": mv.tags.get("data_to"),
+                     "holdout": mv.tags.get("holdout"),
+                     # registered outside mbats (MLflow UI, plain client): say so instead of showing blanks
+                     "source": "mbats" if mv.tags.get("instruments") else "external",
+                     "missing": [t for t in MBATS_TAGS if mv.tags.get(t) in (None, "")]})
     return rows
 
 
 def _float(value: str | None) -> float | None:
     return float(value) if value not in (None, "") else None
+
+
+@dataclass
+class Holdout:
+    """Bars to score versions that carry no out-of-sample metric (registered outside mbats)."""
+    instruments: list[str]
+    granularity: str
+    start: datetime
+    end: datetime | None = None
+    horizon: int = 1
+
+    def describe(self) -> str:
+        end = f"{self.end:%Y-%m-%d %H:%M}" if self.end else "latest bar"
+        return f"{','.join(self.instruments)} {self.granularity} {self.start:%Y-%m-%d %H:%M}..{end} UTC"
+
+
+def evaluate_on_holdout(name: str, version: str, holdout: Holdout) -> dict[str, float]:
+    """``oos_*`` metrics of one version on the holdout bars (the features training uses)."""
+    import numpy as np
+
+    from mbats.backtest.runner import BacktestSpec, load_bars
+    from mbats.ml.features import FEATURES, LEADING_NAN_ROWS, make_dataset
+    from mbats.ml.serve import up_probability
+    from mbats.ml.train import score
+
+    bars = load_bars(BacktestSpec(strategy="", instruments=holdout.instruments, granularity=holdout.granularity,
+                                  start=holdout.start, end=holdout.end))
+    frames = [make_dataset(bars[s], holdout.horizon) for s in holdout.instruments]
+    data = pd.concat(frames)
+    if len(data) < 50:
+        raise MbatsError(f"the holdout {holdout.describe()} has {len(data)} usable rows; at least 50 are needed "
+                         f"(the features drop each instrument's first {LEADING_NAN_ROWS} bars): widen it")
+    model = load_model(f"models:/{name}/{version}")
+    proba = up_probability(model.predict(data[list(FEATURES)]))
+    metrics = score(data["target"].to_numpy(), np.asarray(proba, dtype="float64"), data["fwd_ret"].to_numpy())
+    return {f"oos_{k}": v for k, v in metrics.items()}
+
+
+def _holdout_overlap(mv, holdout: Holdout) -> str | None:
+    """Why the holdout is not out of sample for this version (it overlaps the data it was trained on)."""
+    data_to = mv.tags.get("data_to")
+    if data_to and pd.Timestamp(holdout.start) <= pd.Timestamp(data_to):
+        return (f"the holdout starts at {holdout.start:%Y-%m-%d %H:%M}, inside v{mv.version}'s training data "
+                f"(to {data_to[:16]}); start it after that")
+    return None
 
 
 @dataclass
@@ -147,14 +211,19 @@ class Promotion:
     metric: str
     challenger_value: float | None
     champion_value: float | None
+    holdout: str | None = None   # where the compared metrics came from when computed at promotion
 
     def as_dict(self) -> dict:
         return dict(vars(self))
 
 
 def promote(name: str | None = None, metric: str = "oos_auc", min_improvement: float = 0.0,
-            force: bool = False) -> Promotion:
-    """Move ``@champion`` to ``@challenger`` if it beats the champion on ``metric`` out of sample."""
+            force: bool = False, holdout: Holdout | None = None) -> Promotion:
+    """Move ``@champion`` to ``@challenger`` if it beats the champion on ``metric`` out of sample.
+
+    A version without the metric (registered or aliased in the MLflow UI) is refused with what to
+    do, unless ``holdout`` is given: then both versions are scored on those same bars and compared.
+    """
     if metric not in METRICS:
         raise MbatsError(f"unknown metric '{metric}'; choose one of {', '.join(METRICS)}")
     name = model_name(name)
@@ -169,6 +238,30 @@ def promote(name: str | None = None, metric: str = "oos_auc", min_improvement: f
             champion, champion_mv = None, None
         new_value = _float(challenger_mv.tags.get(metric))
         old_value = _float(champion_mv.tags.get(metric)) if champion_mv else None
+        same = champion is not None and champion.version == challenger.version
+        lacking = [mv for mv in (challenger_mv, champion_mv) if mv is not None and _float(mv.tags.get(metric)) is None]
+        held_out = None
+        if lacking and not same:
+            if holdout is None:
+                who = " and ".join(f"v{mv.version}" for mv in lacking)
+                raise MbatsError(
+                    f"{who} of {name} has no {metric} (registered outside `mbats ml train`: no instruments, no "
+                    f"out-of-sample metrics), so promotion has nothing to compare; score both versions on bars "
+                    f"neither was trained on with `mbats ml promote --holdout-start YYYY-MM-DD -i EUR_USD -g H1`, "
+                    f"or retrain with `mbats ml train`")
+            for mv in (challenger_mv, champion_mv):
+                overlap = mv is not None and _holdout_overlap(mv, holdout)
+                if overlap:
+                    raise MbatsError(f"holdout {holdout.describe()} is not out of sample: {overlap}")
+            # Both on the same bars, so the comparison is fair even if one had a training-time metric.
+            held_out = holdout.describe()
+            new_metrics = evaluate_on_holdout(name, challenger.version, holdout)
+            new_value = new_metrics[metric]
+            old_value = evaluate_on_holdout(name, champion.version, holdout)[metric] if champion else None
+            for key, value in new_metrics.items():
+                if _float(challenger_mv.tags.get(key)) is None and key in METRICS:
+                    mlf.set_model_version_tag(name, challenger.version, key, str(value))
+            mlf.set_model_version_tag(name, challenger.version, "holdout", held_out)
         higher = METRICS[metric]
         if new_value is None:
             promoted, reason = False, f"challenger v{challenger.version} has no {metric} tag (not trained by mbats?)"
@@ -186,6 +279,8 @@ def promote(name: str | None = None, metric: str = "oos_auc", min_improvement: f
             reason = (f"challenger v{challenger.version} {metric}={new_value:.5f} {word} champion "
                       f"v{champion.version} {metric}={old_value:.5f} ({'higher' if higher else 'lower'} is better, "
                       f"required improvement > {min_improvement:g})")
+        if held_out:
+            reason = f"{reason} [both scored on holdout {held_out}]"
         if force and not promoted and new_value is not None and not (champion and champion.version == challenger.version):
             promoted, reason = True, f"forced: {reason}"
         mlf.set_model_version_tag(name, challenger.version, "promotion", "promoted" if promoted else "refused")
@@ -198,4 +293,4 @@ def promote(name: str | None = None, metric: str = "oos_auc", min_improvement: f
             mlf.update_model_version(name, challenger.version, description=f"{description}\nPromotion: {reason}")
     return Promotion(promoted, reason, name, challenger.version, champion.version if champion else None,
                      challenger.version if promoted else (champion.version if champion else None), metric,
-                     new_value, old_value)
+                     new_value, old_value, held_out)

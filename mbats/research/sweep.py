@@ -318,14 +318,14 @@ def run_sweep(req: SweepRequest, bars: dict[str, pd.DataFrame] | None = None,
         rank_scores(scores, req.rank_by)
     result = SweepResult(sweep_id, strategy_name(cls), req.rank_by, req.tolerance_pct, scores, workers,
                          vector_seconds, backtrader_seconds, engine=engine, notes=notes)
+    if req.record and bars_from_db:  # every re-run read the same bars: record their sources once for all of them
+        _record_sources(base, [s.run_id for s in scores if s.run_id is not None])  # (before MLflow copies them)
     if req.track and req.record:
         for s in result.rerun:
             s.mlflow_run_id = _log_child(specs[s.config_id], s, strategy_name(cls))
         result.mlflow_run_id = _log_parent(result, req.grid, req.base.instruments, req.top)
     if req.record:
         _record_sweep_end(result)
-        if bars_from_db:  # every re-run read the same bars: record their sources once for all of them
-            _record_sources(base, [s.run_id for s in scores if s.run_id is not None])
     return result
 
 
@@ -631,9 +631,10 @@ def _log_parent(result: SweepResult, grid: dict, instruments: list[str], top: in
         if s.mlflow_run_id:
             client.set_tag(s.mlflow_run_id, "mlflow.parentRunId", parent)
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "sweep_scores.csv"
-        result.table().to_csv(path, index=False)
-        client.log_artifact(parent, str(path))
+        from mbats.research import sweep_artifacts
+
+        sweep_artifacts.write(result, grid, Path(folder))  # scores csv + a heatmap of a 2-parameter grid
+        client.log_artifacts(parent, folder)
     client.set_terminated(parent, "FINISHED")
     return parent
 

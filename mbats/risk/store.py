@@ -36,7 +36,8 @@ EQUITY_FIELDS = (("run_id", "int8"), ("ts", "timestamptz"), ("cash", "float8"), 
 EQUITY_COLUMNS = tuple(name for name, _ in EQUITY_FIELDS[1:])
 FINANCING_COLUMNS = ("ts", "instrument", "units", "price", "annual_rate", "days", "amount_quote", "fx_rate", "amount")
 _RUN_COLUMNS = ("run_type", "mode", "strategy", "params", "instruments", "granularity", "data_from", "data_to",
-                "cash", "broker", "code_version", "sweep_id", "account", "model_uri", "model_version")
+                "cash", "broker", "code_version", "sweep_id", "account", "model_uri", "model_version", "model_name",
+                "model_run_id")
 
 
 def create_run(conn, **meta) -> int:
@@ -209,6 +210,29 @@ def get_run(conn, run_id: int) -> dict:
         cur.execute("SELECT metric, value FROM run_metrics WHERE run_id = %s", (run_id,))
         run["metrics"] = dict(cur.fetchall())
     return run
+
+
+LINEAGE_FIELDS = ("data_from", "data_to", "data_sources", "code_version", "model_name", "model_version",
+                  "model_run_id", "model_uri")
+
+
+def run_lineage(conn, run_id: int) -> dict:
+    """What a run was made of: its data range and sources, code version and model (None where none)."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {', '.join(LINEAGE_FIELDS)} FROM runs WHERE id = %s", (run_id,))
+        row = cur.fetchone()
+    if row is None:
+        raise NotFoundError(f"no run {run_id} in the risk database; list runs with `mbats runs`")
+    return dict(zip(LINEAGE_FIELDS, row))
+
+
+def describe_sources(sources: list[dict] | None) -> str | None:
+    """runs.data_sources in one line: `EUR_USD: oanda, 1,234 bars [load 7]; …`."""
+    text = "; ".join(
+        f"{d.get('instrument')}: {d.get('vendor')}{' (synthetic)' if d.get('is_synthetic') else ''}"
+        + (f" {d['kind']}" if d.get("kind") else "") + f", {d.get('bars') or 0:,} bars"
+        + (f" [load {d['load_id']}]" if d.get("load_id") else "") for d in sources or [])
+    return text or None
 
 
 def read_frame(conn, query: str, params: tuple) -> pd.DataFrame:
