@@ -73,3 +73,19 @@ def test_library_warnings_land_in_the_log_file(tmp_path):
     assert log == home / "logs" / "cli.log"
     text = log.read_text()
     assert "a library complains" in text and "mlflow says something" in text
+
+
+def test_every_listing_or_report_command_a_script_would_read_has_json():
+    import typer
+
+    from mbats.cli.main import app
+
+    root = typer.main.get_command(app)
+    scripted = [["runs"], ["report"], ["ml", "models"], ["ml", "promote"], ["ml", "train"], ["data", "list"],
+                ["data", "gaps"], ["data", "financing", "list"], ["sweep"], ["backtest"], ["live", "status"]]
+    for path in scripted:
+        command = root
+        for word in path:
+            command = command.commands[word]
+        options = {opt for param in command.params for opt in getattr(param, "opts", [])}
+        assert "--json" in options, f"mbats {' '.join(path)} has no --json"
