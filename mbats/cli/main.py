@@ -39,6 +39,7 @@ app.command("report")(runs.report)
 app.command("demo")(runs.demo)
 app.command("sweep")(sweep_command)
 app.command("montecarlo")(research.montecarlo)
+app.command("walkforward")(research.walkforward)
 app.add_typer(live_app, name="live")
 app.add_typer(alerts_app, name="alerts")
 
