@@ -11,8 +11,9 @@ random walk of the last day's minute bars, its clock put ``bars`` bars before th
 one bar per bar traded (``--sim-step``), so the session's bars and fills carry today's times
 (on a weekend: Friday's, the simulator keeps no weekend bars).
 
-``python -m mbats.stack.live_seed`` runs it against the configured risk database (the compose
-stack's one-shot); ``mbats.stack.local.Stack.up`` calls :func:`seed_live_session` on every start.
+``python -m mbats.stack.live_seed`` runs it against the configured risk database; the local
+stack's ``up`` runs that (in a subprocess with a time limit) whenever no paper/live run exists.
+The session sends no alerts.
 """
 
 from __future__ import annotations
@@ -50,15 +51,7 @@ def live_runs(conn) -> int:
 
 def seed_live_session(bars: int = 60, settings=None, now: datetime | None = None) -> SeedResult:
     """Run the first-start paper session unless a paper/live run exists; say what happened."""
-    from pydantic import SecretStr
-
-    from mbats.config import get_settings
     from mbats.db import connect
-    from mbats.kernel.limits import RiskLimits
-    from mbats.live.config import LiveConfig
-    from mbats.live.session import run
-    from mbats.risk import store as risk_store
-    from mbats.sim import SimConfig, SimServer, Simulator, synthetic_bars
 
     conn = connect("risk")
     try:
@@ -68,6 +61,15 @@ def seed_live_session(bars: int = 60, settings=None, now: datetime | None = None
     if existing:
         return SeedResult(False, reason=f"{existing} paper/live run(s) already recorded")
 
+    from pydantic import SecretStr
+
+    from mbats.config import get_settings
+    from mbats.kernel.limits import RiskLimits
+    from mbats.live.config import LiveConfig
+    from mbats.live.session import run
+    from mbats.risk import store as risk_store
+    from mbats.sim import SimConfig, SimServer, Simulator, synthetic_bars
+
     end = (now or datetime.now(timezone.utc)).replace(second=0, microsecond=0)
     replay = {s: synthetic_bars(s, end - timedelta(days=2), end, GRANULARITY, seed=18) for s in INSTRUMENTS}
     last = min(frame.index[-1] for frame in replay.values())  # the last complete bar's open
@@ -75,8 +77,11 @@ def seed_live_session(bars: int = 60, settings=None, now: datetime | None = None
     token = "sim-seed"
     sim = Simulator(replay, GRANULARITY, SimConfig(token=token, account_id=SIM_ACCOUNT, start=clock,
                                                     max_requests_per_second=None, heartbeat_seconds=1.0))
-    settings = (settings or get_settings()).model_copy(update={
-        "oanda_environment": "sim", "oanda_token": SecretStr(token), "oanda_account_id": SIM_ACCOUNT})
+    settings = settings or get_settings()
+    # simulator fills are no news: no alerts (Telegram, Slack, webhooks) from this session
+    silent = {k: None for k in ("alert_urls", "live_risk_webhook_url") if k in type(settings).model_fields}
+    settings = settings.model_copy(update={
+        "oanda_environment": "sim", "oanda_token": SecretStr(token), "oanda_account_id": SIM_ACCOUNT, **silent})
     quiet = logging.getLogger("oandapyV20")  # order look-ups by client id answer 404 by design; not news
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)
@@ -110,7 +115,7 @@ def main() -> int:
         print(f"warning: the first-start paper session on the simulator failed: {exc}", file=sys.stderr)
         return 0
     if result.seeded:
-        print(f"live dashboard: run #{result.run_id} seeded ({result.reason})")
+        print(f"live dashboard: run #{result.run_id} is a {result.reason}, labelled oanda-sim (simulator data)")
     else:
         print(f"live dashboard: not seeded ({result.reason})")
     return 0

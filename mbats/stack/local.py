@@ -376,20 +376,32 @@ class Stack:
         say("all services healthy")
         return self.status()
 
-    def _seed_live(self, echo) -> None:
+    def _seed_live(self, echo, timeout: float = 600) -> None:
         """First start: a short paper session on the simulator for the Live dashboard (only while the
-        risk database holds no paper/live run; mbats.stack.live_seed). A failure is a warning."""
-        from mbats.stack.live_seed import seed_live_session
+        risk database holds no paper/live run; mbats.stack.live_seed). In a subprocess with a time
+        limit, so a stuck session cannot hold `up`; a failure is a warning."""
+        from mbats.db import connect
+        from mbats.stack.live_seed import live_runs
 
         t0 = time.monotonic()
         try:
-            result = seed_live_session()
-        except Exception as exc:  # noqa: BLE001 - the dashboards' sample session must not stop the stack
-            echo(f"live dashboard: the first-start paper session on the simulator failed ({exc}); skipped")
+            conn = connect("risk")
+            try:
+                if live_runs(conn):
+                    return
+            finally:
+                conn.close()
+            r = subprocess.run([str(VENVS["main"] / "bin" / "python"), "-m", "mbats.stack.live_seed"],
+                               capture_output=True, text=True, timeout=timeout, cwd=PROJECT_ROOT)
+        except subprocess.TimeoutExpired:
+            echo(f"live dashboard: the first-start paper session on the simulator took over {timeout:.0f} s; stopped")
             return
-        if result.seeded:
-            echo(f"live dashboard: run #{result.run_id} is a {result.reason} (labelled oanda-sim) "
-                 f"({time.monotonic() - t0:.0f} s)")
+        except ServiceUnavailableError as exc:
+            echo(f"live dashboard: first-start paper session skipped ({exc})")
+            return
+        said = [line for line in (r.stdout + r.stderr).splitlines() if line.startswith(("live dashboard:", "warning:"))]
+        echo(f"{'; '.join(said) or 'live dashboard: no answer from mbats.stack.live_seed'} "
+             f"({time.monotonic() - t0:.0f} s)")
 
     def _start_postgres(self, echo) -> bool:
         if self.settings.database_url:

@@ -46,7 +46,7 @@ def test_first_start_records_one_labelled_paper_session_on_the_simulator(fresh_r
 
     said: list[str] = []
     Stack.load()._seed_live(said.append)  # what `stack up` runs while the services boot
-    assert len(said) == 1 and "labelled oanda-sim" in said[0], said
+    assert len(said) == 1 and "labelled oanda-sim" in said[0] and "paper session on the simulator" in said[0], said
     (run_id, mode, status, account, environment, seed), = _rows(
         "SELECT id, mode, status, account, broker ->> 'environment', broker ->> 'seed' FROM runs")
     assert (mode, status, account, environment) == ("paper", "finished", SIM_ACCOUNT, "sim")
