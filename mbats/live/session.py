@@ -196,6 +196,8 @@ def run(cfg: LiveConfig, risk: RiskLimits | None = None, settings: Settings | No
     stopper = _Stopper().install()
     try:
         store.note(process={"pid": os.getpid(), "host": socket.gethostname()}, account_key=kill_state.key)
+        # the broker account's currency: every amount of the run (fills' P&L, financing, equity) is in it
+        store.note(account_currency=summary.get("currency", "USD"))
         if not resumed:  # where a replay after a crash starts if nothing later was recorded
             store.note(start_transaction_id=str(summary.get("lastTransactionID", "")))
         return _trade(cfg, cls, params, client, settings, store, run_id, resumed, summary.get("currency", "USD"),

@@ -19,7 +19,7 @@ from psycopg2.extras import Json
 
 from mbats.kernel.limits import Breach
 from mbats.risk import store as risk_store
-from mbats.risk.store import (EQUITY_COLUMNS, FILL_COLUMNS, ORDER_COLUMNS, POSITION_COLUMNS, RISK_EVENT_COLUMNS,
+from mbats.risk.store import (EQUITY_COLUMNS, FILL_COLUMNS, FINANCING_COLUMNS, ORDER_COLUMNS, POSITION_COLUMNS, RISK_EVENT_COLUMNS,
                               TRADE_COLUMNS)
 
 
@@ -86,6 +86,11 @@ class LiveStore:
 
     def insert_fill(self, row: dict) -> None:
         self._upsert("fills", FILL_COLUMNS, ("fill_id",), row, update=False)
+
+    def insert_financing(self, rows: list[dict]) -> None:
+        """The broker's DAILY_FINANCING rows; one per (rollover, instrument), so a replay adds none."""
+        for row in rows:
+            self._upsert("financing", FINANCING_COLUMNS, ("ts", "instrument"), row, update=False)
 
     def upsert_trade(self, row: dict) -> None:
         self._upsert("trades", TRADE_COLUMNS, ("trade_ref",), row)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mbats.kernel.fx import realised_pl
 from mbats.secmaster.financing import FinancingTerms, simulator_terms
 from mbats.sim.market import Market, fmt_time
 
@@ -158,12 +159,16 @@ class Account:
     def digits(self, instrument: str) -> int:
         return self.market.instrument(instrument).instrument.display_precision or 5
 
-    def to_home(self, instrument: str, amount_in_quote: float) -> float:
+    def home_rate(self, instrument: str) -> float:
+        """Home-currency units per unit of ``instrument``'s quote currency now (the conversion pair's mid)."""
         quote = self.market.instrument(instrument).instrument.quote_currency
         rate = self.market.rate(quote, self.currency)
         if rate is None:
             raise OrderError(400, "INSTRUMENT_NOT_TRADEABLE", f"no {quote}/{self.currency} price to value {instrument}")
-        return amount_in_quote * rate
+        return rate
+
+    def to_home(self, instrument: str, amount_in_quote: float) -> float:
+        return amount_in_quote * self.home_rate(instrument)
 
     # --- valuation ------------------------------------------------------------------------
     def unrealized(self, trade: Trade) -> float:
@@ -391,7 +396,8 @@ class Account:
                     break
                 take = min(abs(remaining), abs(trade.current_units))
                 closing_units = -take if trade.current_units > 0 else take  # signed like the fill
-                pl = self.to_home(order.instrument, -closing_units * (price - trade.price))
+                # OANDA: (exit - entry fill price) x units, converted at the close's rate (one rule with backtests)
+                pl = realised_pl(-closing_units, trade.price, price, self.home_rate(order.instrument))
                 trade.current_units += closing_units
                 trade.realized_pl += pl
                 trade.close_price_sum += take * price
@@ -542,18 +548,23 @@ class Account:
             if trade.open_time >= when or terms.days_on(weekday) == 0:
                 continue
             mid, _ = self.market.mid(trade.instrument)
-            amount = self.to_home(trade.instrument, terms.charge(trade.current_units, mid, weekday))
-            per_instrument.setdefault(trade.instrument, []).append((trade, amount))
+            quote = terms.charge(trade.current_units, mid, weekday)
+            amount = self.to_home(trade.instrument, quote)
+            per_instrument.setdefault(trade.instrument, []).append((trade, amount, quote,
+                                                                    terms.rate_for(trade.current_units)))
         if not per_instrument:
             return None
         total, positions = 0.0, []
         for name, rows in sorted(per_instrument.items()):
-            for trade, amount in rows:
+            for trade, amount, _, _ in rows:
                 trade.financing += amount
-            subtotal = sum(amount for _, amount in rows)
+            subtotal = sum(r[1] for r in rows)
             total += subtotal
+            # OANDA's PositionFinancing / OpenTradeFinancing fields (quote-currency amount, the trade's rate)
             positions.append({"instrument": name, "financing": money(subtotal),
-                              "openTradeFinancings": [{"tradeID": t.id, "financing": money(a)} for t, a in rows]})
+                              "quoteFinancing": money(sum(r[2] for r in rows)),
+                              "openTradeFinancings": [{"tradeID": t.id, "financing": money(a), "quoteFinancing": money(q),
+                                                       "financingRate": f"{rate:.4f}"} for t, a, q, rate in rows]})
         self.balance += total
         self.financing += total
         return self._txn(type="DAILY_FINANCING", financing=money(total), accountBalance=money(self.balance),

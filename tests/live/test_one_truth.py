@@ -9,12 +9,11 @@ time; the backtest runs over the same bars. Both fill at the next bar's open; th
 at its bid/ask (mid ∓ half the one-pip spread), the backtest at the mid plus half the spread as a
 cost, which is the same money.
 
-Measured (seed 5, 10,000 units, 10–11 round trips per pair, 4 rollovers): EUR_USD agrees to 1e-11;
-financing differs only by the simulator's 4-decimal rounding of each DAILY_FINANCING amount. One
-known difference remains for pairs not quoted in USD: the backtest converts a trade's entry
-spread at the entry's rate, the simulator (like OANDA, where the spread is inside the fill price)
-converts the whole realised P&L at the exit's rate — at most 0.0012 USD a trade on USD_JPY and
-0.0056 USD on EUR_GBP here, 0.0014 / 0.0085 USD on the final balance. Hence the cent tolerances.
+Both sides book by one rule, :func:`mbats.kernel.fx.realised_pl` (OANDA's): a trade's realised
+P&L is (exit - entry fill price) x units, the spread inside the prices, converted at the close's
+rate; financing at its rollover's rate. So fills, every trade's P&L and the final balance agree to
+1e-6 for USD_JPY and the cross too; financing per rollover differs only by the simulator's
+4-decimal rounding of the DAILY_FINANCING amount strings (its balance keeps the exact amounts).
 """
 
 from __future__ import annotations
@@ -91,7 +90,7 @@ def test_backtest_and_paper_session_agree_trade_by_trade(symbol, risk_conn):
     for row, trade in zip(closed.itertuples(), sim_trades):
         assert pd.Timestamp(trade.open_time, tz="UTC") == row.entry_ts
         assert abs(trade.initial_units) == row.size
-        assert trade.realized_pl == pytest.approx(row.pnl_net, abs=1e-6 if symbol.endswith("USD") else 0.01)
+        assert trade.realized_pl == pytest.approx(row.pnl_net, abs=1e-6)
         assert trade.financing == pytest.approx(row.financing, abs=1e-6)
 
     # financing: every rollover, same amount per instrument
@@ -102,9 +101,21 @@ def test_backtest_and_paper_session_agree_trade_by_trade(symbol, risk_conn):
     assert [t for t, _ in daily] == [t for t, _ in booked]
     assert [a for _, a in daily] == pytest.approx([a for _, a in booked], abs=1e-4)
 
+    # the paper run's risk-DB financing rows: the simulator's DAILY_FINANCING, per rollover, as the backtest's rows
+    with risk_conn.cursor() as cur:
+        cur.execute("SELECT ts, instrument, units, days, amount_quote, fx_rate, amount FROM financing "
+                    "WHERE run_id = %s ORDER BY ts", (result.run_id,))
+        paper_rows = cur.fetchall()
+    risk_conn.rollback()
+    assert [(pd.Timestamp(r[0]), r[1], r[2], r[3]) for r in paper_rows] == \
+        [(f["ts"], f["instrument"], f["units"], f["days"]) for f in sim.financing]
+    assert [r[6] for r in paper_rows] == pytest.approx([f["amount"] for f in sim.financing], abs=1e-4)
+    assert [r[4] for r in paper_rows] == pytest.approx([f["amount_quote"] for f in sim.financing], abs=1e-4)
+    assert [r[5] for r in paper_rows] == pytest.approx([f["fx_rate"] for f in sim.financing], rel=1e-3)
+
     # final balance: cash + realised P&L after costs + financing, identical
     balance = 100_000 + closed["pnl_net"].sum() + sum(a for _, a in booked)
     open_trades = sim.trades[sim.trades["is_open"].astype(bool)]
     if len(open_trades):  # the backtest paid the open trade's entry spread already; the simulator values it in its NAV
         balance += float(open_trades["commission"].sum())
-    assert account.balance == pytest.approx(balance, abs=0.01 if symbol.endswith("USD") else 0.02)
+    assert account.balance == pytest.approx(balance, abs=1e-6)

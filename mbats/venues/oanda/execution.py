@@ -38,6 +38,7 @@ import pandas as pd
 from mbats.kernel.costs import FxCosts
 from mbats.errors import MbatsError, NotFoundError
 from mbats.venues.oanda.client import OandaClient
+from mbats.venues.oanda.financing import financing_rows
 
 log = logging.getLogger(__name__)
 _TYPES = {bt.Order.Market: "MARKET", bt.Order.Limit: "LIMIT", bt.Order.Stop: "STOP"}
@@ -413,6 +414,9 @@ class OandaBroker(bt.broker.BrokerBase):
                     self.by_oanda[txn["id"]] = kid
         elif kind == "ORDER_FILL":
             self._on_fill(txn)
+        elif kind == "DAILY_FINANCING" and self.p.store is not None:
+            # applied in order: the positions now are the ones held over the rollover
+            self.p.store.insert_financing(financing_rows(txn, {k: p.size for k, p in self.positions.items()}))
         elif kind == "ORDER_CANCEL":
             order = self.by_oanda.get(txn.get("orderID", ""))
             if order is not None and order.alive():

@@ -23,6 +23,7 @@ import pandas as pd
 
 from mbats.errors import NotFoundError
 from mbats.venues.oanda.client import OandaClient
+from mbats.venues.oanda.financing import financing_rows
 
 log = logging.getLogger(__name__)
 _STATUS = {"PENDING": "accepted", "FILLED": "completed", "TRIGGERED": "completed", "CANCELLED": "canceled"}
@@ -119,6 +120,9 @@ def replay_transactions(client: OandaClient, store, since: str | int) -> dict:
         if kind == "ORDER_CANCEL" and cid:
             store.set_order_status(cid, _CANCEL_STATUS.get(txn.get("reason", ""), "rejected"))
             out["orders"] += 1
+        if kind == "DAILY_FINANCING" and hasattr(store, "insert_financing"):
+            held = {i: (r["size"] if r["direction"] == "long" else -r["size"]) for i, r in open_rows.items()}
+            store.insert_financing(financing_rows(txn, held))  # keyed by rollover and instrument: once
         if kind != "ORDER_FILL":
             continue
         instrument, ts = txn["instrument"], pd.Timestamp(txn["time"]).to_pydatetime()
