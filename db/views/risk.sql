@@ -22,7 +22,9 @@ SELECT r.id AS run_id,
        r.granularity, r.status, r.sweep_id, r.account, r.cash AS start_cash,
        r.started_at, r.finished_at, r.duration_s, r.data_from, r.data_to, r.bars,
        m.total_return_pct, m.annual_return_pct, m.sharpe, m.sortino, m.calmar, m.max_drawdown_pct,
-       m.trades, m.win_rate_pct, m.profit_factor, m.expectancy, m.sqn, m.exposure_pct, m.final_value
+       m.trades, m.win_rate_pct, m.profit_factor, m.expectancy, m.sqn, m.exposure_pct, m.final_value,
+       -- every amount of the run (cash, value, P&L, costs, financing) is in this currency
+       coalesce(r.broker ->> 'account_currency', 'USD') AS account_currency
 FROM runs r
 LEFT JOIN LATERAL (
     SELECT max(value) FILTER (WHERE metric = 'total_return_pct')  AS total_return_pct,
@@ -44,7 +46,8 @@ LEFT JOIN LATERAL (
 -- Equity curve and drawdown of every run.
 CREATE OR REPLACE VIEW dash.equity AS
 SELECT e.run_id, d.run_label, d.mode, e.ts, e.value, e.cash, e.drawdown_pct,
-       100.0 * (e.value / NULLIF(first_value(e.value) OVER (PARTITION BY e.run_id ORDER BY e.ts), 0) - 1.0) AS return_pct
+       100.0 * (e.value / NULLIF(first_value(e.value) OVER (PARTITION BY e.run_id ORDER BY e.ts), 0) - 1.0) AS return_pct,
+       e.margin_used, d.account_currency
 FROM equity e JOIN dash.runs d USING (run_id);
 
 -- Round-trip trades.
@@ -52,8 +55,16 @@ CREATE OR REPLACE VIEW dash.trades AS
 SELECT t.run_id, d.run_label, d.mode, t.instrument, t.direction, t.size, t.entry_ts, t.entry_price,
        t.exit_ts, t.exit_price, t.pnl, t.pnl_net, t.commission, t.return_pct, t.mfe_pct, t.mae_pct,
        t.bars_held, t.is_open,
-       CASE WHEN t.is_open THEN 'open' WHEN t.pnl_net > 0 THEN 'win' WHEN t.pnl_net < 0 THEN 'loss' ELSE 'flat' END AS outcome
+       CASE WHEN t.is_open THEN 'open' WHEN t.pnl_net > 0 THEN 'win' WHEN t.pnl_net < 0 THEN 'loss' ELSE 'flat' END AS outcome,
+       t.financing, d.account_currency
 FROM trades t JOIN dash.runs d USING (run_id);
+
+-- Daily financing (17:00 New York rollovers) booked by backtests and paper/live runs alike:
+-- amount in the run's account currency, amount_quote in the instrument's quote currency.
+CREATE OR REPLACE VIEW dash.financing AS
+SELECT f.run_id, d.run_label, d.mode, f.ts, f.instrument, f.units, f.price, f.annual_rate, f.days,
+       f.amount_quote, f.fx_rate, f.amount, d.account_currency
+FROM financing f JOIN dash.runs d USING (run_id);
 
 -- Net position (signed units, shorts negative) per instrument over time, rebuilt from trade
 -- entries and exits: one row per (run, instrument, ts) holding the position after every event at
@@ -93,10 +104,12 @@ WHERE d.sweep_id IS NOT NULL;
 
 -- Live and paper trading ----------------------------------------------------------------------
 
--- Latest position per (run, instrument) of paper/live runs, open ones only.
+-- Latest position per (run, instrument) of paper/live runs, open ones only. `notional` (units x
+-- price) and `unrealized_pnl` (units x price move) are in the instrument's quote currency.
 CREATE OR REPLACE VIEW dash.live_positions AS
 SELECT p.run_id, d.run_label, d.mode, d.account, p.instrument, p.ts, p.size, p.avg_price, p.market_price,
-       p.unrealized_pnl, abs(p.size) * coalesce(p.market_price, p.avg_price) AS notional
+       p.unrealized_pnl, abs(p.size) * coalesce(p.market_price, p.avg_price) AS notional,
+       split_part(p.instrument, '_', 2) AS quote_currency, d.account_currency
 FROM (SELECT DISTINCT ON (run_id, instrument) * FROM positions ORDER BY run_id, instrument, ts DESC) p
 JOIN dash.runs d USING (run_id)
 WHERE d.mode IN ('paper', 'live') AND p.size <> 0;
@@ -124,7 +137,7 @@ SELECT d.run_id, d.run_label, d.mode, d.source, d.account, d.status,
        coalesce(last.drawdown_pct, 0) AS drawdown_pct,
        (SELECT coalesce(sum(t.pnl_net), 0) FROM trades t, day WHERE t.run_id = d.run_id AND t.exit_ts >= day.start) AS realized_today,
        (SELECT coalesce(sum(p.unrealized_pnl), 0) FROM dash.live_positions p WHERE p.run_id = d.run_id) AS unrealized,
-       last.ts AS updated_at
+       last.ts AS updated_at, d.account_currency
 FROM dash.runs d
 CROSS JOIN day
 LEFT JOIN LATERAL (SELECT value, ts, drawdown_pct FROM equity e WHERE e.run_id = d.run_id ORDER BY ts DESC LIMIT 1) last ON true

@@ -67,12 +67,19 @@ def report(
 
     fields = ["strategy", "run_type", "status", "params", "instruments", "granularity", "data_from", "data_to", "bars",
               "cash", "broker", "code_version", "duration_s", "mlflow_run_id", "error"]
+    # money is in the run's account currency (backtests: the spec's; paper/live: the broker account's)
+    currency = (run.get("broker") or {}).get("account_currency") or "USD"
     rows = [(f, run.get(f)) for f in fields]
+    rows[fields.index("cash")] = (f"cash ({currency})", run.get("cash"))
     rows.append(("data sources", describe_sources(run.get("data_sources"))))
     if run.get("model_uri") or run.get("model_name"):  # model-backed strategies: which model, from which run
         rows += [(f, run.get(f) or "missing") for f in ("model_name", "model_version", "model_run_id", "model_uri")]
     table(f"run {run_id}", ["field", "value"], rows)
-    table("metrics", ["metric", "value"], sorted(run["metrics"].items()), right=["value"])
+    from mbats.risk.metrics import MONEY_METRICS
+
+    table("metrics", ["metric", "value"],
+          sorted((f"{k} ({currency})" if k in MONEY_METRICS else k, v) for k, v in run["metrics"].items()),
+          right=["value"])
     from mbats.cli.research import print_montecarlo
 
     print_montecarlo(run_id, run["montecarlo"])

@@ -42,6 +42,9 @@ METRIC_DESCRIPTIONS: dict[str, str] = {
     "final_value": "account value at the end",
 }
 
+# metrics that are amounts of money, in the run's account currency (reports label them with it)
+MONEY_METRICS = frozenset({"expectancy", "final_value"})
+
 
 def fx_day_labels(index: pd.DatetimeIndex) -> np.ndarray:
     """FX trading day of each timestamp, as int days since 1970-01-01 (only Monday..Friday occur).

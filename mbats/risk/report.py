@@ -10,14 +10,14 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from mbats.config import get_settings
-from mbats.risk.metrics import FX_DAY_END_HOUR, FX_DAY_TZ, FX_DAYS_PER_YEAR, METRIC_DESCRIPTIONS
+from mbats.risk.metrics import FX_DAY_END_HOUR, FX_DAY_TZ, FX_DAYS_PER_YEAR, METRIC_DESCRIPTIONS, MONEY_METRICS
 
 MAX_TRADES_IN_REPORT = 500
 ANNUALISATION_NOTE = (f"Return ratios use daily returns over FX days ({FX_DAY_END_HOUR}:00 {FX_DAY_TZ} boundary, "
                       f"5 a week), annualised with {FX_DAYS_PER_YEAR} FX days a year.")
 
 
-def plot_equity(equity: pd.DataFrame, title: str, path: Path) -> Path:
+def plot_equity(equity: pd.DataFrame, title: str, path: Path, currency: str = "USD") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")  # headless: never try to open a window
@@ -25,7 +25,7 @@ def plot_equity(equity: pd.DataFrame, title: str, path: Path) -> Path:
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 6), sharex=True, height_ratios=[3, 1])
     top.plot(equity.index, equity["value"], color="#1f5fbf", linewidth=1)
-    top.set_ylabel("account value")
+    top.set_ylabel(f"account value ({currency})")
     top.set_title(title)
     top.grid(alpha=0.3)
     bottom.fill_between(equity.index, equity["drawdown_pct"], 0, color="#c0392b", alpha=0.5, linewidth=0)
@@ -48,8 +48,9 @@ def write_run_report(run_id: int, strategy: str, params: dict, spec, metrics: di
     """Write ``reports/run-<id>/report.html`` and ``equity.png``; return the HTML path."""
     out = get_settings().reports_dir / f"run-{run_id}"
     out.mkdir(parents=True, exist_ok=True)
+    currency = getattr(spec, "account_currency", "USD")  # every amount of the report is in it
     png = plot_equity(equity, f"run {run_id} · {strategy} · {', '.join(spec.instruments)} {spec.granularity}",
-                      out / "equity.png")
+                      out / "equity.png", currency)
     closed = trades[~trades["is_open"].astype(bool)] if len(trades) else trades
     by_instrument = []
     for instrument, group in (closed.groupby("instrument") if len(closed) else []):
@@ -61,15 +62,16 @@ def write_run_report(run_id: int, strategy: str, params: dict, spec, metrics: di
     html = env.get_template("run_report.html.j2").render(
         run_id=run_id, strategy=strategy, params=params, instruments=spec.instruments, granularity=spec.granularity,
         data_from=equity.index[0] if len(equity) else "", data_to=equity.index[-1] if len(equity) else "",
-        cash=spec.cash,
-        broker=(f"account {getattr(spec, 'account_currency', 'USD')}, commission {spec.commission:g}, "
+        cash=spec.cash, currency=currency,
+        broker=(f"account {currency}, commission {spec.commission:g}, "
                 f"spread {spec.spread_pips:g} pips, slippage {getattr(spec, 'slippage_pips', 0.0):g} pips, "
                 f"sizer {spec.sizer}"
                 # financing (rollover) booked and the most margin used, when the run kept them
                 + (f", financing {trades['financing'].sum():+,.2f}" if "financing" in trades and len(trades) else "")
                 + (f", max margin used {equity['margin_used'].max():,.2f}" if "margin_used" in equity and len(equity)
                    else "")),
-        metrics=[(k, _fmt(metrics.get(k)), METRIC_DESCRIPTIONS.get(k, "")) for k in METRIC_DESCRIPTIONS],
+        metrics=[(f"{k} ({currency})" if k in MONEY_METRICS else k, _fmt(metrics.get(k)), METRIC_DESCRIPTIONS.get(k, ""))
+                 for k in METRIC_DESCRIPTIONS],
         annualisation=ANNUALISATION_NOTE,
         plot_png=base64.b64encode(png.read_bytes()).decode(),
         by_instrument=by_instrument,

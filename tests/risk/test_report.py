@@ -27,5 +27,8 @@ def test_report_states_the_fx_day_annualisation_factor(tmp_path, monkeypatch):
         assert f"annualised with {FX_DAYS_PER_YEAR} FX days a year" in html
         assert "17:00 America/New_York" in html
         assert "account CHF" in html and "slippage 0.5 pips" in html
+        # money is labelled with the account currency: the cash, money metrics, P&L columns
+        assert "cash 10,000 CHF" in html and "final_value (CHF)" in html and "expectancy (CHF)" in html
+        assert "net P&amp;L (CHF)" in html and "net P&amp;L</th>" not in html
     finally:
         reset_settings_cache()

@@ -123,3 +123,26 @@ def test_chart_options_fit_the_data():
     assert coverage.params["show_values"] is False and coverage.params["x_axis_time_format"] == "%Y-%m-%d"
     heatmaps = [n for n, c in charts.items() if c.viz_type == "heatmap_v2"]
     assert heatmaps and all("x: " in n and "y: " in n for n in heatmaps)  # axes named in the title
+
+
+def test_money_views_carry_the_runs_account_currency(risk_conn):
+    """Equity, trades and financing say which currency their amounts are in (the run's account currency)."""
+    cur = risk_conn.cursor()
+    cur.execute("INSERT INTO runs (run_type, mode, strategy, instruments, granularity, cash, code_version, broker, "
+                "status) VALUES ('backtest', 'backtest', 'sma', ARRAY['EUR_GBP'], 'H1', 1e5, 't', "
+                "'{\"account_currency\": \"EUR\"}', 'finished') RETURNING id")
+    run_id = cur.fetchone()[0]
+    cur.execute("INSERT INTO runs (run_type, mode, strategy, instruments, granularity, cash, code_version, status) "
+                "VALUES ('backtest', 'backtest', 'sma', ARRAY['EUR_USD'], 'H1', 1e5, 't', 'finished') RETURNING id")
+    old_run = cur.fetchone()[0]  # recorded before runs named their currency: USD, the default then
+    ts = datetime(2024, 3, 6, 22, tzinfo=timezone.utc)
+    cur.execute("INSERT INTO equity (run_id, ts, cash, value, drawdown_pct) VALUES (%s, %s, 1e5, 1e5, 0)", (run_id, ts))
+    cur.execute("INSERT INTO financing (run_id, ts, instrument, units, price, annual_rate, days, amount_quote, fx_rate, "
+                "amount) VALUES (%s, %s, 'EUR_GBP', 10000, 0.86, -0.03, 3, -2.12, 1.16, -2.46)", (run_id, ts))
+    cur.execute("SELECT run_id, account_currency FROM dash.runs WHERE run_id IN (%s, %s) ORDER BY run_id",
+                (run_id, old_run))
+    assert cur.fetchall() == [(run_id, "EUR"), (old_run, "USD")]
+    cur.execute("SELECT account_currency FROM dash.equity WHERE run_id = %s", (run_id,))
+    assert cur.fetchone() == ("EUR",)
+    cur.execute("SELECT days, amount_quote, amount, account_currency FROM dash.financing WHERE run_id = %s", (run_id,))
+    assert cur.fetchone() == (3, -2.12, -2.46, "EUR")
