@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 
-import empyrical as ep
 import numpy as np
 import pandas as pd
 
@@ -117,6 +116,8 @@ def compute_metrics(equity: pd.Series, trades: pd.DataFrame, bars: int, bars_in_
     metrics["total_return_pct"] = 100.0 * (end_value / start_value - 1.0)
     metrics["final_value"] = end_value
     if len(daily_returns) >= 2:
+        import empyrical as ep  # here, not at import: it loads scipy (~70 MB) that the sweep scoring core never needs
+
         metrics["annual_return_pct"] = _finite(100.0 * ep.annual_return(daily_returns, **_FX_YEAR))
         metrics["annual_volatility_pct"] = _finite(100.0 * ep.annual_volatility(daily_returns, **_FX_YEAR))
         metrics["sharpe"] = _finite(ep.sharpe_ratio(daily_returns, **_FX_YEAR))
