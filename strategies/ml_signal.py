@@ -5,11 +5,12 @@ through pyfunc; its inputs come from :func:`mbats.ml.features.build_features`, t
 training used. The version the alias points to is recorded in the run (``model_version``).
 """
 
+from __future__ import annotations
+
 import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from mbats.ml import registry
 from mbats.ml.features import FEATURES, build_features
 from mbats.ml.serve import up_probability
 
@@ -29,6 +30,8 @@ class MlSignal(bt.Strategy):
 
     @classmethod
     def model_ref(cls, params: dict) -> registry.Resolved:
+        from mbats.ml import registry  # here: it loads scikit-learn, which discovering strategies does not need
+
         name = registry.model_name(params.get("model_name") or None)
         version = str(params.get("version") or "")
         if version:
@@ -41,12 +44,16 @@ class MlSignal(bt.Strategy):
         """Columns of the run row (the backtest runner records them): which model this run trades on."""
         declared = {k: getattr(cls.params, k) for k in cls.params._getkeys()}
         ref = cls.model_ref({**declared, **params})
+        from mbats.ml import registry
+
         return {"model_uri": ref.alias_uri, "model_version": ref.version, "model_name": ref.name,
                 "model_run_id": registry.version_run_id(ref.name, ref.version)}
 
     def __init__(self):
         ref = self.model_ref({k: getattr(self.p, k) for k in self.p._getkeys()})
         self.model_version = ref.version
+        from mbats.ml import registry
+
         self.model = registry.load_model(ref.uri)
         self.pending = {d: None for d in self.datas}
         # Backtests hand the whole bar frame over: predict it in one call (features are causal,
