@@ -17,6 +17,7 @@ EXPECTED_DAGS = {
     "market_data_daily": {"instruments", "download", "data_quality", "all_instruments_loaded"},
     "market_data_minute": {"instruments", "download", "data_quality", "all_instruments_loaded"},
     "backtest_sweep": {"prepare", "chunks", "score_chunk", "confirm"},
+    "walk_forward": {"prepare", "run"},
     "model_training": {"train_challenger", "promote_if_better"},
     "eod_risk": {"compute_eod_risk"},
     "live_sma_eurusd_paper": {"preflight", "trade_session"},
