@@ -1,6 +1,6 @@
 """What the MLflow artifacts of a sweep cost (issue 18.3): each backtrader re-run (child run) gets
 ``summary/metrics.json`` + ``summary/equity.csv`` (≤ 500 points), the parent run ``sweep_scores.csv``
-and, for a two-parameter grid, a heatmap PNG.
+and, for a two-parameter grid, an SVG heatmap.
 
 Runs a 20-configuration SMA sweep (top 5 re-run, recorded and tracked) on the sample data, in a
 throw-away MBATS_HOME with its own embedded PostgreSQL (MLflow tracks into it, artifacts on local
@@ -76,7 +76,7 @@ def main() -> None:
     print(f"sweep of {len(result.scores)} configurations, top {len(result.rerun)} re-run and tracked: {total:.2f} s")
     print(f"  child artifacts (metrics.json + equity.csv, written and logged): {child:.3f} s for "
           f"{len(spent['child'])} runs = {1000 * child / max(1, len(spent['child'])):.0f} ms each")
-    print(f"  parent artifacts written (scores csv + heatmap png): {parent_write:.3f} s")
+    print(f"  parent artifacts written (scores csv + heatmap svg): {parent_write:.3f} s")
     print(f"  artifacts' share of the sweep: {100 * (child + parent_write) / total:.1f} %")
 
 

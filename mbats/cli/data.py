@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -159,7 +160,9 @@ def download(
         help="Prices to store: M (mid, always stored), B (bid) and/or A (ask); backtests fill at stored bid/ask.")] = "MBA",
     instruments_list: Annotated[bool, typer.Option(
         "--instruments/--no-instruments", help="Also refresh the instruments table from the account.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar per instrument.")] = True,
+    progress: Annotated[Optional[bool], typer.Option(
+        "--progress/--no-progress",
+        help="Show a progress bar per instrument (default: when stderr is a terminal, not in scripts).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Download candles (and instruments) from OANDA v20 into the security master.
@@ -195,7 +198,8 @@ def download(
         for symbol in instrument or []:
             for gran in granularity:
                 results.append(download_candles(client, conn, symbol.upper(), gran, start_ts, end_ts, price,
-                                                progress=progress and not as_json))
+                                                progress=(sys.stderr.isatty() if progress is None else progress)
+                                                and not as_json))
     finally:
         conn.close()
     from mbats.cli.output import console, print_json, table
