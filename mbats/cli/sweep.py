@@ -59,7 +59,8 @@ def sweep_command(
     request = SweepRequest(base, parsed_grid, top=top, rank_by=rank_by, tolerance_pct=tolerance,
                            workers=workers or None, track=not no_mlflow)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=as_json) as progress:
+                  console=err_console, transient=as_json,
+                  disable=not err_console.is_terminal) as progress:  # scripts get the results, not bars
         tasks: dict[str, int] = {}
 
         def update(stage: str, done: int, total: int) -> None:
