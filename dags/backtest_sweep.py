@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task
 
+from mbats.alerts import airflow_failure_callback
 from mbats.orchestration import strategy_queue
 from mbats.orchestration import sweep as sw
 
@@ -35,6 +36,7 @@ from mbats.orchestration import sweep as sw
     start_date=datetime(2026, 1, 1),
     catchup=False,
     tags=["mbats", "research"],
+    default_args={"on_failure_callback": airflow_failure_callback},
     doc_md=__doc__,
     params={
         "strategy": Param("sma_crossover", type="string", description="strategy name"),

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
+from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from mbats.alerts import airflow_failure_callback
 from mbats.orchestration import strategy_queue
+from mbats.orchestration.timetables import future_cron
 from mbats.orchestration.deployments import Deployment, load_deployments
 
 
@@ -26,7 +28,7 @@ def _session_length(dep: Deployment) -> timedelta:
 def build(dep: Deployment):
     @dag(
         dag_id=dep.dag_id,
-        schedule=CronTriggerTimetable(dep.schedule, timezone=dep.session.timezone),
+        schedule=future_cron(dep.schedule, dep.session.timezone),  # unpausing starts no session already past
         start_date=datetime(2020, 1, 1),  # catchup is off; an early start lets replays of past sessions run
         catchup=False,
         max_active_runs=1,  # never two sessions of one deployment at once
@@ -35,7 +37,7 @@ def build(dep: Deployment):
                 f"({dep.granularity}), session {dep.session.start:%H:%M}–{dep.session.end:%H:%M} "
                 f"{dep.session.timezone}, schedule `{dep.schedule}`.\n\n{dep.description}\n\n"
                 f"Deployment: `{dep.as_dict()}`"),
-        default_args={"retries": 3, "retry_delay": timedelta(minutes=1)},
+        default_args={"retries": 3, "retry_delay": timedelta(minutes=1), "on_failure_callback": airflow_failure_callback},
     )
     def live():
         @task

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from mbats.alerts import airflow_failure_callback
 from mbats.orchestration import marketdata as md
+from mbats.orchestration.timetables import future_cron
 
 PARAMS = {
     "instruments": Param(None, type=["null", "array"], items={"type": "string"},
@@ -35,17 +37,18 @@ def _interval() -> tuple[str, str]:
     return ctx["data_interval_start"].isoformat(), ctx["data_interval_end"].isoformat()
 
 
-def build(dag_id: str, granularities: list[str], cron: str, doc: str, gap_granularity: str):
+def build(dag_id: str, granularities: list[str], cron: str, interval: timedelta, doc: str, gap_granularity: str):
     @dag(
         dag_id=dag_id,
-        schedule=CronDataIntervalTimetable(cron, timezone="UTC"),
+        # a run at each cron time loads the interval that just ended; unpausing starts no run for a past one
+        schedule=future_cron(cron, "UTC", interval=interval),
         start_date=datetime(2010, 1, 1),  # early: backfilling old intervals is legitimate
         catchup=False,
         max_active_runs=1,
         params=PARAMS,
         tags=["mbats", "market-data"],
         doc_md=doc,
-        default_args={"retries": 2, "retry_delay": timedelta(minutes=2)},
+        default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "on_failure_callback": airflow_failure_callback},
     )
     def market_data():
         @task
@@ -98,10 +101,10 @@ def build(dag_id: str, granularities: list[str], cron: str, doc: str, gap_granul
 
 
 market_data_minute = build(
-    "market_data_minute", ["M1"], "0 * * * *",
+    "market_data_minute", ["M1"], "0 * * * *", timedelta(hours=1),
     "Hourly: the last hour's **M1** candles of every configured instrument (one mapped task each), "
     "then a gaps report.", "M1")
 market_data_daily = build(
-    "market_data_daily", ["H1", "D"], "0 0 * * *",
+    "market_data_daily", ["H1", "D"], "0 0 * * *", timedelta(days=1),
     "Daily: the previous day's **H1** and **D** candles of every configured instrument "
     "(one mapped task each), then a gaps report.", "H1")

@@ -9,20 +9,22 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
 
+from mbats.alerts import airflow_failure_callback
 from mbats.orchestration import strategy_queue
+from mbats.orchestration.timetables import future_cron
 
 
 @dag(
     dag_id="model_training",
-    schedule=CronTriggerTimetable("0 6 * * 6", timezone="UTC"),  # Saturdays, markets closed
+    schedule=future_cron("0 6 * * 6", "UTC"),  # Saturdays, markets closed; unpausing starts no past run
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
     tags=["mbats", "ml"],
     doc_md=__doc__,
-    default_args={"retries": 1, "retry_delay": timedelta(minutes=10)},
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=10), "on_failure_callback": airflow_failure_callback},
     params={
         "instruments": Param(["EUR_USD"], type="array", items={"type": "string"}),
         "granularity": Param("H1", type="string"),

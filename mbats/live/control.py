@@ -172,3 +172,33 @@ def flatten_venue(settings) -> list[dict]:
 
     client = make_client(settings)
     return flatten_account(client, client.require_account())
+
+
+def act(command: str, run_id: int | None = None, wait: float = 120.0, venue_flatten: bool = False) -> dict | list:
+    """One operator action, for the ``trading_control`` DAG and scripts: ``status`` (→ the sessions),
+    ``stop`` / ``flatten`` of ``run_id`` (waits up to ``wait`` s for it to end), or ``flatten`` with no
+    run id and ``venue_flatten=True``: close the account's positions directly at the venue."""
+    from mbats.config import Settings
+    from mbats.db import connect
+
+    if command == "flatten" and run_id is None:
+        if not venue_flatten:
+            raise MbatsError("flatten without a run id closes the account's positions directly at the venue: "
+                             "set venue_flatten (DAG param confirm_venue_flatten) to confirm")
+        settings = Settings()
+        left = flatten_venue(settings)
+        return {"account": settings.oanda_account_id, "flat": not left, "positions_left": left}
+    conn = connect("risk")
+    try:
+        if command == "status":
+            return sessions(conn, run_id)
+        if run_id is None:
+            raise MbatsError(f"{command} needs the run id of a running session")
+        out = request(conn, run_id, command, who=f"airflow:{requester()}")
+        if wait > 0:
+            out["status"] = wait_for_end(conn, run_id, wait)
+            if out["status"] == "running":
+                raise MbatsError(f"run {run_id} is still running {wait:g} s after the {command} request")
+        return out
+    finally:
+        conn.close()

@@ -14,7 +14,7 @@ start on an account whose kill switch is tripped is refused until it is reset. A
 died without a word (kill -9, OOM) leaves its run ``running``: the next start sweeps such runs
 (their process is gone) to ``failed``.
 
-Remote control: ``mbats live stop|flatten`` (or the ``live_control`` DAG) write a row to the risk
+Remote control: ``mbats live stop|flatten`` (or the ``trading_control`` DAG) write a row to the risk
 DB's ``live_control`` table, which the session polls every couple of seconds (:mod:`.control`):
 a stop ends it like SIGTERM with ``leave``; a flatten also closes its positions on the way out.
 

@@ -19,7 +19,8 @@ EXPECTED_DAGS = {
     "backtest_sweep": {"prepare", "chunks", "score_chunk", "confirm"},
     "walk_forward": {"prepare", "run"},
     "model_training": {"train_challenger", "promote_if_better"},
-    "eod_risk": {"compute_eod_risk"},
+    "eod_risk": {"compute_eod_risk", "daily_summary"},
+    "trading_control": {"act"},
     "live_sma_eurusd_paper": {"preflight", "trade_session"},
 }
 

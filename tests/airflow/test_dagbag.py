@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import pendulum
+
 from af_helpers import BIN, DAGS, EXPECTED_DAGS
 
 
@@ -27,7 +29,10 @@ def test_dag_shapes(dagbag):
     assert {sweep.get_task(t).queue for t in ("prepare", "confirm")} == {"strategy_runner"}  # they write the risk DB
 
     minute = dagbag.dags["market_data_minute"]
-    assert type(minute.timetable).__name__ == "CronDataIntervalTimetable"  # a fixed data interval per run
+    # a fixed data interval per run (the hour that ended at the fire time); unpausing starts no past run
+    assert type(minute.timetable).__name__ == "FutureCronTrigger"
+    assert (minute.timetable.expression, minute.timetable.infer_manual_data_interval(
+        run_after=pendulum.datetime(2026, 1, 5, 10, 37)).start) == ("0 * * * *", pendulum.datetime(2026, 1, 5, 9))
     assert minute.get_task("data_quality").trigger_rule == "all_done"  # runs even when an instrument failed
     assert minute.get_task("download").upstream_task_ids == {"instruments"}
 
