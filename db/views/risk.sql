@@ -137,9 +137,18 @@ SELECT d.run_id, d.run_label, d.mode, d.source, d.account, d.status,
        coalesce(last.drawdown_pct, 0) AS drawdown_pct,
        (SELECT coalesce(sum(t.pnl_net), 0) FROM trades t, day WHERE t.run_id = d.run_id AND t.exit_ts >= day.start) AS realized_today,
        (SELECT coalesce(sum(p.unrealized_pnl), 0) FROM dash.live_positions p WHERE p.run_id = d.run_id) AS unrealized,
-       last.ts AS updated_at, d.account_currency
+       last.ts AS updated_at, d.account_currency,
+       -- the session's state (mbats live status): its runner, the account's kill switch, why it stopped,
+       -- and a stop/flatten request it has not picked up yet
+       r.broker -> 'process' ->> 'host' || ':' || (r.broker -> 'process' ->> 'pid') AS runner,
+       CASE WHEN ks.tripped THEN 'TRIPPED' WHEN ks.account_key IS NOT NULL THEN 'ok' END AS kill_switch,
+       coalesce(r.broker -> 'stop' ->> 'reason', r.broker -> 'stop' ->> 'signal', r.error) AS stop_reason,
+       (SELECT string_agg(c.command, ',' ORDER BY c.id) FROM live_control c
+         WHERE c.run_id = d.run_id AND c.handled_at IS NULL) AS pending_command
 FROM dash.runs d
 CROSS JOIN day
+JOIN runs r ON r.id = d.run_id
+LEFT JOIN live_kill_switch ks ON ks.account_key = r.broker ->> 'account_key'
 LEFT JOIN LATERAL (SELECT value, ts, drawdown_pct FROM equity e WHERE e.run_id = d.run_id ORDER BY ts DESC LIMIT 1) last ON true
 LEFT JOIN LATERAL (SELECT value FROM equity e WHERE e.run_id = d.run_id AND e.ts < day.start ORDER BY ts DESC LIMIT 1) prev ON true
 LEFT JOIN LATERAL (SELECT value FROM equity e WHERE e.run_id = d.run_id AND e.ts >= day.start ORDER BY ts LIMIT 1) first_today ON true
