@@ -53,6 +53,12 @@ def test_backtest_with_mlflow_listing_and_report_print_only_their_output(tmp_pat
     assert json.loads(piped("report", str(result["run_id"]), "--json").stdout)["code_version"].startswith("mbats ")
     quiet(data := piped("data", "list", "--json", env=env))
     assert any(row["symbol"] == "EUR_USD" for row in json.loads(data.stdout))
+    # a sweep's progress bars are for terminals; a script gets the results only
+    sweep = piped("sweep", "sma_crossover", "-i", "EUR_USD", "-g", "H1", "--grid", "fast=5,10", "--grid", "slow=40,60",
+                  "--top", "1", "--workers", "1", "--json", env=env)
+    quiet(sweep)
+    assert not sweep.stderr.strip()
+    assert len(json.loads(sweep.stdout)["scores"]) == 4
 
 
 def test_library_warnings_land_in_the_log_file(tmp_path):
