@@ -65,6 +65,7 @@ class ChartAnswer:
     status: int
     rowcount: int | None = None
     error: str | None = None
+    payload: dict = field(default_factory=dict, repr=False)  # the API's JSON answer (axis checks)
 
 
 @dataclass
@@ -109,6 +110,7 @@ class ChartTraffic:
         try:
             body = self.driver.execute_cdp_cmd("Network.getResponseBody", {"requestId": rid})["body"]
             payload = json.loads(body)
+            answer.payload = payload
             results = payload.get("result") or []
             answer.rowcount = sum(int(r.get("rowcount") or 0) for r in results)
             errors = [r.get("error") for r in results if r.get("error")] or payload.get("errors")
@@ -148,3 +150,11 @@ def open_dashboard(driver: webdriver.Chrome, base: str, slug: str, expected_char
     driver.save_screenshot(str(screenshot))
     holders = driver.find_elements(By.CSS_SELECTOR, '[data-test="chart-grid-component"]')
     return DashboardView(len(holders), errors, traffic.finished(), seconds)
+
+
+def rendered_charts(driver: webdriver.Chrome) -> list:
+    """Every chart of the open dashboard as drawn: ECharts axes, series and texts (chart_checks)."""
+    from chart_checks import RENDERED_JS, Rendered
+
+    return [Rendered(c["slice_id"], c["name"], c["viz"], c["text"], c["echarts"], c["instances"])
+            for c in driver.execute_script(RENDERED_JS)]

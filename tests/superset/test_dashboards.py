@@ -11,7 +11,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from superset_browser import open_dashboard
+from chart_checks import OLD_DEFECT_JS, axis_problems
+from superset_browser import open_dashboard, rendered_charts
 from superset_meta import _snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,7 +110,27 @@ def test_import_created_everything(superset):
 
 
 # expected: charts that must show rows (the live and sweep ones only with that data present)
-DASHBOARDS = ["mbats-backtest", "mbats-sweeps", "mbats-live", "mbats-data-coverage"]
+DASHBOARDS = ["mbats-backtest", "mbats-sweeps", "mbats-live", "mbats-data-coverage", "mbats-risk"]
+
+
+def _temporal_x(chart, columns) -> bool:
+    from mbats.dashboards import bundle
+
+    types = dict(columns[bundle.DATASETS[chart.dataset]][chart.dataset])
+    return str(types.get(chart.params.get("x_axis"), "")).startswith("timestamp")
+
+
+def _chart_problems(spec, driver, latest: dict, columns) -> tuple[list[str], dict]:
+    """Axis/label/alert defects of every chart of the open dashboard, and the rendered charts by name."""
+    charts = {c.name: c for row in spec.rows for c in row}
+    rendered = {r.name: r for r in rendered_charts(driver)}
+    assert set(rendered) == set(charts), f"{spec.slug}: charts in the page {sorted(rendered)}"
+    problems = []
+    for name, chart in charts.items():
+        answer = latest.get(rendered[name].slice_id)
+        payload = answer.payload if answer else {}
+        problems += axis_problems(chart, rendered[name], payload, _temporal_x(chart, columns))
+    return problems, rendered
 
 
 @pytest.mark.parametrize("slug", DASHBOARDS)
@@ -128,6 +149,13 @@ def test_dashboard_renders_with_data(slug, superset, browser, dashboard_data, ar
     for slice_id, answer in latest.items():
         assert answer.status == 200 and answer.error is None, f"{slug}: chart {slice_id}: {answer}"
         assert answer.rowcount and answer.rowcount > 0, f"{slug}: chart {slice_id} shows no data"
+    # more than rows: each chart's axes fit what the data API answered, time series on time axes
+    # spanning the data, no labels on top of each other, no "No results" or error in any chart
+    columns = bundle.live_view_columns()
+    problems, rendered = _chart_problems(spec, browser, latest, columns)
+    assert problems == [], f"{slug}:\n" + "\n".join(problems)
+    echarts = [r for r in rendered.values() if r.echarts]
+    assert all(r.instances and r.instances[0] for r in echarts), f"{slug}: an ECharts instance was not readable"
     if slug == "mbats-backtest":
         # the run picker applied its first value on load: the trade list holds one run's trades only
         from mbats.db import connect
@@ -145,6 +173,28 @@ def test_dashboard_renders_with_data(slug, superset, browser, dashboard_data, ar
             trades_chart = cur.fetchone()[0]
         meta.close()
         assert latest[trades_chart].rowcount in per_run and latest[trades_chart].rowcount < total
+        # the checks catch the old defect: the equity curve's y-axis from 0 (a flat line)
+        equity = rendered["Equity"]
+        y = equity.instances[0]["y"][0]
+        assert y["extent"][0] > 0, f"equity y-axis starts at {y['extent'][0]}"
+        browser.execute_script(OLD_DEFECT_JS, equity.slice_id)
+        import time
+
+        time.sleep(1)
+        again, _ = _chart_problems(spec, browser, latest, columns)
+        assert any("'Equity'" in p and "drawn flat" in p for p in again), again
+        browser.save_screenshot(str(artifacts_dir / "superset-mbats-backtest-old-equity-defect.png"))
+    if slug == "mbats-risk":
+        # every FX day the library computed is on the time axis of the VaR chart
+        days = dashboard_data["eod"]["days"]
+        var = rendered["VaR and CVaR, 1 day (portfolio)"].instances[0]
+        assert var["x"][0]["type"] == "time"
+        names = {s["name"] for s in var["series"]}
+        assert {"var_95_1d", "cvar_95_1d", "var_99_1d", "cvar_99_1d"} <= names, names
+        stamps = {int(p[0]) for s in var["series"] for p in s["data"]}
+        from datetime import datetime, timezone
+
+        assert {datetime.fromtimestamp(t / 1000, timezone.utc).date() for t in stamps} == set(days)
 
 
 def test_reimport_changes_nothing(superset):
@@ -155,3 +205,35 @@ def test_reimport_changes_nothing(superset):
     superset["run_init"](superset["env"], superset["logs"] / "init-again.log")
     again = _snapshot(superset["metadata_db"])
     assert again == first
+
+
+def test_risk_views_hold_what_the_eod_library_stored(dashboard_data, risk_conn):
+    """dash.eod_risk is eod_risk row for row; dash.eod_risk_latest the last day only; the read-only
+    role reads both (the dashboard's data source)."""
+    eod = dashboard_data["eod"]
+    last = eod["summaries"][-1]
+    with risk_conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM eod_risk")
+        stored = cur.fetchone()[0]
+        cur.execute("SELECT count(*), count(DISTINCT as_of) FROM dash.eod_risk")
+        assert cur.fetchone() == (stored, len(eod["days"]))
+        cur.execute("SELECT value, unit FROM dash.eod_risk WHERE as_of = %s AND scope = 'portfolio' AND name = 'var_95_1d'",
+                    (eod["days"][-1],))
+        assert cur.fetchone() == (pytest.approx(last["var_95_1d"]), "USD")
+        cur.execute("SELECT DISTINCT as_of::date FROM dash.eod_risk_latest")
+        assert cur.fetchall() == [(eod["days"][-1],)]
+        cur.execute("SELECT name, value FROM dash.eod_risk_latest WHERE kind = 'exposure'")
+        assert dict(cur.fetchall()) == pytest.approx(last["exposure"])
+        assert set(last["exposure"]) == {"GBP", "AUD", "USD"} and last["exposure"]["AUD"] < 0  # the short leg
+    from mbats.dashboards.views import readonly_role
+
+    params = risk_conn.get_dsn_parameters()
+    host, port = params["host"], params["port"]
+    ro = psycopg2.connect(host=host, port=int(port), dbname="risk", user=readonly_role(),
+                          password=dashboard_data["ro_password"])
+    try:
+        with ro.cursor() as cur:
+            cur.execute("SELECT count(*) FROM dash.eod_risk")
+            assert cur.fetchone()[0] == stored
+    finally:
+        ro.close()
