@@ -4,7 +4,9 @@ One call scores every configuration of a grid over one instrument's bars:
 
 * each distinct indicator is computed once per grid (an SMA per distinct period, exact like
   backtrader's ``math.fsum`` window) and shared by every configuration; a grid with more distinct
-  periods than fit in ``SMA_MATRIX_BYTES`` recomputes each configuration's two SMAs instead;
+  periods than fit in ``SMA_MATRIX_BYTES`` (32 MB: ten periods of a year of minutes) has each
+  configuration compute its two SMAs inside its crossover loop instead (exact integer sums, as
+  fast on this machine and ~55 MB lighter for the 100-configuration benchmark grid);
 * signals become target positions, filled at the next bar's open with half the spread and the
   commission per fill, reversals and exits as :class:`~mbats.kernel.signals.SignalStrategy`
   trades them;
@@ -13,6 +15,12 @@ One call scores every configuration of a grid over one instrument's bars:
 * trades stay columnar (numpy arrays, one slice per configuration); the fingerprint hashes those
   arrays directly (:mod:`mbats.kernel.trades`) and rows are built only on request
   (:meth:`GridScores.trades_frame`).
+
+A sweep is planned, then scored: :func:`plan_grid` reads the strategy class and the specs
+(backtrader, settings) into a :class:`GridPlan` of plain values; :func:`score_plan` scores it
+loading only numpy, pandas and the kernels (no backtrader, scipy/empyrical, scikit-learn, MLflow
+or pydantic: the return ratios are empyrical's formulas in numpy), which keeps the sweep's peak
+memory within its budget. :func:`score_grid` does both.
 
 Two engines give the same results bit for bit: ``numba`` (compiled kernels in
 :mod:`mbats.research.kernels`, configurations spread over threads with ``prange``) and
@@ -40,28 +48,27 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import empyrical as ep
 import numpy as np
 import pandas as pd
 
-from mbats.backtest.runner import BacktestSpec
-from mbats.kernel.costs import fill_cost_per_unit
-from mbats.kernel.trades import TRADE_COLUMNS
-from mbats.kernel.signals import has_signals
-from mbats.kernel.strategies import strategy_name
-from mbats.config import PROJECT_ROOT, get_settings
+# Only light modules here (numpy, pandas, the kernels): scoring a grid must not load backtrader,
+# scipy/empyrical, scikit-learn or MLflow (~200 MB; tests/research/test_core_imports.py checks it).
+# plan_grid, which reads a backtrader strategy class, imports what it needs when called.
 from mbats.errors import MbatsError
-from mbats.kernel.trades import NAT, fingerprint_arrays
 from mbats.kernel.indicators import SmaCross, _exact_window_sums, crossover, hold_targets
+from mbats.kernel.trades import NAT, TRADE_COLUMNS, fingerprint_arrays
 from mbats.risk import metrics as risk_metrics
+
+if TYPE_CHECKING:
+    from mbats.backtest.runner import BacktestSpec
 
 log = logging.getLogger(__name__)
 
-NUMBA_CACHE_DIR = PROJECT_ROOT / ".cache" / "numba"   # git-ignored (.cache/)
-CHUNK = 16                                            # configurations whose trades are held at once (~4 MB)
-SMA_MATRIX_BYTES = 256 << 20                          # above this, SMAs are recomputed per configuration
-_NS_PER_DAY = 86_400 * 1_000_000_000
+NUMBA_CACHE_DIR = Path(__file__).resolve().parents[2] / ".cache" / "numba"   # git-ignored (.cache/)
+CHUNK = 8                                             # configurations whose trades and targets are held at once (~5 MB)
+SMA_MATRIX_BYTES = 32 << 20      # above this, SMAs are recomputed per configuration (as fast, measured: bench/RESULTS.md)
 
 Progress = Callable[[str, int, int], None]
 
@@ -70,7 +77,13 @@ Progress = Callable[[str, int, int], None]
 
 def _cache_dir() -> Path:
     """``.cache/numba`` in the checkout, or under MBATS_HOME where the package folder is read-only."""
-    for folder in (NUMBA_CACHE_DIR, get_settings().home / "cache" / "numba"):
+    def home_cache() -> Path:
+        from mbats.config import get_settings
+
+        return get_settings().home / "cache" / "numba"
+
+    for make in (lambda: NUMBA_CACHE_DIR, home_cache):
+        folder = make()
         try:
             folder.mkdir(parents=True, exist_ok=True)
             if os.access(folder, os.W_OK):
@@ -80,9 +93,16 @@ def _cache_dir() -> Path:
     return NUMBA_CACHE_DIR
 
 
-def _kernels():
-    """The numba kernels, or None (numba missing, switched off, or failing to load)."""
-    if not get_settings().compiled_core:
+def _kernels(enabled: bool | None = None):
+    """The numba kernels, or None (numba missing, switched off, or failing to load).
+
+    ``enabled``: None reads ``MBATS_COMPILED_CORE`` from the settings.
+    """
+    if enabled is None:
+        from mbats.config import get_settings
+
+        enabled = get_settings().compiled_core
+    if not enabled:
         return None
     if "NUMBA_CACHE_DIR" not in os.environ:      # read by numba when it is first imported
         os.environ["NUMBA_CACHE_DIR"] = str(_cache_dir())
@@ -136,6 +156,8 @@ def _set_threads(threads: int) -> None:
 
 def unsupported(cls: type, specs: list[BacktestSpec]) -> str | None:
     """Why the core cannot score this grid (None: it can)."""
+    from mbats.kernel.signals import has_signals
+    from mbats.kernel.strategies import strategy_name
     from mbats.research.vectorised import fixed_units
 
     if not has_signals(cls):
@@ -154,12 +176,17 @@ def unsupported(cls: type, specs: list[BacktestSpec]) -> str | None:
     return None
 
 
-def _day_last(index: pd.DatetimeIndex) -> np.ndarray:
-    """Each day's last bar, with the day boundaries ``compute_metrics`` uses (its FX day when it has one)."""
-    if hasattr(risk_metrics, "fx_day_last"):
-        return np.asarray(risk_metrics.fx_day_last(index), dtype=np.int64)
-    days = index.as_unit("ns").asi8 // _NS_PER_DAY   # calendar UTC days (resample("1D"))
-    return np.flatnonzero(np.append(days[1:] != days[:-1], True)).astype(np.int64)
+def _day_last(index: pd.DatetimeIndex, step: int = 1 << 16) -> np.ndarray:
+    """Each FX day's last bar, with the day boundaries ``compute_metrics`` uses.
+
+    Labelled a slice at a time: the time-zone conversion makes several copies of what it is given,
+    ~18 MB at once for a year of minutes, more than the rest of the scoring's peak.
+    """
+    days = np.empty(len(index), np.int64)
+    for lo in range(0, len(index), step):
+        days[lo:lo + step] = risk_metrics.fx_day_labels(index[lo:lo + step])
+    return np.flatnonzero(np.append(days[1:] != days[:-1], True)).astype(np.int64) if len(days) else \
+        np.empty(0, np.int64)
 
 
 @dataclass
@@ -172,20 +199,35 @@ class _Market:
     highs: np.ndarray
     lows: np.ndarray
     closes: np.ndarray
-    times_ns: np.ndarray      # for drawdown durations
-    times_us: np.ndarray      # trade timestamps as backtrader records them
+    times_ns: np.ndarray      # for drawdown durations and trade timestamps
     day_last: np.ndarray      # index of each day's last bar (the daily equity the ratios use)
 
     @classmethod
     def of(cls, symbol: str, frame: pd.DataFrame) -> _Market:
         index = pd.DatetimeIndex(frame.index)
-        times_ns = index.as_unit("ns").asi8
-        day_last = _day_last(index)
-        col = lambda name: frame[name].to_numpy(np.float64, copy=True)  # noqa: E731 - writable: one kernel signature
-        # highs and lows only feed trade rows (MFE/MAE), never a kernel: the frame's own columns, no copy
-        view = lambda name: frame[name].to_numpy(np.float64)  # noqa: E731
-        return cls(symbol, index, col("open"), view("high"), view("low"), col("close"), times_ns,
-                   index.as_unit("us").asi8, day_last.astype(np.int64))
+        return cls(symbol, index, _column(frame, "open"), _column(frame, "high"), _column(frame, "low"),
+                   _column(frame, "close"), index.as_unit("ns").asi8, _day_last(index))
+
+    def micros(self, bars: np.ndarray) -> np.ndarray:
+        """Timestamps of some bars in microseconds, as backtrader records trades."""
+        return self.times_ns[bars] // 1000
+
+
+def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """A price column as float64 without a copy where the frame already holds one.
+
+    pandas hands out read-only views; the kernels only read prices, but numba compiles read-only
+    arrays as another type, so the view is marked writable (one kernel signature, 3 MB saved per
+    column). A column of another dtype or layout is copied.
+    """
+    values = np.ascontiguousarray(frame[name].to_numpy(np.float64))
+    if not values.flags.writeable:
+        values = values.view()
+        try:
+            values.flags.writeable = True
+        except ValueError:
+            values = values.copy()
+    return values
 
 
 # --- results --------------------------------------------------------------------------------------
@@ -311,26 +353,44 @@ def _finite(x) -> float | None:
     return float(x) if x is not None and np.isfinite(x) else None
 
 
+def _return_ratios(returns: np.ndarray, year: float) -> dict[str, np.ndarray]:
+    """empyrical's annual return, volatility, Sharpe, Sortino and Calmar, per column of daily returns.
+
+    The same formulas as the empyrical calls in :func:`~mbats.risk.metrics.compute_metrics` (the
+    tests hold them to 1e-9), in numpy: importing empyrical loads scipy (~70 MB), a third of the
+    sweep's memory budget. Daily values here are never NaN, so empyrical's nan-aware reductions
+    reduce to the plain ones.
+    """
+    days = returns.shape[0]
+    annual = np.prod(returns + 1.0, axis=0) ** (1.0 / (days / year)) - 1.0
+    std = np.std(returns, ddof=1, axis=0)
+    mean = np.mean(returns, axis=0)
+    flat = (returns.max(axis=0) == returns.min(axis=0)) & np.isfinite(std)   # empyrical: zero, not a 1e-18 residue
+    downside = np.sqrt(np.mean(np.square(np.minimum(returns, 0.0)), axis=0)) * np.sqrt(year)
+    curve = np.vstack((np.full((1, returns.shape[1]), 100.0), 100.0 * np.cumprod(returns + 1.0, axis=0)))
+    peak = np.fmax.accumulate(curve, axis=0)
+    max_dd = ((curve - peak) / peak).min(axis=0)
+    calmar = np.where(max_dd < 0, annual / np.abs(max_dd), np.nan)
+    return {
+        "annual_return_pct": 100.0 * annual,
+        "annual_volatility_pct": 100.0 * std * year ** 0.5,
+        "sharpe": mean / np.where(flat, 0.0, std) * np.sqrt(year),
+        "sortino": (mean * year) / downside,
+        "calmar": np.where(np.isinf(calmar), np.nan, calmar),
+    }
+
+
 def _grid_metrics(stats: np.ndarray, daily: np.ndarray, columns: ColumnarTrades, bars: int) -> list[dict]:
     """``compute_metrics`` for every configuration at once (return ratios vectorised over columns)."""
     returns = (daily[:, 1:] / daily[:, :-1] - 1.0).T          # days-1 x configurations, like pct_change
     ratios: dict[str, np.ndarray] = {}
-    year = getattr(risk_metrics, "_FX_YEAR", {})   # the annualisation compute_metrics uses
+    year = float(getattr(risk_metrics, "_FX_YEAR", {}).get("annualization", 252))   # compute_metrics' annualisation
     if returns.shape[0] >= 2:
         with np.errstate(divide="ignore", invalid="ignore"):
-            annual = 100.0 * ep.annual_return(returns, **year)
-            max_dd = ep.max_drawdown(returns)
-            calmar = np.where(max_dd < 0, (annual / 100.0) / np.abs(max_dd), np.nan)
+            ratios = _return_ratios(returns, year)
             cutoff = int((returns.shape[0] - 1) * 0.05)
-            ratios = {
-                "annual_return_pct": annual,
-                "annual_volatility_pct": 100.0 * ep.annual_volatility(returns, **year),
-                "sharpe": ep.sharpe_ratio(returns, **year),
-                "sortino": ep.sortino_ratio(returns, **year),
-                "calmar": np.where(np.isinf(calmar), np.nan, calmar),
-                "var_95_1d_pct": -100.0 * np.percentile(returns, 5.0, axis=0),
-                "cvar_95_1d_pct": -100.0 * np.partition(returns, cutoff, axis=0)[:cutoff + 1].mean(axis=0),
-            }
+            ratios["var_95_1d_pct"] = -100.0 * np.percentile(returns, 5.0, axis=0)
+            ratios["cvar_95_1d_pct"] = -100.0 * np.partition(returns, cutoff, axis=0)[:cutoff + 1].mean(axis=0)
     out = []
     for c in range(stats.shape[0]):
         start, end, dd_min, longest, in_market, closed = stats[c]
@@ -361,8 +421,8 @@ def _fingerprint(market: _Market, units: int, columns: ColumnarTrades, c: int) -
     x_bar = columns.exit_bar[rows]
     n = len(x_bar)
     return fingerprint_arrays([market.symbol], np.zeros(n, np.int32), columns.side[rows], np.full(n, float(units)),
-                              market.times_us[columns.entry_bar[rows]], columns.entry_price[rows],
-                              np.where(x_bar >= 0, market.times_us[x_bar], NAT), columns.exit_price[rows],
+                              market.micros(columns.entry_bar[rows]), columns.entry_price[rows],
+                              np.where(x_bar >= 0, market.micros(x_bar), NAT), columns.exit_price[rows],
                               columns.pnl_net[rows])
 
 
@@ -408,7 +468,7 @@ def _trades_frame(m: _Market, units: int, columns: ColumnarTrades, c: int) -> pd
 
 # --- the grid -------------------------------------------------------------------------------------
 
-def _periods_and_targets(cls: type, decl: SmaCross | None, params: list[dict]):
+def _periods_and_targets(decl: SmaCross | None, params: list[dict]):
     if decl is None:
         return None
     fast = np.array([int(p[decl.fast]) for p in params], np.int64)
@@ -425,10 +485,57 @@ def _exact_ints(closes: np.ndarray, longest: int) -> tuple[np.ndarray, float] | 
     they do not fit (prices spanning more than a factor of 2**9, windows of 2**21 bars or more)."""
     mant, expo = np.frexp(closes)
     lowest = int(expo.min())
-    shift = (expo - lowest).astype(np.int64)
-    if 53 + int(shift.max()) > 62 or longest >= 1 << 21 or lowest - 53 < -1000:
+    if 53 + int(expo.max()) - lowest > 62 or longest >= 1 << 21 or lowest - 53 < -1000:
         return None
-    return (mant * 2.0**53).astype(np.int64) << shift, 2.0 ** (lowest - 53)
+    expo -= lowest                        # in place: a year of minutes is 3 MB per column
+    mant *= 2.0**53
+    ints = mant.astype(np.int64)
+    del mant
+    np.left_shift(ints, expo, out=ints)
+    return ints, 2.0 ** (lowest - 53)
+
+
+@dataclass(frozen=True)
+class GridPlan:
+    """A grid as plain values: all :func:`score_plan` needs (no strategy class, no backtrader)."""
+
+    symbol: str
+    params: list[dict]                  # every configuration's full parameters (defaults filled in)
+    labels: list[dict]                  # the parameters each spec set (GridScores.params)
+    units: int
+    half_spread: float                  # half the spread plus any slippage per unit, as backtrader books it
+    commission: float
+    cash: float
+    sma: SmaCross | None = None         # compiled signals: the parameters that feed the SMA kernel
+    signals: Callable | None = None     # otherwise the strategy's pandas signals(frame, **params)
+    strategy: str = ""
+    compiled: bool = True               # use the numba kernels when they load
+
+
+def plan_grid(cls: type, specs: list[BacktestSpec]) -> GridPlan:
+    """The plan of one grid (same instrument, costs and sizer; params vary) of a signal strategy.
+
+    Raises :class:`MbatsError` for a grid the core cannot model (see :func:`unsupported`).
+    """
+    if not specs:
+        raise MbatsError("the grid has no configurations")
+    why = unsupported(cls, specs)
+    if why:
+        raise MbatsError(why)
+    from mbats.config import get_settings
+    from mbats.kernel.costs import fill_cost_per_unit
+    from mbats.kernel.strategies import strategy_name
+    from mbats.research.vectorised import fixed_units
+
+    base = specs[0]
+    symbol = base.instruments[0]
+    defaults = {k: getattr(cls.params, k) for k in cls.params._getkeys()}
+    decl = getattr(cls, "compiled_signals", None)
+    return GridPlan(symbol, [defaults | dict(s.params) for s in specs], [dict(s.params) for s in specs],
+                    fixed_units(base.sizer), fill_cost_per_unit(base, symbol), base.commission, float(base.cash),
+                    sma=decl if isinstance(decl, SmaCross) else None,
+                    signals=None if isinstance(decl, SmaCross) else cls.signals,
+                    strategy=strategy_name(cls), compiled=get_settings().compiled_core)
 
 
 def score_grid(cls: type, specs: list[BacktestSpec], bars: dict[str, pd.DataFrame], threads: int = 1,
@@ -440,26 +547,26 @@ def score_grid(cls: type, specs: list[BacktestSpec], bars: dict[str, pd.DataFram
     grid the core cannot model (see :func:`unsupported`).
     """
     started = time.perf_counter()
-    if not specs:
-        raise MbatsError("the grid has no configurations")
-    why = unsupported(cls, specs)
-    if why:
-        raise MbatsError(why)
-    from mbats.research.vectorised import fixed_units
+    plan = plan_grid(cls, specs)
+    return score_plan(plan, bars, threads, keep, progress, started)
 
-    base = specs[0]
-    symbol = base.instruments[0]
+
+def score_plan(plan: GridPlan, bars: dict[str, pd.DataFrame], threads: int = 1, keep: set[int] | None = None,
+               progress: Progress | None = None, started: float | None = None) -> GridScores:
+    """Score a planned grid over ``bars[plan.symbol]`` (a frame with open/high/low/close on a UTC index).
+
+    Loads only numpy, pandas and the kernels: this is the part of a sweep whose memory counts.
+    """
+    started = time.perf_counter() if started is None else started
+    symbol = plan.symbol
     if symbol not in bars or not len(bars[symbol]):
         raise MbatsError(f"no bars for {symbol} in the requested range")
     market = _Market.of(symbol, bars[symbol])
     if not (np.isfinite(market.opens).all() and np.isfinite(market.closes).all()):
         raise MbatsError(f"{symbol}: open and close prices must be finite numbers")
-    units = fixed_units(base.sizer)
-    half_spread = fill_cost_per_unit(base, symbol)  # half the spread plus any slippage, as backtrader books it
-    defaults = {k: getattr(cls.params, k) for k in cls.params._getkeys()}
-    params = [defaults | dict(s.params) for s in specs]
+    units, half_spread, params = plan.units, plan.half_spread, plan.params
     notes: list[str] = []
-    kernels = _kernels()
+    kernels = _kernels(plan.compiled)
     engine = "numba" if kernels is not None else "numpy"
     if kernels is None:
         notes.append("numba unavailable or MBATS_COMPILED_CORE=false: scored by the numpy engine")
@@ -473,20 +580,19 @@ def score_grid(cls: type, specs: list[BacktestSpec], bars: dict[str, pd.DataFram
             if progress:
                 progress(message, 0, 1)
 
-    decl = getattr(cls, "compiled_signals", None)
-    plan = _periods_and_targets(cls, decl if isinstance(decl, SmaCross) else None, params)
-    if plan is None:
-        notes.append(f"{strategy_name(cls)} declares no compiled_signals: its pandas signals() runs once per "
+    sma = _periods_and_targets(plan.sma, params)
+    if sma is None:
+        notes.append(f"{plan.strategy} declares no compiled_signals: its pandas signals() runs once per "
                      "configuration; fills and metrics are compiled")
-    n, total = len(market.opens), len(specs)
+    n, total = len(market.opens), len(params)
     smas, exact = None, None
-    if plan is not None:
-        periods = plan[0]
+    if sma is not None:
+        periods = sma[0]
         exact = _exact_ints(market.closes, int(periods.max())) if kernels is not None else None
         if exact is not None and len(periods) * n * 8 > SMA_MATRIX_BYTES:
             smas = np.empty((0, n))     # too many to hold: each configuration recomputes its two SMAs
-            notes.append(f"{len(periods)} distinct SMA periods exceed the {SMA_MATRIX_BYTES >> 20} MB SMA budget: "
-                         "each configuration recomputes its two (exact) SMAs")
+            notes.append(f"{len(periods)} distinct SMA periods would take {len(periods) * n * 8 >> 20} MB, over the "
+                         f"{SMA_MATRIX_BYTES >> 20} MB budget: each configuration recomputes its two (exact) SMAs")
         elif exact is not None:
             smas = np.empty((len(periods), n))
             kernels.sma_matrix(exact[0], periods, exact[1], smas)
@@ -496,13 +602,13 @@ def score_grid(cls: type, specs: list[BacktestSpec], bars: dict[str, pd.DataFram
 
     keep = keep or set()
     hashers = ThreadPoolExecutor(max(1, threads))
-    scores = GridScores(engine, [dict(s.params) for s in specs], [], [], [], 0.0, notes)
+    scores = GridScores(engine, plan.labels, [], [], [], 0.0, notes)
     for lo in range(0, total, CHUNK):
         hi = min(lo + CHUNK, total)
         counts = np.zeros(hi - lo, np.int64)
         targets = None
-        if plan is not None and kernels is not None:
-            selected = (smas, exact[0], exact[1], plan[0], plan[1][lo:hi], plan[2][lo:hi], plan[3][lo:hi])
+        if sma is not None and kernels is not None:
+            selected = (smas, exact[0], exact[1], sma[0], sma[1][lo:hi], sma[2][lo:hi], sma[3][lo:hi])
             if len(smas):       # targets made on the fly from the shared SMAs, never stored
                 kernels.sma_count_grid(*selected, counts)
             else:               # SMAs recomputed per configuration: once, targets kept for the chunk
@@ -512,16 +618,16 @@ def score_grid(cls: type, specs: list[BacktestSpec], bars: dict[str, pd.DataFram
         else:
             targets = np.zeros((hi - lo, n), np.int8)
             for c in range(lo, hi):
-                if plan is not None:
-                    cross = crossover(pd.Series(smas[plan[1][c]]), pd.Series(smas[plan[2][c]]))
-                    targets[c - lo] = hold_targets(cross, bool(plan[3][c])).to_numpy()
+                if sma is not None:
+                    cross = crossover(pd.Series(smas[sma[1][c]]), pd.Series(smas[sma[2][c]]))
+                    targets[c - lo] = hold_targets(cross, bool(sma[3][c])).to_numpy()
                 else:
-                    targets[c - lo] = np.asarray(cls.signals(bars[symbol], **params[c]), dtype=np.int8)
+                    targets[c - lo] = np.asarray(plan.signals(bars[symbol], **params[c]), dtype=np.int8)
             (kernels.count_trades if kernels is not None else _count_numpy)(targets, counts)
         columns = ColumnarTrades.empty(counts)
         daily = np.empty((hi - lo, len(market.day_last)))
         stats = np.empty((hi - lo, 6))
-        rules = (units, half_spread, base.commission, float(base.cash), market.day_last, market.times_ns,
+        rules = (units, half_spread, plan.commission, plan.cash, market.day_last, market.times_ns,
                  columns.offsets, columns.entry_bar, columns.exit_bar, columns.side, columns.entry_price,
                  columns.exit_price, columns.pnl, columns.pnl_net, columns.commission, daily, stats)
         if targets is None:
@@ -530,7 +636,7 @@ def score_grid(cls: type, specs: list[BacktestSpec], bars: dict[str, pd.DataFram
             kernels.simulate_grid(market.opens, market.closes, targets, *rules)
         else:
             for c in range(hi - lo):
-                _simulate_numpy(market, targets[c], units, half_spread, base.commission, float(base.cash), columns,
+                _simulate_numpy(market, targets[c], units, half_spread, plan.commission, plan.cash, columns,
                                 c, daily[c], stats[c])
         scores.metrics.extend(_grid_metrics(stats, daily, columns, n))
         scores.trades.extend(int(s) for s in stats[:, 5])
