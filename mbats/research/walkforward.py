@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
@@ -203,10 +204,11 @@ def walk_forward_many(base: BacktestSpec, bars: dict[str, pd.DataFrame], grid: d
         _init_worker(frames)
         parts = [_run_window(cls, one, frames[s], w, configs, rank_by) for s, one, w in jobs]
     else:
-        # forkserver, not fork: a process that already ran the numba core holds GNU OpenMP threads, and a
-        # fork of it is killed ("fork() called from a process already using GNU OpenMP"). The bars go to
-        # each worker once (initializer); tasks carry only specs and windows.
-        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("forkserver"),
+        # fork (workers inherit the bars and imports) unless this process has loaded the numba core: its
+        # GNU OpenMP threads make a forked child abort ("fork() called from a process already using GNU
+        # OpenMP"), so then a forkserver, which gets the bars once per worker (initializer).
+        method = "forkserver" if "mbats.research.kernels" in sys.modules else "fork"
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context(method),
                                  initializer=_init_worker, initargs=(frames,)) as pool:
             parts = list(pool.map(_window_task, [base.strategy] * len(jobs), [j[1] for j in jobs],
                                   [j[2] for j in jobs], [configs] * len(jobs), [rank_by] * len(jobs)))
