@@ -25,6 +25,14 @@ GRANULARITY = typer.Option("H1", "--granularity", "-g", help="bar granularity (M
 START = typer.Option(None, "--start", help="first bar (UTC date/time), default: all data")
 END = typer.Option(None, "--end", help="end of data, exclusive (UTC)")
 
+# Parameter search (sweep; walk-forward may share them): the exhaustive grid or Optuna's TPE over the same grid.
+SEARCH = typer.Option("grid", "--search", help="grid (every configuration) or optuna (TPE over the grid's values)")
+TRIALS = typer.Option(None, "--trials", help="optuna: completed trials in all (a resumed study's count too)")
+TIMEOUT = typer.Option(None, "--timeout", help="optuna: seconds to search in this call")
+SEED = typer.Option(None, "--seed", help="optuna: sampler seed (default 0); the same seed gives the same trials")
+STUDY = typer.Option(None, "--study", help="optuna: study name (default: derived from the search)")
+RESUME = typer.Option(False, "--resume", help="optuna: continue the study of that name (e.g. after Ctrl-C)")
+
 
 def _one_of(value: str | None, alias: str | None, name: str, alias_name: str) -> tuple[str | None, str]:
     """The value given under an option or its old alias, and the name the user typed (for messages)."""
