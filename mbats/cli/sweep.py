@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import typer
 
-from mbats.cli.options import END, GRANULARITY, INSTRUMENTS, OLD_END, OLD_START, START
+from mbats.cli.options import (END, GRANULARITY, INSTRUMENTS, OLD_END, OLD_START, RESUME, SEARCH, SEED, START,
+                               STUDY, TIMEOUT, TRIALS)
 
 
 def sweep_command(
@@ -28,6 +29,12 @@ def sweep_command(
     sizer: str = typer.Option("fixed:units=10000", help="fixed:units=N (the vectorised stage needs a fixed sizer)"),
     no_mlflow: bool = typer.Option(False, "--no-mlflow", help="do not log the sweep to MLflow"),
     as_json: bool = typer.Option(False, "--json", help="print machine-readable results"),
+    search: str = SEARCH,
+    trials: int = TRIALS,
+    timeout: float = TIMEOUT,
+    seed: int = SEED,
+    study: str = STUDY,
+    resume: bool = RESUME,
 ) -> None:
     """Sweep a parameter grid: score every configuration vectorised, re-run the top N in backtrader.
 
@@ -36,9 +43,13 @@ def sweep_command(
     Everything is recorded in the risk DB (sweeps, sweep_scores, runs with run_type=sweep) and in
     MLflow (a parent run; the backtrader re-runs are its children).
 
+    --search optuna samples the same grid with Optuna's TPE instead of scoring all of it, within
+    --trials and/or --timeout; the study is kept under MBATS_HOME, so --resume continues it.
+
     \b
     Example:
     mbats sweep sma_crossover -i GBP_USD -g M1 --grid fast=5:50:5 --grid slow=60:240:20 --top 5
+    mbats sweep sma_crossover -i GBP_USD -g M1 --grid fast=2:101 --grid slow=110:308:2 --search optuna --trials 200
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -53,6 +64,7 @@ def sweep_command(
     values = backtest_values(strategy, instruments, granularity, start, end, param, cash, commission, spread, sizer,
                              old_start=old_start, old_end=old_end)
     check(SweepOptions, dict(top=top, rank_by=rank_by, tolerance=tolerance, workers=workers), SWEEP_OPTIONS)
+    _check_search(search, trials, timeout, seed, study, resume)
     parsed_grid = parse_grid(grid)
     check_grid(strategy, parsed_grid, values["params"])
     base = BacktestSpec(**values)
@@ -68,7 +80,13 @@ def sweep_command(
                 tasks[stage] = progress.add_task(stage, total=total)
             progress.update(tasks[stage], completed=done)
 
-        result = run_sweep(request, progress=update)
+        if search == "optuna":
+            from mbats.research.search import SearchRequest, run_search
+
+            result = run_search(SearchRequest(request, trials=trials, timeout=timeout, seed=seed or 0, study=study,
+                                              resume=resume), progress=update)
+        else:
+            result = run_sweep(request, progress=update)
     if as_json:
         print_json(result.to_dict())
         return
@@ -87,3 +105,21 @@ def sweep_command(
             console.print(f"[red]disagree[/red] config {s.config_id} {s.params}: {s.difference}")
     elif result.rerun:
         console.print(f"vectorised and backtrader agree on all re-runs (identical trades, return gap ≤ {fmt(tolerance, 4)} pp)")
+
+
+def _check_search(search: str, trials: int | None, timeout: float | None, seed: int | None, study: str | None,
+                  resume: bool) -> None:
+    """--search and its budget, refused before any bar is read."""
+    from mbats.errors import UsageError
+
+    if search not in ("grid", "optuna"):
+        raise UsageError(f"--search: '{search}' is not grid or optuna")
+    if search == "grid":
+        given = [name for name, value in (("--trials", trials), ("--timeout", timeout), ("--seed", seed),
+                                          ("--study", study), ("--resume", resume or None)) if value is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} apply to --search optuna only")
+        return
+    from mbats.research.search import check_budget
+
+    check_budget(trials, timeout)
