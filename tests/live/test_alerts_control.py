@@ -189,6 +189,12 @@ def test_status_then_stop_leaves_positions_and_flatten_at_the_venue_needs_yes(si
     summary = _end(proc)
     assert summary["status"] == "stopped" and summary["stop_reason"].startswith("operator stop")
     assert net_units(server) == held  # a stop leaves the position
+    # the Live dashboard's view shows the session's state
+    (runner, kill_switch, stop_reason, pending), = risk_rows(
+        risk_conn, "SELECT runner, kill_switch, stop_reason, pending_command FROM dash.live_pnl_today "
+                   "WHERE run_id = %s", run_id)
+    assert runner.endswith(f":{proc.pid}") and kill_switch == "ok" and pending is None
+    assert stop_reason.startswith("operator stop")
     assert _cli(server, "live", "status", "--json").stdout.strip() in ("[]", "") or \
         run_id not in [s["run_id"] for s in json.loads(_cli(server, "live", "status", "--json").stdout)]
     again = _cli(server, "live", "stop", str(run_id))
