@@ -144,3 +144,45 @@ def log_light_artifacts(result) -> None:
             equity_curve(result.run_id)
         equity.to_csv(Path(folder, "equity.csv"), index=False)
         mlflow.log_artifacts(folder, artifact_path="summary")
+
+
+def log_session(run_id: int) -> str | None:
+    """An MLflow run for a paper/live session once it ends: the same ``mbats.*`` lineage tags as a
+    backtest (data range and sources, code version, model), its parameters and metrics. A resumed
+    session updates its earlier MLflow run. Never raises: tracking must not fail a trading session."""
+    log = logging.getLogger(__name__)
+    try:
+        from mlflow import MlflowClient
+
+        from mbats.db import connect
+        from mbats.risk.store import get_run, set_run_fields
+
+        experiment_id = use_experiment()
+        conn = connect("risk")
+        try:
+            run = get_run(conn, run_id)
+            client = MlflowClient()
+            tags = {"mbats.run_id": str(run_id), "mbats.strategy": run["strategy"],
+                    "mbats.instruments": ",".join(run["instruments"] or []), "mbats.granularity": run["granularity"],
+                    "mbats.run_type": run["run_type"], "mbats.status": run["status"], **lineage_tags(run_id)}
+            mlflow_run_id = run.get("mlflow_run_id")
+            if not mlflow_run_id:
+                mlflow_run_id = client.create_run(experiment_id, run_name=f"{run['strategy']}-{run['run_type']}-{run_id}",
+                                                  tags=tags).info.run_id
+                for key, value in (run.get("params") or {}).items():
+                    client.log_param(mlflow_run_id, f"param.{key}", value)
+                set_run_fields(conn, run_id, mlflow_run_id=mlflow_run_id)
+            else:
+                for key, value in tags.items():
+                    client.set_tag(mlflow_run_id, key, value)
+            for key, value in {**run["metrics"], "bars": run.get("bars")}.items():
+                if value is not None:
+                    client.log_metric(mlflow_run_id, key, float(value))
+            client.set_terminated(mlflow_run_id, {"finished": "FINISHED", "failed": "FAILED"}.get(run["status"], "KILLED"))
+            return mlflow_run_id
+        finally:
+            conn.close()
+    except Exception as exc:  # noqa: BLE001 - see above
+        log.warning("run %s: not logged to MLflow (%s)", run_id, str(exc).strip().splitlines()[0][:200]
+                    if str(exc).strip() else type(exc).__name__)
+        return None

@@ -67,6 +67,9 @@ def live_command(
     max_loss: float = typer.Option(None, "--max-daily-loss",
                                    help="risk: daily loss that flattens and stops (MBATS_LIVE_MAX_DAILY_LOSS)"),
     webhook: str = typer.Option(None, "--risk-webhook", help="URL risk breaches are POSTed to (MBATS_LIVE_RISK_WEBHOOK_URL)"),
+    track: bool = typer.Option(None, "--mlflow/--no-mlflow",
+                               help="log the session to MLflow when it ends (default: on when "
+                                    "MBATS_MLFLOW_TRACKING_URI is set, as on the stack)"),
     as_json: bool = typer.Option(False, "--json", help="print the session summary as JSON"),
 ) -> None:
     """Paper- or live-trade a strategy on OANDA v20; every order, fill, trade and bar goes to the risk DB.
@@ -104,7 +107,7 @@ def live_command(
     cfg = LiveConfig(strategy=strategy, instruments=[i.upper() for i in instruments], mode=mode,
                      params=parse_param_options(param), granularity=granularity, until=session_end, max_bars=bars,
                      warmup=warmup, units=units, session_key=session_key, model_alias=model_alias, sim_step=sim_step,
-                     confirm_live=confirm_live)
+                     confirm_live=confirm_live, track=bool(settings.mlflow_tracking_uri) if track is None else track)
     result = run(cfg, risk=risk, settings=settings)
     summary = {"run_id": result.run_id, "status": result.status, "mode": mode, "resumed": result.resumed,
                "live_bars": result.live_bars, "breaches": [b.rule for b in result.breaches],

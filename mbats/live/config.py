@@ -29,6 +29,7 @@ class LiveConfig:
     sim_step: bool = False  # simulator only: advance its replay clock one bar after each bar
     confirm_live: bool = False
     risk: RiskLimits = field(default_factory=RiskLimits)
+    track: bool = False  # once it ends, an MLflow run with the session's lineage tags (mbats.tracking.log_session)
 
 
 def check_mode(settings: Settings, mode: str, confirm_live: bool) -> None:

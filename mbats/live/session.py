@@ -145,7 +145,8 @@ def run_session(strategy, instruments: list[str] | None = None, mode: str | None
     cfg = LiveConfig(strategy=strategy, instruments=[i.upper() for i in instruments or []], mode=mode or "paper",
                      params=params or {}, granularity=granularity or "M1", until=until, max_bars=max_bars,
                      warmup=warmup, units=units, session_key=session_key, model_alias=model_alias,
-                     sim_step=sim_step, confirm_live=confirm_live)
+                     sim_step=sim_step, confirm_live=confirm_live,
+                     track=bool((settings or get_settings()).mlflow_tracking_uri))  # the stack's DAG sessions
     result = run(cfg, risk=risk, settings=_settings_for(settings or get_settings(), account))
     if result.signal:  # recorded as `stopped`; now let the host (Airflow, Celery, a shell) act on the signal too
         signal.raise_signal(result.signal)
@@ -321,5 +322,9 @@ def _trade(cfg: LiveConfig, cls, params: dict, client, settings: Settings, store
                            f"stopped: {status['reason']}", "warning"))
     store.note(**notes)
     store.finish(status["value"], rec.live_bars, rec.first_ts, rec.last_ts)
+    if cfg.track:  # lineage in MLflow too (data sources, code version, model); never fails the session
+        from mbats.tracking import log_session
+
+        log_session(run_id)
     return SessionResult(run_id, status["value"], resumed, rec.live_bars, report, risk.breaches,
                          signal=stopper.signal, stop_reason=status["reason"])

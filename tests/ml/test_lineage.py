@@ -164,7 +164,7 @@ def test_sweep_children_and_parent_carry_light_artifacts(ml_env, planted_instrum
     result = run_sweep(SweepRequest(base, {"fast": [5, 10, 15], "slow": [40, 60]}, top=2, workers=1))
     client = MlflowClient()
     parent = {a.path for a in client.list_artifacts(result.mlflow_run_id)}
-    assert {"sweep_scores.csv", "heatmap_sharpe.png"} <= parent
+    assert {"sweep_scores.csv", "heatmap_sharpe.svg"} <= parent
     scores = pd.read_csv(client.download_artifacts(result.mlflow_run_id, "sweep_scores.csv"))
     assert len(scores) == 6
     for child in result.rerun:
@@ -177,3 +177,47 @@ def test_sweep_children_and_parent_carry_light_artifacts(ml_env, planted_instrum
         tags = client.get_run(child.mlflow_run_id).data.tags
         assert "AUD_CAD: mbats-tests (synthetic)" in tags["mbats.data_sources"]
         assert tags["mbats.code_version"].startswith("mbats ")
+
+
+def test_a_paper_session_on_the_model_records_its_lineage_in_the_risk_db_and_mlflow(trained, planted_instrument):
+    from mlflow import MlflowClient
+    from pydantic import SecretStr
+
+    from mbats.config import get_settings
+    from mbats.db import connect
+    from mbats.kernel.limits import RiskLimits
+    from mbats.live.config import LiveConfig
+    from mbats.live.session import run
+    from mbats.ml.registry import resolve
+    from mbats.risk.store import get_run
+    from mbats.sim import DEFAULT_ACCOUNT, DEFAULT_TOKEN, SimConfig, SimServer, Simulator
+
+    from ml_servers import planted_bars
+
+    bars = planted_bars().set_index("ts")
+    server = SimServer(Simulator({planted_instrument: bars}, "H1", SimConfig(
+        currency="CAD", start=str(bars.index[400]), heartbeat_seconds=0.3, stream_poll_seconds=0.01,
+        max_requests_per_second=None))).start()
+    settings = get_settings().model_copy(update={
+        "oanda_environment": "sim", "oanda_token": SecretStr(DEFAULT_TOKEN), "oanda_account_id": DEFAULT_ACCOUNT,
+        "oanda_sim_url": server.url, "oanda_retry_attempts": 2, "oanda_retry_max_wait": 0.5,
+        "live_heartbeat_timeout": 3.0})
+    try:
+        result = run(LiveConfig("ml_signal", [planted_instrument], params={"threshold": "0.52"}, granularity="H1",
+                                max_bars=4, warmup=60, sim_step=True, track=True), risk=RiskLimits(), settings=settings)
+    finally:
+        server.stop()
+    champion = resolve(alias="champion")
+    trained_by = MlflowClient().get_model_version(champion.name, champion.version).run_id
+    conn = connect("risk")
+    try:
+        row = get_run(conn, result.run_id)
+    finally:
+        conn.close()
+    assert (row["model_name"], row["model_version"], row["model_run_id"]) == (champion.name, champion.version,
+                                                                               trained_by)
+    assert row["mlflow_run_id"] and row["code_version"].startswith("mbats ")
+    tags = MlflowClient().get_run(row["mlflow_run_id"]).data.tags
+    assert tags["mbats.run_type"] == "paper" and tags["mbats.model_run_id"] == trained_by
+    assert f"{planted_instrument}: oanda-sim (synthetic) live-backfill, 60 bars" in tags["mbats.data_sources"]
+    assert "live-stream" in tags["mbats.data_sources"] and tags["mbats.code_version"] == row["code_version"]
