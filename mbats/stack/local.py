@@ -392,7 +392,7 @@ class Stack:
             finally:
                 conn.close()
             r = subprocess.run([str(VENVS["main"] / "bin" / "python"), "-m", "mbats.stack.live_seed"],
-                               capture_output=True, text=True, timeout=timeout, cwd=PROJECT_ROOT)
+                               capture_output=True, text=True, timeout=timeout)  # cwd and env as `up` (.env)
         except subprocess.TimeoutExpired:
             echo(f"live dashboard: the first-start paper session on the simulator took over {timeout:.0f} s; stopped")
             return
