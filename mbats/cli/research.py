@@ -130,6 +130,17 @@ def walkforward(
         raise UsageError(f"--workers: must be 0 or more (got {workers})")
     parsed_grid = parse_grid(grid)
     check_grid(strategy, parsed_grid, values["params"])
+    from mbats.errors import MbatsError
+    from mbats.kernel.signals import has_signals
+    from mbats.kernel.strategies import find_strategy
+    from mbats.research.sweep import check_rank_by
+
+    try:
+        check_rank_by(rank_by)
+    except MbatsError as exc:
+        raise UsageError(f"--rank-by: {exc}") from None
+    if not has_signals(find_strategy(strategy)):
+        raise UsageError(f"walk-forward needs a strategy with vectorised signals (a SignalStrategy); {strategy} has none")
     request = WalkForwardRequest(BacktestSpec(**values), parsed_grid, train, test, anchored, rank_by,
                                  workers or None, track=not no_mlflow)
     run = run_walk_forward(request)

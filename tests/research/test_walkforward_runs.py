@@ -160,3 +160,9 @@ def test_command(tmp_path):
     bad = _mbats("walkforward", "sma_crossover", "-i", "NZD_USD", "--grid", "fast=5", "--train", "soon",
                  "--test", "15D", "--no-mlflow")
     assert bad.returncode == 2 and "--train" in bad.stderr and "Traceback" not in bad.stderr
+    for args, message in ((["sma_crossover", "--rank-by", "luck"], "--rank-by"),
+                          (["rsi_atr", "--grid", "rsi_period=10,14"], "vectorised signals")):
+        wrong = _mbats("walkforward", args[0], "-i", "NZD_USD", "--grid", "fast=5", "--train", "30D", "--test", "15D",
+                       "--no-mlflow", *args[1:]) if args[0] == "sma_crossover" else \
+            _mbats("walkforward", *args, "-i", "NZD_USD", "--train", "30D", "--test", "15D", "--no-mlflow")
+        assert wrong.returncode == 2 and message in wrong.stderr and "Traceback" not in wrong.stderr
