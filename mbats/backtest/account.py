@@ -62,6 +62,7 @@ class Prices:
     _cols: dict = field(default_factory=dict, repr=False)
     _legs: dict = field(default_factory=dict, repr=False)
     _cursor: dict = field(default_factory=dict, repr=False)
+    _memo: dict = field(default_factory=dict, repr=False)  # (quote, account) -> (ns, rate) last asked
 
     def _columns(self, symbol: str):
         if symbol not in self._cols:  # plain lists: the per-bar lookups below compare Python numbers
@@ -91,18 +92,31 @@ class Prices:
 
     def mid(self, symbol: str, when) -> float | None:
         """The open of the bar in progress at ``when`` (one starting then counts), else the last close."""
+        return self.locate(symbol, _ns(when))[1]
+
+    def locate(self, symbol: str, t: int) -> tuple[int, float | None]:
+        """(index of the bar of ``symbol`` at ``t`` as :meth:`index`, the mid then as :meth:`mid`)."""
         times, opens, closes = self._columns(symbol)
-        t = _ns(when)
         i = self.index(symbol, t)
         if i < 0:
-            return None
-        return opens[i] if t < times[i] + self.step.value else closes[i]
+            return i, None
+        return i, (opens[i] if t < times[i] + self.step.value else closes[i])
 
     def conversion(self, quote: str, account: str, when) -> float:
         """Account-currency units per unit of ``quote`` at ``when`` (direct, inverse or through USD)."""
         if quote == account:
             return 1.0
         key = (quote, account)
+        t = _ns(when)
+        last = self._memo.get(key)
+        if last is not None and last[0] == t:  # asked again within the bar (closeout, fills, margin)
+            return last[1]
+        rate = self._convert(key, t)
+        self._memo[key] = (t, rate)
+        return rate
+
+    def _convert(self, key: tuple[str, str], when: int) -> float:
+        quote, account = key
         if key not in self._legs:
             self._legs[key] = next((legs for legs in conversion_legs(quote, account)
                                     if all(pair in self.bars for pair, _ in legs)), None)
@@ -147,13 +161,15 @@ class AccountRules:
         terms = self.terms(symbol, when)
         return max(self.margin_rate, terms.margin_rate) if terms is not None else self.margin_rate
 
-    def exit_cost(self, symbol: str, units: float, when) -> float:
-        """Per-unit cost of closing ``units`` at ``when``: a long sells (bid side), a short buys."""
+    def exit_cost(self, symbol: str, units: float, when, index: int | None = None) -> float:
+        """Per-unit cost of closing ``units`` at ``when``: a long sells (bid side), a short buys.
+
+        ``index``: the symbol's bar at ``when`` when the caller has it (:meth:`Prices.locate`)."""
         if symbol not in self._costs:  # indexed like the symbol's bars (side_costs of the same frame)
             buy, sell = self.exit_costs[symbol]
             self._costs[symbol] = (buy.astype("float64").tolist(), sell.astype("float64").tolist())
         buy, sell = self._costs[symbol]
-        i = max(self.prices.index(symbol, _ns(when)), 0)
+        i = max(self.prices.index(symbol, _ns(when)) if index is None else index, 0)
         return sell[i] if units > 0 else buy[i]
 
 
@@ -245,15 +261,16 @@ class OandaAccountMixin:
         """
         nav, used = self.balance, 0.0
         rules, account = self.rules, self.rules.account_currency
+        t = _ns(when)  # every bar with a position comes here: one bar lookup per symbol serves all
         for data, pos in self.positions.items():
             size = pos.size
             if not size:
                 continue
             symbol = data._name
-            mid = rules.prices.mid(symbol, when)
-            exit_price = mid - (1 if size > 0 else -1) * rules.exit_cost(symbol, size, when)
+            i, mid = rules.prices.locate(symbol, t)
+            exit_price = mid - (1 if size > 0 else -1) * rules.exit_cost(symbol, size, t, i)
             quote = symbol[4:]
-            rate = 1.0 if quote == account else rules.prices.conversion(quote, account, when)
+            rate = 1.0 if quote == account else rules.prices.conversion(quote, account, t)
             nav += (size * (exit_price - pos.price) - self._entry_spread.get(data, 0.0)) * rate
             used += abs(size) * mid * rate * rules.margin_rate_of(symbol, when)
         return nav, used

@@ -136,11 +136,15 @@ def rebook(cash0: float, fills: list[dict], trades: pd.DataFrame, equity: pd.Dat
     OANDA's balance (realised P&L, commission, not the open units' entry spread), ``value`` adds the
     open units x (close - average entry) less that spread, at the rate of each bar's close.
     """
-    for fill in fills:
-        rate = float(rates[fill["instrument"]].at(pd.DatetimeIndex([fill["ts"]]), "open")[0])
-        fill["fx_rate"] = rate
-        fill["commission_quote"] = fill["commission"]
-        fill["commission"] = fill["commission"] * rate
+    for symbol, rate in rates.items():  # one lookup per instrument, not per fill
+        mine = [f for f in fills if f["instrument"] == symbol]
+        if not mine:
+            continue
+        at = rate.at(pd.DatetimeIndex([f["ts"] for f in mine]), "open")
+        for fill, r in zip(mine, at.tolist()):
+            fill["fx_rate"] = r
+            fill["commission_quote"] = fill["commission"]
+            fill["commission"] = fill["commission"] * r
 
     if len(trades):
         for symbol, rate in rates.items():
@@ -161,7 +165,8 @@ def rebook(cash0: float, fills: list[dict], trades: pd.DataFrame, equity: pd.Dat
             trades.loc[rows, "commission"] = np.where(closed, comm_acct, sub["commission"])
             trades.loc[rows, "pnl_net"] = np.where(closed, pnl - comm_acct, sub["pnl_net"])
 
-    # the equity curve, rebuilt from the fills by the same rule
+    # the equity curve, rebuilt from the fills by the same rule: a loop over the fills only (the state
+    # after each), then every bar takes the state of its last fill and is marked in numpy
     index = pd.DatetimeIndex(equity.index)
     # backtrader's float dates stamp 04:00 as 03:59:59.999997: round, or the bar before's close marks it
     closes = {s: bars[s]["close"].reindex(index.round("s"), method="ffill").to_numpy() for s in rates}
@@ -169,38 +174,50 @@ def rebook(cash0: float, fills: list[dict], trades: pd.DataFrame, equity: pd.Dat
     order = sorted(range(len(fills)), key=lambda i: fills[i]["ts"])
     # a fill belongs to the bar it executed on; float dates may stamp the two a few microseconds apart
     stamps = index.round("s").as_unit("ns").asi8
-    fill_ns = pd.DatetimeIndex([fills[i]["ts"] for i in order]).round("s").as_unit("ns").asi8 if order else []
+    fill_ns = pd.DatetimeIndex([fills[i]["ts"] for i in order]).round("s").as_unit("ns").asi8 if order else \
+        np.empty(0, dtype="int64")
     state = {s: [0.0, 0.0, 0.0] for s in rates}  # units, average (mid) price, entry spread not yet realised
-    balance, k = float(cash0), 0
-    values = np.empty(len(index))
-    cash = np.empty(len(index))
-    for i, now in enumerate(stamps):
-        while k < len(order) and fill_ns[k] <= now:
-            f = fills[order[k]]
-            units, avg, pending = state[f["instrument"]]
-            size, price, rate = float(f["size"]), float(f["price"]), f["fx_rate"]
-            notional = abs(size) * price * fraction
-            spread = f["commission_quote"] - notional  # spread and slippage of this fill, quote currency
-            balance -= notional * rate
-            closing = min(abs(size), abs(units)) * np.sign(units) if units and np.sign(size) != np.sign(units) else 0.0
-            if closing:
-                share = pending * abs(closing) / abs(units)
-                pending -= share
-                exit_cost = spread * abs(closing) / abs(size)
-                balance += realised_pl(closing, avg + share / closing, price - exit_cost / closing, rate)
-            if abs(size) > abs(closing):
-                pending += spread * (abs(size) - abs(closing)) / abs(size)
-            new = units + size
-            if new == 0:
-                avg = 0.0
-            elif units == 0 or np.sign(new) != np.sign(units):
-                avg = price
-            elif np.sign(size) == np.sign(units):
-                avg = (units * avg + size * price) / new
-            state[f["instrument"]] = [new, avg, pending]
-            k += 1
-        unrealised = sum((u * (closes[s][i] - a) - p) * marks[s][i] for s, (u, a, p) in state.items() if u)
-        cash[i], values[i] = balance, balance + unrealised
+    after = {s: np.zeros((len(order), 3)) for s in rates}  # each instrument's state after each fill
+    balances = np.empty(len(order))
+    balance = float(cash0)
+    for k, i in enumerate(order):
+        f = fills[i]
+        units, avg, pending = state[f["instrument"]]
+        size, price, rate = float(f["size"]), float(f["price"]), f["fx_rate"]
+        notional = abs(size) * price * fraction
+        spread = f["commission_quote"] - notional  # spread and slippage of this fill, quote currency
+        balance -= notional * rate
+        closing = min(abs(size), abs(units)) * np.sign(units) if units and np.sign(size) != np.sign(units) else 0.0
+        if closing:
+            share = pending * abs(closing) / abs(units)
+            pending -= share
+            exit_cost = spread * abs(closing) / abs(size)
+            balance += realised_pl(closing, avg + share / closing, price - exit_cost / closing, rate)
+        if abs(size) > abs(closing):
+            pending += spread * (abs(size) - abs(closing)) / abs(size)
+        new = units + size
+        if new == 0:
+            avg = 0.0
+        elif units == 0 or np.sign(new) != np.sign(units):
+            avg = price
+        elif np.sign(size) == np.sign(units):
+            avg = (units * avg + size * price) / new
+        state[f["instrument"]] = [new, avg, pending]
+        for s in rates:
+            after[s][k] = state[s]
+        balances[k] = balance
+    last = np.searchsorted(fill_ns, stamps, side="right") - 1  # each bar's last fill (-1: none yet)
+    some = last >= 0
+    at = np.clip(last, 0, None)
+    cash = np.where(some, balances[at] if len(order) else 0.0, float(cash0))
+    unrealised = np.zeros(len(index))
+    for s in rates:
+        if not len(order):
+            break
+        u, a, p = after[s][at, 0], after[s][at, 1], after[s][at, 2]
+        open_ = some & (u != 0)
+        unrealised = unrealised + np.where(open_, (u * (closes[s] - a) - p) * marks[s], 0.0)
+    values = cash + unrealised
     for pos in positions:
         rate = rates[pos["instrument"]]
         pos["unrealized_pnl"] = pos["unrealized_pnl"] * float(rate.at(pd.DatetimeIndex([pos["ts"]]), "close")[0])
