@@ -28,7 +28,9 @@ from mbats.kernel.trades import TRADE_COLUMNS, trades_fingerprint
 from mbats.kernel.version import code_version
 from mbats.risk.metrics import compute_metrics, drawdown
 from mbats.secmaster.financing import Schedule
-from mbats.secmaster.granularity import check_granularity
+from mbats.kernel.timeframes import declared_timeframes, feed_name
+from mbats.kernel.timeframes import feed_bars as timeframe_feed_bars
+from mbats.secmaster.granularity import bar_length, check_granularity
 
 
 def _default_account_currency() -> str:
@@ -144,6 +146,8 @@ def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: ty
         else:
             costs = FxCosts(half_spread=fill_cost_per_unit(spec, symbol), rate=spec.commission)
         cerebro.broker.addcommissioninfo(costs, name=symbol)
+    for symbol, granularity, frame in higher_feeds(spec, bars, cls):  # after every base feed: data0 stays a base feed
+        cerebro.adddata(make_feed(feed_name(symbol, granularity), granularity, frame))
     cerebro.broker.setcash(_backtrader_cash(spec, bars, rates))
     sizer_cls, sizer_kwargs = parse_sizer(spec.sizer)
     cerebro.addsizer(sizer_cls, **sizer_kwargs)
@@ -186,6 +190,21 @@ def simulate(spec: BacktestSpec, bars: dict[str, pd.DataFrame], strategy_cls: ty
                       bars=sum(len(b) for b in bars.values()), seconds=time.perf_counter() - started,
                       risk_events=sorted(events, key=lambda e: e["ts"]), financing=broker.financing_entries,
                       financing_note=financing_note(schedule, spec.instruments, spec.financing))
+
+
+def higher_feeds(spec: BacktestSpec, bars: dict[str, pd.DataFrame],
+                 cls: type[bt.Strategy]) -> list[tuple[str, str, pd.DataFrame]]:
+    """(instrument, granularity, bars) of the extra feeds a strategy declares with ``timeframes``.
+
+    Resampled from the run's own base bars and stamped with the base bar at which each closed bar
+    becomes visible (:mod:`mbats.kernel.timeframes`), so backtrader never shows an unfinished bar.
+    """
+    declared = declared_timeframes(cls)
+    if not declared:
+        return []
+    base = bar_length(spec.granularity)
+    return [(symbol, tf, timeframe_feed_bars(bars[symbol], tf, base)) for symbol in spec.instruments
+            for tf in declared]
 
 
 def _backtrader_cash(spec: BacktestSpec, bars: dict[str, pd.DataFrame], rates: dict[str, fx.Rate]) -> float:

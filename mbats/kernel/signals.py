@@ -22,10 +22,22 @@ def preloaded_bars(data: bt.AbstractDataBase) -> pd.DataFrame:
     if count <= 0 or len(data.close.array) < count:
         raise MbatsError(f"feed {data._name}: signal strategies need preloaded data (Cerebro(preload=True))")
     stamps = np.asarray(data.datetime.array[:count], dtype=np.float64)
-    index = pd.to_datetime((stamps - 719163.0) * 86400.0, unit="s", utc=True).round("us")
+    # backtrader's float day numbers are exact to ~10 us only: to the millisecond, bars stamped on whole
+    # seconds get their stamps back exactly (higher timeframes bucket on them, mbats.kernel.timeframes)
+    index = pd.to_datetime((stamps - 719163.0) * 86400.0, unit="s", utc=True).round("ms")
     columns = {name: np.asarray(getattr(data, name).array[:count], dtype=np.float64)
                for name in ("open", "high", "low", "close", "volume")}
     return pd.DataFrame(columns, index=index.rename("ts"))
+
+
+def base_datas(strategy: bt.Strategy) -> list[bt.AbstractDataBase]:
+    """The feeds a strategy trades: all but the higher-timeframe feeds named ``SYMBOL@GRANULARITY``."""
+    return [data for data in strategy.datas if "@" not in (data._name or "")]
+
+
+def higher_data(strategy: bt.Strategy, data: bt.AbstractDataBase, granularity: str) -> bt.AbstractDataBase:
+    """The ``granularity`` feed of ``data``'s instrument (declared in the strategy's ``timeframes``)."""
+    return strategy.getdatabyname(f"{data._name}@{granularity}")
 
 
 def signal_params(strategy: bt.Strategy) -> dict[str, object]:
@@ -41,8 +53,16 @@ class SignalStrategy(bt.Strategy):
 
     def start(self) -> None:
         params = signal_params(self)
+        # only the traded feeds: the extra higher-timeframe feeds (``timeframes``) are for reading,
+        # and signals() builds its higher timeframes from the base bars by the same rule
         self._targets = {data: np.asarray(self.signals(preloaded_bars(data), **params), dtype=np.int8).tolist()
-                         for data in self.datas}
+                         for data in base_datas(self)}
+
+    def prenext(self) -> None:
+        # a higher-timeframe feed has no bar until its first bar closes; the base feeds trade regardless,
+        # as the vectorised engine does
+        if all(len(data) for data in self._targets):
+            self.next()
 
     def next(self) -> None:
         for data, targets in self._targets.items():
