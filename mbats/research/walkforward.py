@@ -188,6 +188,13 @@ def walk_forward_many(base: BacktestSpec, bars: dict[str, pd.DataFrame], grid: d
     """Walk-forward of every instrument of ``base`` (each on its own account of ``base.cash``);
     the (instrument, window) jobs run on ``workers`` processes."""
     check_rank_by(rank_by)
+    from mbats.kernel import fx
+
+    for symbol in base.instruments:  # out-of-sample P&L is the quote currency's (trade_targets): say so, not add it
+        if fx.needs_conversion([symbol], base.account_currency):
+            raise MbatsError(f"walk-forward books P&L in the quote currency: {symbol} is quoted in "
+                             f"{fx.quote_currency(symbol)}, the account is {base.account_currency}; "
+                             f"set MBATS_ACCOUNT_CURRENCY={fx.quote_currency(symbol)} to run it in that currency")
     cls = find_strategy(base.strategy)
     configs = _configs(cls, base, grid)
     jobs: list[tuple[str, BacktestSpec, Window]] = []

@@ -166,3 +166,16 @@ def test_command(tmp_path):
                        "--no-mlflow", *args[1:]) if args[0] == "sma_crossover" else \
             _mbats("walkforward", *args, "-i", "NZD_USD", "--train", "30D", "--test", "15D", "--no-mlflow")
         assert wrong.returncode == 2 and message in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_walk_forward_refuses_pairs_quoted_outside_the_account_currency(eurusd_h1):
+    """Its out-of-sample P&L stays in the quote currency, so a USD_JPY walk-forward in a USD account is refused."""
+    from mbats.backtest.runner import BacktestSpec
+    from mbats.errors import MbatsError
+
+    base = BacktestSpec("sma_crossover", ["USD_JPY"], "H1", account_currency="USD")
+    with pytest.raises(MbatsError, match="quoted in JPY, the account is USD; set MBATS_ACCOUNT_CURRENCY=JPY"):
+        walk_forward_many(base, {"USD_JPY": eurusd_h1}, {"fast": [5], "slow": [30]}, "60D", "30D")
+    # in a JPY account it runs (nothing to convert)
+    jpy = replace(base, account_currency="JPY")
+    assert walk_forward_many(jpy, {"USD_JPY": eurusd_h1}, {"fast": [5], "slow": [30]}, "60D", "30D")["USD_JPY"]
