@@ -1,4 +1,5 @@
-"""Per-run artifacts people would rather look at than read: an equity/drawdown plot and an HTML report."""
+"""Per-run artifacts people would rather look at than read: an equity/drawdown plot and an HTML tear sheet
+(interactive charts from :mod:`mbats.risk.tearsheet`, self-contained: no network needed to view it)."""
 
 from __future__ import annotations
 
@@ -44,11 +45,16 @@ def _fmt(value: float | None) -> str:
 
 
 def write_run_report(run_id: int, strategy: str, params: dict, spec, metrics: dict, trades: pd.DataFrame,
-                     equity: pd.DataFrame) -> Path:
-    """Write ``reports/run-<id>/report.html`` and ``equity.png``; return the HTML path."""
-    out = get_settings().reports_dir / f"run-{run_id}"
+                     equity: pd.DataFrame, bars: dict[str, pd.DataFrame] | None = None,
+                     path: Path | None = None) -> Path:
+    """Write the run's tear sheet ``reports/run-<id>/report.html`` (or ``path``) and ``equity.png`` beside
+    it; return the HTML path. ``bars`` (instrument -> OHLC) draw the price chart with the trades marked."""
+    from mbats.risk import tearsheet
+
+    out = path.parent if path is not None else get_settings().reports_dir / f"run-{run_id}"
     out.mkdir(parents=True, exist_ok=True)
     currency = getattr(spec, "account_currency", "USD")  # every amount of the report is in it
+    sheet = tearsheet.build(equity, trades, bars, list(spec.instruments), currency)
     png = plot_equity(equity, f"run {run_id} · {strategy} · {', '.join(spec.instruments)} {spec.granularity}",
                       out / "equity.png", currency)
     closed = trades[~trades["is_open"].astype(bool)] if len(trades) else trades
@@ -77,8 +83,9 @@ def write_run_report(run_id: int, strategy: str, params: dict, spec, metrics: di
         by_instrument=by_instrument,
         trades=trades.head(MAX_TRADES_IN_REPORT).to_dict("records"),
         trades_total=len(trades), trades_truncated=len(trades) > MAX_TRADES_IN_REPORT,
+        sheet=sheet, months=tearsheet.MONTHS,
         code_version=code_version(), generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
-    path = out / "report.html"
+    path = path if path is not None else out / "report.html"
     path.write_text(html, encoding="utf-8")
     return path
