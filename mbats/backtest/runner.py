@@ -385,7 +385,7 @@ def run_backtest(spec: BacktestSpec, *, track: bool = True, bars: dict[str, pd.D
                 from mbats.risk.report import write_run_report
 
                 report_path = str(write_run_report(run_id, strategy_name(cls), params, spec, metrics,
-                                                   sim.trades, sim.equity))
+                                                   sim.trades, sim.equity, bars=bars))
             store.save_results(
                 conn, run_id, orders=list(sim.recording.orders.values()), fills=sim.recording.fills,
                 trades=sim.trades.to_dict("records"), positions=sim.positions, equity=sim.equity,
