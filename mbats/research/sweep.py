@@ -469,6 +469,8 @@ def confirm_sweep(base: BacktestSpec, grid: dict[str, list], rank_by: str, top: 
                 spec = replace(base, params=coerce_params(cls, dict(base.params) | s.params))
                 confirm_stage(pool, cls, [(s, spec)], True, tolerance_pct)
                 if track:
+                    if s.run_id is not None:  # the child's MLflow tags copy its data sources
+                        _record_sources(base, [s.run_id])
                     s.mlflow_run_id = _log_child(spec, s, strategy_name(cls), parent_run_id)
                 conn = connect("risk")
                 try:  # linked at once: a retry after a crash finds this run and does not redo it

@@ -104,6 +104,17 @@ def test_the_dag_stages_give_the_cli_sweep_in_chunks(eurusd_h1, secmaster_conn, 
         assert cur.fetchall() == [("finished", 1.0), ("finished", 2.0)]
         cur.execute("SELECT status, mlflow_run_id FROM sweeps WHERE sweep_id = %s", ("dag-stages",))
         assert cur.fetchone() == ("finished", parent)
+    # MLflow (issue 18.3): each child names its data and code and carries a light summary; the parent the grid
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    for best in summary["best"]:
+        tags = client.get_run(best["mlflow_run_id"]).data.tags
+        assert "EUR_USD: " in tags["mbats.data_sources"] and tags["mbats.code_version"].startswith("mbats ")
+        assert tags["mbats.data_from"] >= "2017-03-01" and tags["mbats.data_to"] < "2017-12-01"
+        assert {a.path for a in client.list_artifacts(best["mlflow_run_id"], "summary")} == {
+            "summary/metrics.json", "summary/equity.csv"}
+    assert {"sweep_scores.csv", "heatmap_sharpe.svg"} <= {a.path for a in client.list_artifacts(parent)}
 
 
 def read_window(conn, base: BacktestSpec) -> pd.DataFrame:
