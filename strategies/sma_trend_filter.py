@@ -11,8 +11,8 @@ class SmaTrendFilter(SignalStrategy):
     """SMA crossover entries (e.g. on H1 bars) filtered by the trend of 4-hour bars.
 
     * H4 trend: the close of the last *finished* H4 bar against the average of the last ``trend``
-      H4 closes. An H4 bar counts from the close of the last base bar inside it (08:00-12:00 is
-      known at 12:00), never earlier: see :mod:`mbats.kernel.timeframes`.
+      H4 closes. An H4 bar counts from the first base bar starting after it (08:00-12:00 from the
+      12:00 bar on), never earlier: see :mod:`mbats.kernel.timeframes`.
     * Long after the fast average crosses above the slow one while the H4 trend is up; short after
       a downward cross while it is down (if ``allow_short``); flat otherwise, including when the
       trend turns against the position.

@@ -28,9 +28,9 @@ from mbats.kernel.trades import TRADE_COLUMNS, trades_fingerprint
 from mbats.kernel.version import code_version
 from mbats.risk.metrics import compute_metrics, drawdown
 from mbats.secmaster.financing import Schedule
-from mbats.kernel.timeframes import declared_timeframes, feed_name
+from mbats.kernel.timeframes import check_higher, declared_timeframes, feed_name
 from mbats.kernel.timeframes import feed_bars as timeframe_feed_bars
-from mbats.secmaster.granularity import bar_length, check_granularity
+from mbats.secmaster.granularity import check_granularity
 
 
 def _default_account_currency() -> str:
@@ -202,9 +202,9 @@ def higher_feeds(spec: BacktestSpec, bars: dict[str, pd.DataFrame],
     declared = declared_timeframes(cls)
     if not declared:
         return []
-    base = bar_length(spec.granularity)
-    return [(symbol, tf, timeframe_feed_bars(bars[symbol], tf, base)) for symbol in spec.instruments
-            for tf in declared]
+    for granularity in declared:
+        check_higher(spec.granularity, granularity)
+    return [(symbol, tf, timeframe_feed_bars(bars[symbol], tf)) for symbol in spec.instruments for tf in declared]
 
 
 def _backtrader_cash(spec: BacktestSpec, bars: dict[str, pd.DataFrame], rates: dict[str, fx.Rate]) -> float:

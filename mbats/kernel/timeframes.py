@@ -6,11 +6,17 @@ Both engines get them from the same two functions, so they see the same values a
 * :func:`resample` turns the base bars into higher-timeframe bars: buckets of the target length
   aligned on UTC midnight (00:00, 04:00, 08:00 … for H4), open of the first base bar, high/low
   over the bucket, close of the last, volume summed. Each bucket records ``visible_ts``: the
-  **first base bar whose close is at or after the bucket's end**. Decisions are taken on a bar's
-  close and filled at the next open, so the H4 bar 08:00–12:00 is first seen at the close of the
-  H1 bar 11:00–12:00 (the same instant it closes; freqtrade's informative-pair rule) and never at
-  08:00, 09:00 or 10:00. A bucket whose last base bars are missing becomes visible at the next bar
-  after its end; a bucket still open when the history ends is never visible.
+  **first base bar that starts at or after the bucket's end**. So the H4 bar 08:00-12:00 is first
+  seen by the decision taken on the H1 bar that starts at 12:00 (at its close, 13:00), never at
+  08:00-11:00. A bucket whose last base bars are missing (a gap, the weekend) becomes visible at
+  the next bar after its end; a bucket still open when the history ends is never visible; the
+  bucket a history starts in may be partial (so is the one after the weekend open).
+
+  Why the bar that *starts* at the end rather than the one that *closes* there (11:00-12:00,
+  freqtrade's rule, one base bar earlier): that needs the base bar's length, which ``signals(bars)``
+  cannot know for sure (a history of one bar, or two either side of a weekend), and a guess that
+  differs between a full and a cut history would itself be look-ahead. This rule needs only the
+  stamps, costs one base bar of delay, and is the same in every engine and in live trading.
 * :func:`align` forward-fills a higher-timeframe series onto the base bars from ``visible_ts``;
   :func:`higher_timeframe` does both for the OHLCV columns.
 
@@ -18,8 +24,8 @@ Why resample rather than read the stored granularity: the stored H4 candles of a
 line up with the base bars (OANDA aligns H4 and D on 17:00 New York, which moves with daylight
 saving), may be missing or come from another load; bars resampled from exactly the base bars of
 the run are always consistent with them, and cutting the history (the look-ahead check) cuts the
-higher timeframe with it. Only fixed-length granularities from S5 to D that are a whole multiple
-of the base bar are supported (W and M are calendar periods).
+higher timeframe with it. Only fixed-length granularities from S5 to D are supported (W and M
+are calendar periods); a backtest refuses one that is not a whole multiple of its granularity.
 
 In backtrader, :func:`mbats.backtest.runner.simulate` adds one extra feed per instrument and
 declared timeframe (``timeframes = ("H4",)`` on the strategy), named ``EUR_USD@H4``, whose bars
@@ -53,6 +59,15 @@ def declared_timeframes(cls: type) -> tuple[str, ...]:
     return tuple(declared)
 
 
+def check_higher(base_granularity: str, granularity: str) -> pd.Timedelta:
+    """``granularity``'s length, refused unless it is a whole multiple (> 1) of the base granularity's."""
+    base, target = timeframe_length(base_granularity), timeframe_length(granularity)
+    if target <= base or target % base != pd.Timedelta(0):
+        raise MbatsError(f"higher timeframe {granularity} is not a whole multiple (> 1) of the base bars "
+                         f"({base_granularity})")
+    return target
+
+
 def timeframe_length(granularity: str) -> pd.Timedelta:
     step = GRANULARITIES[check_granularity(granularity)]
     if not isinstance(step, pd.Timedelta):
@@ -61,29 +76,13 @@ def timeframe_length(granularity: str) -> pd.Timedelta:
     return step
 
 
-def base_length(index: pd.DatetimeIndex) -> pd.Timedelta:
-    """The base bar's length: the shortest step between consecutive bars (gaps are longer)."""
-    if len(index) < 2:
-        raise MbatsError("a higher timeframe needs at least 2 base bars to know the base bar's length")
-    return pd.Timedelta(int(np.diff(index.as_unit("ns").round("ms").asi8).min()), unit="ns")
-
-
-def check_multiple(base: pd.Timedelta, granularity: str) -> pd.Timedelta:
-    target = timeframe_length(granularity)
-    if target <= base or target % base != pd.Timedelta(0):
-        raise MbatsError(f"higher timeframe {granularity} is not a whole multiple (> 1) of the base bars "
-                         f"({base})")
-    return target
-
-
-def resample(bars: pd.DataFrame, granularity: str, base: pd.Timedelta | None = None) -> pd.DataFrame:
+def resample(bars: pd.DataFrame, granularity: str) -> pd.DataFrame:
     """Higher-timeframe OHLCV bars of ``bars``, indexed by bucket start, with ``visible_ts``.
 
-    Only buckets that some base bar closes at or after are kept (``visible_ts`` is then a base bar
-    of ``bars``): the last, unfinished bucket of a history is left out.
+    Only buckets that some later base bar shows are kept (``visible_ts`` is a stamp of ``bars``):
+    the last, unfinished bucket of a history is left out.
     """
-    base = base if base is not None else base_length(bars.index)
-    target = check_multiple(base, granularity)
+    target = timeframe_length(granularity)
     ts = bars.index.as_unit("ns").round("ms")      # float stamps from backtrader are off by microseconds
     bucket = ts.floor(target)                       # floor is aligned on the Unix epoch: UTC midnight
     starts, first = np.unique(bucket.asi8, return_index=True)
@@ -94,10 +93,8 @@ def resample(bars: pd.DataFrame, granularity: str, base: pd.Timedelta | None = N
         "low": np.minimum.reduceat(bars["low"].to_numpy(np.float64), first),
         "close": bars["close"].to_numpy(np.float64)[last],
         "volume": np.add.reduceat(bars["volume"].to_numpy(np.float64), first),
-    }, index=pd.DatetimeIndex(starts, tz="UTC", name="ts").as_unit(ts.unit))
-    # first base bar closing at/after the bucket's end: close = ts + base >= end  <=>  ts >= end - base
-    ends = starts + target.value
-    at = np.searchsorted(ts.asi8, ends - base.value, side="left")
+    }, index=pd.DatetimeIndex(starts, tz="UTC", name="ts").as_unit(bars.index.unit))
+    at = np.searchsorted(ts.asi8, starts + target.value, side="left")  # first bar starting at/after the end
     keep = at < len(ts)
     frame = frame[keep]
     frame["visible_ts"] = bars.index[at[keep]]
@@ -116,14 +113,14 @@ def align(values: pd.Series | pd.DataFrame, higher: pd.DataFrame, index: pd.Date
     return stamped.reindex(index.union(stamped.index)).ffill().reindex(index)
 
 
-def higher_timeframe(bars: pd.DataFrame, granularity: str, base: pd.Timedelta | None = None) -> pd.DataFrame:
-    """The higher timeframe's open/high/low/close/volume on every base bar, as known at its close."""
-    higher = resample(bars, granularity, base)
+def higher_timeframe(bars: pd.DataFrame, granularity: str) -> pd.DataFrame:
+    """The higher timeframe's open/high/low/close/volume on every base bar, as its decision may see them."""
+    higher = resample(bars, granularity)
     return align(higher[list(OHLCV)], higher, bars.index)
 
 
-def feed_bars(bars: pd.DataFrame, granularity: str, base: pd.Timedelta) -> pd.DataFrame:
+def feed_bars(bars: pd.DataFrame, granularity: str) -> pd.DataFrame:
     """Higher-timeframe bars stamped with the base bar at which each becomes visible (a backtrader feed)."""
-    higher = resample(bars, granularity, base)
+    higher = resample(bars, granularity)
     frame = higher[list(OHLCV)].set_axis(pd.DatetimeIndex(higher["visible_ts"], name="ts"), axis=0)
     return frame[~frame.index.duplicated(keep="last")]

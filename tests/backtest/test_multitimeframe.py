@@ -1,7 +1,7 @@
 """Higher timeframes: a bar is seen only once it has closed, in backtrader and in signals().
 
-The rule (mbats.kernel.timeframes): an H4 bar 08:00-12:00 is first visible at the base bar whose
-close is at or after 12:00 (the H1 bar 11:00-12:00), carried forward until the next one closes.
+The rule (mbats.kernel.timeframes): an H4 bar 08:00-12:00 is first visible at the first base bar
+starting at or after 12:00, and carried forward until the next one is visible.
 """
 
 from __future__ import annotations
@@ -42,14 +42,14 @@ def _hours(*stamps: str) -> pd.DataFrame:
 
 # 06:00..15:00 with 11:00 missing: bucket 04-08 is partial at the start, bucket 08-12 loses its last bar
 STAMPS = ("06:00", "07:00", "08:00", "09:00", "10:00", "12:00", "13:00", "14:00", "15:00", "16:00", "17:00")
-# H4 close seen at each base bar's close, built by hand from the rule
-EXPECTED = [np.nan,  # 06:00 closes 07:00: bucket 04-08 still open
-            7.0,     # 07:00 closes 08:00: bucket 04-08 has closed; its last bar is 07:00
-            7.0, 7.0, 7.0,  # 08:00-10:00: bucket 08-12 still open
-            10.0,    # 12:00 (11:00 missing): the first bar closing after 12:00 shows bucket 08-12 (last bar 10:00)
-            10.0, 10.0,
-            15.0,    # 15:00 closes 16:00: bucket 12-16 closed
-            15.0, 15.0]  # 16:00, 17:00: bucket 16-20 still open at the end of the history: never shown
+# H4 close seen at each base bar's decision, built by hand from the rule
+EXPECTED = [np.nan, np.nan,  # 06:00, 07:00: bucket 04-08 not over before they start
+            7.0,     # 08:00: bucket 04-08 is over; its last bar is 07:00
+            7.0, 7.0,  # 09:00, 10:00: bucket 08-12 still open
+            10.0,    # 12:00 (11:00 missing): bucket 08-12 is over; its last bar is 10:00
+            10.0, 10.0, 10.0,  # 13:00-15:00: bucket 12-16 still open
+            15.0,    # 16:00: bucket 12-16 is over
+            15.0]    # 17:00: bucket 16-20 still open at the end of the history: never shown
 
 
 def _recording_strategy(granularity: str = "H4"):
@@ -90,12 +90,12 @@ def test_backtrader_feed_shows_each_h4_bar_only_from_its_close():
 
 
 def _independent_h4_close(bars: pd.DataFrame) -> list[float]:
-    """A plain loop over the base bars: the close of the latest 4-hour bucket ended by each bar's close."""
+    """A plain loop over the base bars: the close of the latest 4-hour bucket over before each bar starts."""
     out, last_close_of = [], {}
     for ts, close in zip(bars.index, bars["close"]):
         bucket = ts.floor("4h")
         last_close_of[bucket] = close
-        ended = [b for b in last_close_of if b + pd.Timedelta(hours=4) <= ts + pd.Timedelta(hours=1)]
+        ended = [b for b in last_close_of if b + pd.Timedelta(hours=4) <= ts]
         out.append(last_close_of[max(ended)] if ended else np.nan)
     return out
 
@@ -182,6 +182,9 @@ def test_a_timeframe_that_is_not_a_multiple_of_the_base_bars_is_refused():
     bars = _hours(*STAMPS)
     with pytest.raises(MbatsError, match="whole multiple"):
         simulate(BacktestSpec("record", ["EUR_USD"], "H8", financing=False), {"EUR_USD": bars},
+                 _recording_strategy("H4")[0])
+    with pytest.raises(MbatsError, match="whole multiple"):
+        simulate(BacktestSpec("record", ["EUR_USD"], "H3", financing=False), {"EUR_USD": bars},
                  _recording_strategy("H4")[0])
     with pytest.raises(MbatsError, match="calendar"):
         simulate(BacktestSpec("record", ["EUR_USD"], "H1", financing=False), {"EUR_USD": bars},
