@@ -41,8 +41,10 @@ def runs(
 def report(
     run_id: int = typer.Argument(..., help="run id from `mbats runs`"),
     as_json: bool = typer.Option(False, "--json", help="print machine-readable results"),
+    html: str = typer.Option(None, "--html", metavar="PATH",
+                             help="(re)write the run's HTML tear sheet to PATH from the risk DB and the secmaster"),
 ) -> None:
-    """Show one run: its settings, metrics and where its HTML report is."""
+    """Show one run: its settings, metrics and where its HTML tear sheet is."""
     from mbats.cli.output import console, print_json, table
     from mbats.db import connect
     from mbats.errors import UsageError
@@ -52,6 +54,13 @@ def report(
         raise UsageError(f"RUN_ID: must be a positive run id from `mbats runs` (got {run_id})")
     from mbats.redact import mask_secrets
 
+    if html:  # a usage error before any database is touched
+        from pathlib import Path
+
+        target = Path(html).expanduser()
+        if target.is_dir() or not target.name.lower().endswith((".html", ".htm")):
+            raise UsageError(f"--html: give a file name ending in .html (got {html})")
+
     conn = connect("risk")
     try:
         run = mask_secrets(get_run(conn, run_id))  # runs recorded before secrets were kept out of runs.broker
@@ -60,6 +69,10 @@ def report(
         run["montecarlo"] = read_montecarlo(conn, run_id)  # stored by `mbats montecarlo`
     finally:
         conn.close()
+    if html:
+        from mbats.risk.report import write_report_from_db
+
+        run["report_path"] = str(write_report_from_db(run_id, target.resolve()))
     if as_json:
         print_json(run)
         return
@@ -84,7 +97,7 @@ def report(
 
     print_montecarlo(run_id, run["montecarlo"])
     if run.get("report_path"):
-        console.print(f"report: {run['report_path']}")
+        console.print(f"tear sheet (HTML, opens offline): {run['report_path']}")
 
 
 def demo(no_mlflow: bool = typer.Option(False, "--no-mlflow", help="skip MLflow logging")) -> None:

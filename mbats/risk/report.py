@@ -89,3 +89,56 @@ def write_run_report(run_id: int, strategy: str, params: dict, spec, metrics: di
     path = path if path is not None else out / "report.html"
     path.write_text(html, encoding="utf-8")
     return path
+
+
+def write_report_from_db(run_id: int, path: Path | None = None) -> Path:
+    """(Re)write a run's tear sheet from what the risk DB kept (trades, equity, settings, metrics) and the
+    secmaster's bars over the run's range; ``path`` defaults to the run's report folder."""
+    from types import SimpleNamespace
+
+    from mbats.db import connect
+    from mbats.errors import NotFoundError
+    from mbats.kernel.trades import TRADE_COLUMNS
+    from mbats.risk.store import get_run, read_frame
+    from mbats.secmaster import read_bars
+
+    conn = connect("risk")
+    try:
+        run = get_run(conn, run_id)
+        trades = read_frame(conn, f"SELECT {', '.join(TRADE_COLUMNS)} FROM trades WHERE run_id = %s "
+                                  "ORDER BY entry_ts, trade_ref", (run_id,))
+        equity = read_frame(conn, "SELECT ts, cash, value, drawdown_pct, margin_used FROM equity WHERE run_id = %s "
+                                  "ORDER BY ts", (run_id,)).set_index("ts")
+    finally:
+        conn.close()
+    if equity.empty:
+        raise NotFoundError(f"run {run_id} has no equity curve in the risk database: nothing to draw")
+    for col in ("entry_ts", "exit_ts"):
+        trades[col] = pd.to_datetime(trades[col], utc=True)
+    trades["is_open"] = trades["is_open"].astype(bool)
+    equity.index = pd.to_datetime(equity.index, utc=True)
+    equity = equity.astype("float64")
+    broker = run.get("broker") or {}
+    instruments = list(run.get("instruments") or [])
+    bars: dict[str, pd.DataFrame] = {}
+    if run.get("granularity") and len(equity):
+        conn = connect("secmaster")
+        try:
+            for symbol in instruments:
+                try:  # end is exclusive: one second past the run's last bar
+                    frame = read_bars(conn, symbol, run["granularity"], run.get("data_from") or equity.index[0],
+                                      pd.Timestamp(run.get("data_to") or equity.index[-1]) + pd.Timedelta(seconds=1))
+                except NotFoundError:  # an instrument no longer in the secmaster: the report has no price chart
+                    continue
+                if len(frame):
+                    bars[symbol] = frame
+        finally:
+            conn.close()
+    spec = SimpleNamespace(instruments=instruments, granularity=run.get("granularity"), cash=float(run.get("cash") or 0),
+                           commission=float(broker.get("commission") or 0.0),
+                           spread_pips=float(broker.get("spread_pips") or 0.0),
+                           slippage_pips=float(broker.get("slippage_pips") or 0.0), sizer=broker.get("sizer", "n/a"),
+                           account_currency=broker.get("account_currency") or "USD")
+    metrics = {k: (float(v) if v is not None else None) for k, v in run["metrics"].items()}
+    return write_run_report(run_id, run["strategy"], run.get("params") or {}, spec, metrics, trades, equity,
+                            bars=bars, path=path)

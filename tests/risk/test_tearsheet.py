@@ -5,7 +5,10 @@ and the monthly returns are the month-end equity ratios on FX days."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -155,3 +158,28 @@ def test_the_report_renders_in_headless_chromium_without_errors_or_requests(back
         assert urls and all(u.startswith(("file:", "data:", "blob:")) for u in urls), urls
     finally:
         driver.quit()
+
+
+def _mbats(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mbats.cli.main", *args], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "250"}, timeout=900)
+
+
+def test_mbats_report_html_rewrites_the_tear_sheet_from_the_risk_db(backtest, tmp_path):
+    result, original = backtest
+    target = tmp_path / "sheets" / "run.html"
+    done = _mbats("report", str(result.run_id), "--html", str(target))
+    assert done.returncode == 0, done.stderr
+    assert str(target) in done.stdout.replace("\n", "")
+    html = target.read_text(encoding="utf-8")
+    # the same trades marked at the same places and the same months as the report the backtest wrote
+    for name in ("trade_entries", "trade_exits"):
+        assert _source(_charts(html)["price-chart-plot"], name) == _source(_charts(original)["price-chart-plot"], name)
+    month = r'data-month="(\d{4}-\d{2})"[^>]*>(-?[\d.]+)<'
+    assert re.findall(month, html) == re.findall(month, original)
+    # without --html it names the report the backtest wrote
+    shown = _mbats("report", str(result.run_id))
+    assert shown.returncode == 0 and result.report_path in shown.stdout.replace("\n", "")
+    bad = _mbats("report", str(result.run_id), "--html", str(tmp_path))
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: --html")
+    assert "Traceback" not in bad.stderr
