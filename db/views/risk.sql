@@ -17,7 +17,7 @@ SELECT r.id AS run_id,
            -- paper sessions on the OANDA simulator say so wherever a run is named
            || CASE WHEN r.broker ->> 'environment' = 'sim' THEN ' [oanda-sim]' ELSE '' END AS run_label,
        -- where a paper/live run's prices and fills came from (NULL for backtests)
-       CASE WHEN r.mode IN ('paper', 'live') THEN 'oanda-' || coalesce(r.broker ->> 'environment', 'unknown') END AS source,
+       CASE WHEN r.mode IN ('paper', 'live') THEN 'oanda-' || (r.broker ->> 'environment') END AS source,
        r.run_type, r.mode, r.strategy, r.params::text AS params, array_to_string(r.instruments, ',') AS instruments,
        r.granularity, r.status, r.sweep_id, r.account, r.cash AS start_cash,
        r.started_at, r.finished_at, r.duration_s, r.data_from, r.data_to, r.bars,
