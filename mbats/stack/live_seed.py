@@ -60,13 +60,18 @@ def seed_live_session(bars: int = 60, settings=None, now: datetime | None = None
         conn.close()
     if existing:
         return SeedResult(False, reason=f"{existing} paper/live run(s) already recorded")
+    return sim_paper_session(bars, settings, now)
 
+
+def sim_paper_session(bars: int = 60, settings=None, now: datetime | None = None) -> SeedResult:
+    """The session itself, whatever the database holds: ``bars`` minute bars up to ``now``."""
     from pydantic import SecretStr
 
     from mbats.config import get_settings
     from mbats.kernel.limits import RiskLimits
     from mbats.live.config import LiveConfig
     from mbats.live.session import run
+    from mbats.db import connect
     from mbats.risk import store as risk_store
     from mbats.sim import SimConfig, SimServer, Simulator, synthetic_bars
 

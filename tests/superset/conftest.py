@@ -118,6 +118,7 @@ def dashboard_data(pg_server) -> dict:
     from mbats.backtest.runner import BacktestSpec, run_backtest
     from mbats.dashboards.views import apply_views
     from mbats.demo import run_demo
+    from mbats.stack.live_seed import sim_paper_session
 
     os.environ["MBATS_SUPERSET_DB_PASSWORD"] = RO_PASSWORD
     demo = run_demo(track=False)
@@ -127,10 +128,11 @@ def dashboard_data(pg_server) -> dict:
              for fast in (5, 10) for slow in (30, 60)]
     paper = _paper_day()
     eod = _eod_risk_days()
+    sim = sim_paper_session(bars=40)  # what a stack's first start records (mbats.stack.live_seed)
     apply_views()  # picks up risk_events and sets the read-only role's password
     return {"demo": [r.run_id for r in demo], "sweep": [r.run_id for r in sweep], "paper": paper,
             "ro_password": RO_PASSWORD, "sweep_id": SWEEP_ID,
-            "eod": eod}
+            "eod": eod, "sim_run": sim.run_id}
 
 
 def _env(pg_server: str, metadata_db: str, port: int) -> dict:

@@ -184,6 +184,13 @@ def test_dashboard_renders_with_data(slug, superset, browser, dashboard_data, ar
         again, _ = _chart_problems(spec, browser, latest, columns)
         assert any("'Equity'" in p and "drawn flat" in p for p in again), again
         browser.save_screenshot(str(artifacts_dir / "superset-mbats-backtest-old-equity-defect.png"))
+    if slug == "mbats-live":
+        # the stack's first-start session on the simulator is on the board, labelled as such
+        pnl = next(r for r in rendered.values() if r.name == "P&L today by run")
+        rows = [row for res in latest[pnl.slice_id].payload["result"] for row in res["data"]]
+        sim = [row for row in rows if row["run_label"].startswith(f"#{dashboard_data['sim_run']} ")]
+        assert len(sim) == 1 and sim[0]["run_label"].endswith("[oanda-sim]") and sim[0]["source"] == "oanda-sim", rows
+        assert "[oanda-sim]" in pnl.text and "oanda-sim" in pnl.text.replace("[oanda-sim]", "")
     if slug == "mbats-risk":
         # every FX day the library computed is on the time axis of the VaR chart
         days = dashboard_data["eod"]["days"]
