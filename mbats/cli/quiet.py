@@ -40,6 +40,18 @@ class _LazyFileHandler(logging.FileHandler):
         return super()._open()
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (tests and callers may swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def install() -> Path:
     """Route warnings and third-party log records to the log file; mbats's own warnings still reach stderr."""
     global _installed
@@ -60,7 +72,7 @@ def install() -> Path:
     logging.captureWarnings(True)      # warnings.warn(...) → the "py.warnings" logger → the file
     own = logging.getLogger("mbats")   # the platform's own notices stay visible
     if not any(getattr(h, "_mbats_stderr", False) for h in own.handlers):
-        stderr = logging.StreamHandler()
+        stderr = _StderrHandler()
         stderr.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         stderr.setLevel(logging.WARNING)
         stderr._mbats_stderr = True

@@ -2,7 +2,9 @@
 
 Promotion moves ``@champion`` to the ``@challenger`` version only when the challenger's
 out-of-sample metric beats the champion's; the decision and its reason are written as tags on
-both versions and in the challenger's description, so the registry shows why.
+both versions and in the challenger's description, so the registry shows why. A version registered
+or aliased in the MLflow UI has no such metric: promotion then refuses with what to do, or scores
+both versions on a holdout the caller names (recorded as the version's ``holdout`` tag).
 """
 
 from __future__ import annotations
@@ -241,14 +243,15 @@ def promote(name: str | None = None, metric: str = "oos_auc", min_improvement: f
         same = champion is not None and champion.version == challenger.version
         lacking = [mv for mv in (challenger_mv, champion_mv) if mv is not None and _float(mv.tags.get(metric)) is None]
         held_out = None
-        if lacking and not same:
+        forced_blind = bool(lacking) and not same and holdout is None and force
+        if lacking and not same and not forced_blind:
             if holdout is None:
                 who = " and ".join(f"v{mv.version}" for mv in lacking)
                 raise MbatsError(
                     f"{who} of {name} has no {metric} (registered outside `mbats ml train`: no instruments, no "
                     f"out-of-sample metrics), so promotion has nothing to compare; score both versions on bars "
                     f"neither was trained on with `mbats ml promote --holdout-start YYYY-MM-DD -i EUR_USD -g H1`, "
-                    f"or retrain with `mbats ml train`")
+                    f"retrain with `mbats ml train`, or promote without a comparison with --force")
             for mv in (challenger_mv, champion_mv):
                 overlap = mv is not None and _holdout_overlap(mv, holdout)
                 if overlap:
@@ -263,14 +266,13 @@ def promote(name: str | None = None, metric: str = "oos_auc", min_improvement: f
                     mlf.set_model_version_tag(name, challenger.version, key, str(value))
             mlf.set_model_version_tag(name, challenger.version, "holdout", held_out)
         higher = METRICS[metric]
-        if new_value is None:
-            promoted, reason = False, f"challenger v{challenger.version} has no {metric} tag (not trained by mbats?)"
+        if same:
+            promoted, reason = False, f"v{challenger.version} is already the champion"
+        elif forced_blind:
+            promoted, reason = True, (f"forced without a comparison: {' and '.join(f'v{mv.version}' for mv in lacking)}"
+                                      f" has no {metric}")
         elif champion is None:
             promoted, reason = True, f"no champion yet; v{challenger.version} {metric}={new_value:.5f}"
-        elif champion.version == challenger.version:
-            promoted, reason = False, f"v{challenger.version} is already the champion"
-        elif old_value is None:
-            promoted, reason = True, f"champion v{champion.version} has no {metric}; v{challenger.version} replaces it"
         else:
             gain = (new_value - old_value) if higher else (old_value - new_value)
             beats = gain > min_improvement
@@ -281,7 +283,7 @@ def promote(name: str | None = None, metric: str = "oos_auc", min_improvement: f
                       f"required improvement > {min_improvement:g})")
         if held_out:
             reason = f"{reason} [both scored on holdout {held_out}]"
-        if force and not promoted and new_value is not None and not (champion and champion.version == challenger.version):
+        if force and not promoted and not same:
             promoted, reason = True, f"forced: {reason}"
         mlf.set_model_version_tag(name, challenger.version, "promotion", "promoted" if promoted else "refused")
         mlf.set_model_version_tag(name, challenger.version, "promotion_reason", reason)
