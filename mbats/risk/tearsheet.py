@@ -173,7 +173,10 @@ def build(equity: pd.DataFrame, trades: pd.DataFrame, bars: dict[str, pd.DataFra
         sheet.charts["price-chart"] = _item(fig, "price-chart-plot")
 
     # equity against buying and holding the instrument(s) with the same starting value
+    from bokeh.models import NumeralTickFormatter
+
     fig = timeline(f"account value ({currency}) vs buy-and-hold", f"value ({currency})")
+    fig.yaxis.formatter = NumeralTickFormatter(format="0,0")
     fig.line(x, values.to_numpy().tolist(), color="#1f5fbf", legend_label="strategy")
     if bars:
         ratios = [b["close"].reindex(values.index, method="ffill").bfill() / float(b["close"].iloc[0])
@@ -224,6 +227,7 @@ def build(equity: pd.DataFrame, trades: pd.DataFrame, bars: dict[str, pd.DataFra
 
     # exposure: net units held per instrument
     fig = timeline("exposure: net position (units, + long / - short)", "units", 220)
+    fig.yaxis.formatter = NumeralTickFormatter(format="0,0")
     for symbol, color in zip(instruments, ["#1f5fbf", "#e08e0b", "#1f8f3a", "#8e44ad", "#c0392b", "#5b6478"] * 10):
         held = net_position(trades, values.index, symbol) if len(trades) else pd.Series(0.0, index=values.index)
         fig.step(x, held.to_numpy().tolist(), mode="after", color=color, legend_label=symbol)
