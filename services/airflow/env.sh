@@ -10,6 +10,8 @@ export AIRFLOW_HOME="${AIRFLOW_HOME:-${MBATS_HOME:-$ROOT/.mbats}/airflow}"
 mkdir -p "$AIRFLOW_HOME"
 
 export AIRFLOW__CORE__DAGS_FOLDER="${AIRFLOW__CORE__DAGS_FOLDER:-$ROOT/dags}"
+# airflow_local_settings.py: preloads MBATS' task code in the processes that fork tasks (fast task start)
+export PYTHONPATH="$ROOT/services/airflow${PYTHONPATH:+:$PYTHONPATH}"
 export AIRFLOW__CORE__LOAD_EXAMPLES="${AIRFLOW__CORE__LOAD_EXAMPLES:-False}"
 export AIRFLOW__CORE__EXECUTOR="${AIRFLOW__CORE__EXECUTOR:-LocalExecutor}"
 # LocalExecutor pre-forks `parallelism` workers; 32 (the default) costs ~1 GiB on a small host
