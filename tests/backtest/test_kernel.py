@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-KERNEL = ["costs", "fx", "indicators", "limits", "signals", "sizing", "strategies", "trades", "version"]
+KERNEL = ["costs", "fx", "indicators", "limits", "signals", "sizing", "strategies", "timeframes", "trades", "version"]
 
 
 def _loaded_after(modules: list[str]) -> set[str]:
