@@ -35,6 +35,7 @@ def backtest(pg_server):
     spec = BacktestSpec(strategy="sma_crossover", instruments=["EUR_USD"], granularity="H1", spread_pips=1.0,
                         account_currency="EUR")
     result = run_backtest(spec, track=False)
+    result.spec = spec  # for the MLflow test
     return result, Path(result.report_path).read_text(encoding="utf-8")
 
 
@@ -183,3 +184,15 @@ def test_mbats_report_html_rewrites_the_tear_sheet_from_the_risk_db(backtest, tm
     bad = _mbats("report", str(result.run_id), "--html", str(tmp_path))
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error: --html")
     assert "Traceback" not in bad.stderr
+
+
+def test_the_tear_sheet_is_the_report_a_backtest_logs_to_mlflow(backtest):
+    import mlflow
+
+    from mbats.tracking import log_backtest
+
+    result, html = backtest
+    mlflow_run_id = log_backtest(result, result.spec)
+    local = mlflow.artifacts.download_artifacts(run_id=mlflow_run_id, artifact_path="report/report.html")
+    logged = Path(local).read_text(encoding="utf-8")
+    assert logged == html and 'id="price-chart"' in logged
