@@ -228,3 +228,23 @@ def test_flatten_through_the_running_session_closes_and_stops(sim, risk_conn):
     (handled,), = risk_rows(risk_conn, "SELECT handled_at FROM live_control WHERE run_id = %s", run_id)
     assert handled is not None
     assert pd.Timestamp(handled) <= pd.Timestamp.now(tz="UTC")
+
+
+def test_alerts_summary_cli_sends_the_day_to_the_receiver(sim, receiver, risk_conn):
+    url, received = receiver
+    server = sim()
+    cfg = LiveConfig("live_probe", ["EUR_USD"], params={"every": "2", "units": "1000"}, granularity="M10",
+                     max_bars=4, warmup=3, sim_step=True)
+    result = run(cfg, risk=RiskLimits(), settings=sim_settings(server))
+    today = pd.Timestamp.now(tz="UTC").date().isoformat()
+    env = sim_env(server, MBATS_ALERT_URLS=url)
+    out = subprocess.run([sys.executable, "-m", "mbats.cli.main", "alerts", "summary", "--day", today, "--json"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["sent"] is True and result.run_id in [s["run_id"] for s in summary["sessions"]]
+    sent, = [r for r in received if r["title"] == f"MBATS daily summary {today}"]
+    assert f"#{result.run_id} live_probe paper finished" in sent["message"] and sent["type"] in ("info", "warning")
+    bad = subprocess.run([sys.executable, "-m", "mbats.cli.main", "alerts", "summary", "--day", "yesterday"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --day") and "Traceback" not in bad.stderr
