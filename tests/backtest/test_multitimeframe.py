@@ -190,3 +190,28 @@ def test_a_timeframe_that_is_not_a_multiple_of_the_base_bars_is_refused():
         simulate(BacktestSpec("record", ["EUR_USD"], "H1", financing=False), {"EUR_USD": bars},
                  _recording_strategy("W")[0])
     assert find_strategy("sma_trend_filter").timeframes == ("H4",)
+
+
+class H4Momentum(bt.Strategy):
+    """A plain backtrader strategy trading on its @H4 feed: long above the previous H4 close, else flat."""
+
+    timeframes = ("H4",)
+
+    def next(self):
+        data = self.datas[0]
+        h4 = higher_data(self, data, "H4")
+        if len(h4) < 2:
+            return
+        up = h4.close[0] > h4.close[-1]
+        if up and not self.getposition(data).size:
+            self.buy(data)
+        elif not up and self.getposition(data).size:
+            self.close(data)
+
+
+def test_a_backtrader_strategy_reading_its_h4_feed_passes_the_orders_lookahead_check(eurusd):
+    spec = BacktestSpec("h4_momentum", ["EUR_USD"], "H1", financing=False)
+    bars = {"EUR_USD": eurusd.iloc[:1500]}
+    report = check_lookahead(spec, bars, cuts=6, strategy_cls=H4Momentum)
+    assert report.method == "orders" and report.ok, report.to_dict()
+    assert len(simulate(spec, bars, H4Momentum).trades) > 10
