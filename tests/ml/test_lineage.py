@@ -77,6 +77,10 @@ def test_a_version_registered_outside_mbats_is_listed_with_what_is_missing_and_p
     assert "Traceback" not in out.stderr
     listed = json.loads(_cli("ml", "models", "--name", name, "--json").stdout)
     assert {r["version"] for r in listed} == {first, second}
+    # --force is the stated way out without a holdout: it promotes and says it compared nothing
+    forced = promote(name, force=True)
+    assert forced.promoted and forced.champion_after == second
+    assert forced.reason.startswith("forced without a comparison")
 
 
 def test_promote_scores_external_versions_on_a_stated_holdout(trained, planted_instrument):
@@ -113,6 +117,7 @@ def test_a_holdout_inside_the_champions_training_data_is_refused(trained, plante
     result, _ = trained
     name = model_name()
     champion = resolve(name, "champion").version
+    before = resolve(name, "challenger").version  # restored afterwards: other tests follow @challenger
     external = _register_plainly(name, result.estimator, result.sample)
     MlflowClient().set_registered_model_alias(name, "challenger", external)
     try:
@@ -121,7 +126,7 @@ def test_a_holdout_inside_the_champions_training_data_is_refused(trained, plante
                                           pd.Timestamp("2024-02-01", tz="UTC").to_pydatetime()))
         assert resolve(name, "champion").version == champion
     finally:
-        MlflowClient().delete_registered_model_alias(name, "challenger")
+        MlflowClient().set_registered_model_alias(name, "challenger", before)
 
 
 def test_ml_backtest_records_model_name_version_run_and_data_lineage(trained, planted_instrument):
