@@ -19,7 +19,7 @@ from mbats.risk.metrics import FX_DAYS_PER_YEAR, fx_daily, fx_day_labels
 
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 ROLLING_WINDOW_DAYS = 63          # a quarter of FX days; shortened for short runs
-MAX_PRICE_POINTS = 20_000         # longer price series are thinned for the line (markers stay exact)
+MAX_PRICE_POINTS = 20_000         # longer series are thinned to their envelope (trade markers stay exact)
 TOOLS = "pan,xwheel_zoom,box_zoom,reset,save"
 
 
@@ -32,6 +32,22 @@ class TearSheet:
     monthly: list[dict] = field(default_factory=list)           # one row per year: year, months[12], year_pct
     rolling_window: int = 0
     benchmark_note: str = ""
+
+
+def envelope(values: np.ndarray, max_points: int = MAX_PRICE_POINTS) -> np.ndarray:
+    """Positions to draw a long series with at most ~``max_points``: each chunk's first, lowest and
+    highest point, so peaks and troughs (the deepest drawdown) survive the thinning."""
+    n = len(values)
+    if n <= max_points:
+        return np.arange(n)
+    step = -(-3 * n // max_points)
+    starts = np.arange(0, n, step)
+    padded = np.full(len(starts) * step, np.nan)
+    padded[:n] = values
+    chunks = padded.reshape(len(starts), step)
+    keep = np.concatenate([starts, starts + np.nanargmin(chunks, axis=1), starts + np.nanargmax(chunks, axis=1),
+                           [n - 1]])
+    return np.unique(keep)
 
 
 def _ms(index) -> list[float]:
@@ -140,6 +156,9 @@ def build(equity: pd.DataFrame, trades: pd.DataFrame, bars: dict[str, pd.DataFra
     values = equity["value"].dropna()
     if values.empty:
         return sheet
+    full = values
+    drawn = envelope((100.0 * (values / values.cummax() - 1.0)).to_numpy())  # keeps the troughs exact
+    values = values.iloc[np.union1d(drawn, envelope(values.to_numpy()))]      # and the equity's peaks
     x = _ms(values.index)
 
     def timeline(title: str, y_label: str, height: int = 260):
@@ -153,8 +172,7 @@ def build(equity: pd.DataFrame, trades: pd.DataFrame, bars: dict[str, pd.DataFra
     if bars:
         fig = timeline(f"price · {', '.join(bars)} · entries and exits", "price", 420)
         for symbol, frame in bars.items():
-            step = max(1, -(-len(frame) // MAX_PRICE_POINTS))
-            close = frame["close"].iloc[::step]
+            close = frame["close"].iloc[envelope(frame["close"].to_numpy(dtype="float64"))]
             fig.line(_ms(close.index), close.to_numpy().tolist(), legend_label=f"{symbol} close", color="#5b6478")
         markers = trade_markers(trades)
         entries = ColumnDataSource(markers["entries"], name="trade_entries")
@@ -189,15 +207,15 @@ def build(equity: pd.DataFrame, trades: pd.DataFrame, bars: dict[str, pd.DataFra
     sheet.charts["equity-chart"] = _item(fig, "equity-chart-plot")
 
     # underwater curve
-    dd = (100.0 * (values / values.cummax() - 1.0)).to_numpy().tolist()
+    dd = (100.0 * (full / full.cummax() - 1.0)).iloc[full.index.get_indexer(values.index)].to_numpy().tolist()
     fig = timeline("underwater (drawdown below the running peak)", "drawdown %", 200)
     fig.varea(x=x, y1=dd, y2=[0.0] * len(dd), color="#c0392b", alpha=0.5)
     sheet.charts["underwater"] = _item(fig, "underwater-plot")
 
     # rolling Sharpe and volatility over FX days
-    days = len(fx_daily(values))
+    days = len(fx_daily(full))
     sheet.rolling_window = min(ROLLING_WINDOW_DAYS, max(5, days // 4))
-    roll = rolling_sharpe_vol(values, sheet.rolling_window)
+    roll = rolling_sharpe_vol(full, sheet.rolling_window)
     fig = timeline(f"rolling {sheet.rolling_window}-FX-day Sharpe and volatility (annualised)", "Sharpe")
     if len(roll):
         from bokeh.models import LinearAxis, Range1d
@@ -229,10 +247,11 @@ def build(equity: pd.DataFrame, trades: pd.DataFrame, bars: dict[str, pd.DataFra
     fig = timeline("exposure: net position (units, + long / - short)", "units", 220)
     fig.yaxis.formatter = NumeralTickFormatter(format="0,0")
     for symbol, color in zip(instruments, ["#1f5fbf", "#e08e0b", "#1f8f3a", "#8e44ad", "#c0392b", "#5b6478"] * 10):
-        held = net_position(trades, values.index, symbol) if len(trades) else pd.Series(0.0, index=values.index)
-        fig.step(x, held.to_numpy().tolist(), mode="after", color=color, legend_label=symbol)
+        held = net_position(trades, full.index, symbol) if len(trades) else pd.Series(0.0, index=full.index)
+        held = held.iloc[envelope(held.to_numpy())]
+        fig.step(_ms(held.index), held.to_numpy().tolist(), mode="after", color=color, legend_label=symbol)
     fig.legend.location = "top_left"
     sheet.charts["exposure"] = _item(fig, "exposure-plot")
 
-    sheet.monthly = monthly_table(values)
+    sheet.monthly = monthly_table(full)
     return sheet

@@ -196,3 +196,16 @@ def test_the_tear_sheet_is_the_report_a_backtest_logs_to_mlflow(backtest):
     local = mlflow.artifacts.download_artifacts(run_id=mlflow_run_id, artifact_path="report/report.html")
     logged = Path(local).read_text(encoding="utf-8")
     assert logged == html and 'id="price-chart"' in logged
+
+
+def test_long_series_are_thinned_to_their_envelope_keeping_peaks_and_troughs():
+    import numpy as np
+
+    from mbats.risk.tearsheet import envelope
+
+    values = np.cumsum(np.random.default_rng(3).normal(0, 1, 370_000))   # a year of minutes
+    kept = envelope(values, 20_000)
+    assert len(kept) <= 20_001 and kept[0] == 0 and kept[-1] == len(values) - 1
+    assert values.argmin() in kept and values.argmax() in kept
+    assert (np.diff(kept) > 0).all()
+    np.testing.assert_array_equal(envelope(values[:500], 20_000), np.arange(500))  # short series: every point
