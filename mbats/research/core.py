@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 
 NUMBA_CACHE_DIR = Path(__file__).resolve().parents[2] / ".cache" / "numba"   # git-ignored (.cache/)
 CHUNK = 8                                             # configurations whose trades and targets are held at once (~5 MB)
-SMA_MATRIX_BYTES = 32 << 20      # above this, SMAs are recomputed per configuration (as fast, measured: bench/RESULTS.md)
+SMA_MATRIX_BYTES = 32 << 20      # above this, SMAs are recomputed per configuration (as fast: bench/RESULTS.md)
 
 Progress = Callable[[str, int, int], None]
 

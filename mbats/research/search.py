@@ -197,7 +197,9 @@ def run_search(req: SearchRequest, bars: dict | None = None, progress: Progress 
                                                           attrs["trades"], attrs["trades_sha256"], attrs["seconds"]))
     done = len(study.get_trials(deepcopy=False, states=(complete,)))
     started = time.perf_counter()
-    scoring_seconds, engine, notes = 0.0, "numba", []
+    from mbats.research.core import engine_name
+
+    scoring_seconds, engine, notes = 0.0, engine_name(), []   # engine_name: a resumed search may score nothing new
     asked, most = 0, 4 * req.trials + 100 if req.trials else math.inf   # trials without a score do not count
     with _pool_for(workers, bars) as pool:
         while (req.trials is None or done < req.trials) and asked < most and \

@@ -19,7 +19,8 @@ from mbats.kernel.strategies import find_strategy
 from mbats.research import core
 
 # numba itself imports the scipy package (a few MB); empyrical loads scipy.stats and scipy.optimize
-HEAVY = ["backtrader", "scipy.stats", "scipy.optimize", "empyrical", "sklearn", "mlflow", "pydantic", "psycopg2", "optuna"]
+HEAVY = ["backtrader", "scipy.stats", "scipy.optimize", "empyrical", "sklearn", "mlflow", "pydantic", "psycopg2",
+         "optuna"]
 
 SCRIPT = """
 import json, sys
