@@ -18,7 +18,7 @@ import logging
 import queue
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from mbats.redact import redact, url_ref
@@ -48,11 +48,11 @@ def parse_events(text: str | None) -> set[str]:
 
 
 class _Redact(logging.Filter):
-    """Rewrites apprise's log records so no alert URL (token) reaches a log."""
+    """Rewrites apprise's log records so no alert URL (token) reaches a log (one filter, every URL seen)."""
 
-    def __init__(self, secrets: Sequence[str]) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.secrets = list(secrets)
+        self.secrets: list[str] = []
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -60,6 +60,9 @@ class _Redact(logging.Filter):
         except Exception:  # noqa: BLE001 - a log line must never fail
             pass
         return True
+
+
+_REDACT = _Redact()
 
 
 class Alerter:
@@ -163,7 +166,8 @@ class Alerter:
         if self._apprise is None:
             import apprise  # ~1-4 s to load its plugins: only when an alert is sent
 
-            logging.getLogger("apprise").addFilter(_Redact(self.urls))
+            _REDACT.secrets.extend(u for u in self.urls if u not in _REDACT.secrets)
+            logging.getLogger("apprise").addFilter(_REDACT)  # a no-op when already added
             ap = apprise.Apprise()
             for url in self.urls:
                 if not ap.add(url):
