@@ -37,7 +37,8 @@ def build(dep: Deployment):
                 f"({dep.granularity}), session {dep.session.start:%H:%M}–{dep.session.end:%H:%M} "
                 f"{dep.session.timezone}, schedule `{dep.schedule}`.\n\n{dep.description}\n\n"
                 f"Deployment: `{dep.as_dict()}`"),
-        default_args={"retries": 3, "retry_delay": timedelta(minutes=1), "on_failure_callback": airflow_failure_callback},
+        default_args={"retries": 3, "retry_delay": timedelta(minutes=1),
+                      "on_failure_callback": airflow_failure_callback},
     )
     def live():
         @task

@@ -48,7 +48,8 @@ def build(dag_id: str, granularities: list[str], cron: str, interval: timedelta,
         params=PARAMS,
         tags=["mbats", "market-data"],
         doc_md=doc,
-        default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "on_failure_callback": airflow_failure_callback},
+        default_args={"retries": 2, "retry_delay": timedelta(minutes=2),
+                      "on_failure_callback": airflow_failure_callback},
     )
     def market_data():
         @task

@@ -54,5 +54,6 @@ class FutureCronTrigger(CronTriggerTimetable):
         return DataInterval(coerce_datetime(end - self._interval), end)
 
 
-def future_cron(cron: str, timezone: str = "UTC", interval: datetime.timedelta = datetime.timedelta(0)) -> FutureCronTrigger:
+def future_cron(cron: str, timezone: str = "UTC",
+                interval: datetime.timedelta = datetime.timedelta(0)) -> FutureCronTrigger:
     return FutureCronTrigger(cron, timezone=timezone, interval=interval)

@@ -172,7 +172,8 @@ def test_status_then_stop_leaves_positions_and_flatten_at_the_venue_needs_yes(si
         status = _cli(server, "live", "status", "--json")
         assert status.returncode == 0, status.stderr
         mine, = [s for s in json.loads(status.stdout) if s["run_id"] == run_id]
-        assert (mine["pid"], mine["process_alive"], mine["status"], mine["mode"]) == (proc.pid, True, "running", "paper")
+        assert (mine["pid"], mine["process_alive"], mine["status"], mine["mode"]) == \
+            (proc.pid, True, "running", "paper")
         assert mine["positions"]["EUR_USD"]["units"] >= 2000 and mine["fills"] >= 2
         assert mine["kill_switch"]["tripped"] is False and mine["kill_switch"]["account_key"].startswith("sim:")
         assert mine["last_bar"] and mine["nav"] is not None and mine["pnl"] is not None
