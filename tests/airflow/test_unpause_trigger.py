@@ -168,3 +168,24 @@ def test_unpause_on_trigger_starts_only_the_manual_run_and_alerts_arrive(local_a
     assert tis["daily_summary"] == "success", tis
     summaries = [r for r in received if r["title"].startswith("MBATS daily summary ")]
     assert len(summaries) == 1 and "Sessions:" in summaries[0]["message"]
+
+
+def test_trading_control_dag_reports_status_and_refuses_an_unconfirmed_venue_flatten(local_airflow, receiver):
+    client, procs = local_airflow["client"], local_airflow["procs"]
+    _, received = receiver
+    client.patch("/api/v2/dags/trading_control", json={"is_paused": False}).raise_for_status()
+
+    def trigger(conf: dict) -> str:
+        r = client.post("/api/v2/dags/trading_control/dagRuns", json={"logical_date": None, "conf": conf})
+        assert r.status_code == 200, r.text
+        return r.json()["dag_run_id"]
+
+    status_run = trigger({"command": "status"})
+    assert _wait("the status run", _finished(client, "trading_control", status_run), 600, procs, 3) == "success"
+    x = client.get(f"/api/v2/dags/trading_control/dagRuns/{status_run}/taskInstances/act/xcomEntries/return_value")
+    assert x.status_code == 200 and x.json()["value"] in ([], "[]")  # no session is running
+
+    flatten_run = trigger({"command": "flatten"})
+    assert _wait("the flatten run", _finished(client, "trading_control", flatten_run), 600, procs, 3) == "failed"
+    alerts = [r for r in received if r["title"] == "MBATS Airflow task failed: trading_control.act"]
+    assert len(alerts) == 1 and flatten_run in alerts[0]["message"] and "confirm" in alerts[0]["message"]
