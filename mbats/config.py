@@ -78,6 +78,10 @@ class Settings(BaseSettings):
         None, description="Host name an Airflow worker reports (several workers on one host); unset: the FQDN")
     strategy_queue: str = Field(
         "strategy_runner", description="Celery queue of the strategy-runner workers (backtests, sweeps, live)")
+    airflow_preload: str = Field(
+        "mbats.research.sweep,mbats.risk.store",
+        description="Modules the Airflow scheduler (LocalExecutor) and Celery workers import before forking tasks "
+        "(services/airflow/airflow_local_settings.py); empty: none")
     deployments_file: Path | None = Field(
         None, description="YAML list of live/paper deployments; unset: strategies/deployments.yaml")
     marketdata_instruments: str = Field(
