@@ -27,8 +27,14 @@ QUIET_ENV = {
 
 
 def log_path() -> Path:
-    """``$MBATS_HOME/logs/cli.log`` (default ``.mbats`` in the checkout), without loading the settings."""
-    home = os.environ.get("MBATS_HOME") or str(Path(__file__).resolve().parents[2] / ".mbats")
+    """``MBATS_HOME/logs/cli.log`` from the settings; settings that do not load (their error is the
+    command's to report) fall back to the default home, so routing the noise never fails a command."""
+    from mbats.config import PROJECT_ROOT, Settings
+
+    try:
+        home = Settings().home  # not get_settings(): its cache must not outlive a test's environment
+    except Exception:  # noqa: BLE001 - the command itself reports bad settings
+        home = PROJECT_ROOT / ".mbats"
     return Path(home) / "logs" / "cli.log"
 
 
