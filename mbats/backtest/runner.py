@@ -7,6 +7,7 @@ an HTML report and an MLflow run.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -31,6 +32,8 @@ from mbats.secmaster.financing import Schedule
 from mbats.kernel.timeframes import check_higher, declared_timeframes, feed_name
 from mbats.kernel.timeframes import feed_bars as timeframe_feed_bars
 from mbats.secmaster.granularity import check_granularity
+
+log = logging.getLogger(__name__)
 
 
 def _default_account_currency() -> str:
@@ -337,6 +340,18 @@ def _prices_note(sources: dict[str, str]) -> str | dict[str, str]:
     return kinds.pop() if len(kinds) == 1 else sources
 
 
+def _alert_failure(run_id: int, spec: BacktestSpec, strategy: str, exc: Exception) -> None:
+    """Announce a failed backtest through the configured alert targets (mbats.alerts); never raises."""
+    try:
+        from mbats.alerts import Alerter, run_failed_alert
+
+        Alerter.from_settings().send(run_failed_alert(
+            run_id, f"backtest {strategy} {','.join(spec.instruments)} {spec.granularity}",
+            f"{type(exc).__name__}: {exc}"))
+    except Exception as alert_exc:  # noqa: BLE001 - the backtest's own error is the one to report
+        log.warning("run %s: the failure alert was not sent: %s", run_id, alert_exc)
+
+
 def run_backtest(spec: BacktestSpec, *, track: bool = True, bars: dict[str, pd.DataFrame] | None = None,
                  write_report: bool = True, schedule: Schedule | None = None) -> BacktestResult:
     """Run, record in the risk database, write the report and log to MLflow."""
@@ -394,6 +409,8 @@ def run_backtest(spec: BacktestSpec, *, track: bool = True, bars: dict[str, pd.D
             )
         except BaseException as exc:
             store.mark_failed(conn, run_id, f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, Exception):  # Ctrl-C is the user's own doing: no alert
+                _alert_failure(run_id, spec, strategy_name(cls), exc)
             raise
         result = BacktestResult(run_id, strategy_name(cls), params, spec.instruments, spec.granularity, metrics,
                                 sim.trades, sim.equity, sim.bars, sim.seconds, report_path,

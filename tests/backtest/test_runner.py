@@ -139,3 +139,29 @@ def test_missing_bars_are_a_clear_error(sample_data):
     spec = BacktestSpec(strategy="sma_crossover", instruments=["EUR_USD"], granularity="M5")
     with pytest.raises(NotFoundError, match="no M5 bars for EUR_USD"):
         run_backtest(spec, track=False)
+
+
+def test_a_failing_backtest_is_alerted_once_with_its_error(sample_data, risk_conn, tmp_path, monkeypatch, receiver):
+    """A backtest that dies sends one run_failed alert (MBATS_ALERT_URLS) naming the run and the error."""
+    url, received = receiver
+    (tmp_path / "explodes_later.py").write_text(
+        "import backtrader as bt\n\nclass ExplodesLater(bt.Strategy):\n    def next(self):\n"
+        "        if len(self) == 30:\n            raise ValueError('feed went bad')\n")
+    monkeypatch.setenv("MBATS_STRATEGIES_DIR", str(tmp_path))
+    monkeypatch.setenv("MBATS_ALERT_URLS", url)
+    from mbats.config import reset_settings_cache
+
+    reset_settings_cache()
+    try:
+        with pytest.raises(MbatsError, match="feed went bad"):
+            run_backtest(BacktestSpec(strategy="explodes_later", instruments=["EUR_USD"], granularity="H1"),
+                         track=False)
+    finally:
+        monkeypatch.undo()
+        reset_settings_cache()
+    with risk_conn.cursor() as cur:
+        cur.execute("SELECT id FROM runs WHERE strategy = 'explodes_later'")
+        (run_id,) = cur.fetchone()
+    [alert] = received
+    assert alert["type"] == "failure" and f"run {run_id} failed (backtest explodes_later EUR_USD H1)" in alert["title"]
+    assert "strategy explodes_later failed" in alert["message"] and "feed went bad" in alert["message"]

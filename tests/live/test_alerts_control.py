@@ -7,9 +7,7 @@ import json
 import logging
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pandas as pd
 import pytest
@@ -19,32 +17,10 @@ from mbats.kernel.limits import RiskLimits
 from mbats.live.config import LiveConfig
 from mbats.live.session import run
 from mbats.sim import Fault
+from tests.conftest import ALERT_TOKEN as TOKEN
 from tests.conftest import free_port
 from tests.live.conftest import fills_at_sim, net_units, risk_rows, sim_env, sim_settings
 
-TOKEN = "T0K3N-alerts-secret"
-
-
-@pytest.fixture
-def receiver():
-    """A loopback HTTP server collecting what apprise's json:// schema POSTs: (apprise URL, payloads)."""
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            received.append({"path": self.path, **json.loads(body)})
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"json://127.0.0.1:{server.server_address[1]}/alerts/{TOKEN}", received
-    server.shutdown()
-    server.server_close()
 
 
 def _with_alerts(settings, url: str, **extra):
