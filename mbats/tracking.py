@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mbats.config import get_settings
 from mbats.errors import ServiceUnavailableError
+from mbats.redact import redact
 
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")  # fail in seconds, not minutes, when it is down
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
@@ -49,7 +50,8 @@ def use_experiment(name: str | None = None) -> str:
         return experiment.experiment_id
     except mlflow.exceptions.MlflowException as exc:
         raise ServiceUnavailableError(
-            f"MLflow tracking store {uri.split('@')[-1]} is not usable ({str(exc).splitlines()[0][:200]}); "
+            # MLflow's message repeats the URI, basic-auth password included
+            f"MLflow tracking store {uri.split('@')[-1]} is not usable ({redact(str(exc).splitlines()[0], uri)[:200]}); "
             "check MBATS_MLFLOW_TRACKING_URI"
         ) from None
 
@@ -183,6 +185,7 @@ def log_session(run_id: int) -> str | None:
         finally:
             conn.close()
     except Exception as exc:  # noqa: BLE001 - see above
-        log.warning("run %s: not logged to MLflow (%s)", run_id, str(exc).strip().splitlines()[0][:200]
+        log.warning("run %s: not logged to MLflow (%s)", run_id,
+                    redact(str(exc).strip().splitlines()[0], tracking_uri())[:200]
                     if str(exc).strip() else type(exc).__name__)
         return None

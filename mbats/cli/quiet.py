@@ -39,10 +39,16 @@ def log_path() -> Path:
 
 
 class _LazyFileHandler(logging.FileHandler):
-    """Creates the log's folder only when something is written (``--help`` writes nothing)."""
+    """Finds (from the settings) and creates the log only when something is written: ``--help`` writes
+    nothing, so it loads no settings and creates no folder."""
+
+    def __init__(self) -> None:
+        super().__init__(os.devnull, delay=True, encoding="utf-8")
 
     def _open(self):
-        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        path = log_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.baseFilename = str(path)
         return super()._open()
 
 
@@ -58,18 +64,17 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def install() -> Path:
+def install() -> None:
     """Route warnings and third-party log records to the log file; mbats's own warnings still reach stderr."""
     global _installed
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
-    path = log_path()
     root = logging.getLogger()
     # Plain console handlers (logging.basicConfig's) would print library records: the file takes them.
     root.handlers = [h for h in root.handlers if not (type(h) is logging.StreamHandler
                                                       and h.stream in (sys.stderr, sys.stdout))]
     if not any(isinstance(h, _LazyFileHandler) for h in root.handlers):
-        handler = _LazyFileHandler(path, delay=True, encoding="utf-8")
+        handler = _LazyFileHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
     if root.level > logging.WARNING or root.level == logging.NOTSET:
@@ -84,7 +89,6 @@ def install() -> Path:
         stderr._mbats_stderr = True
         own.addHandler(stderr)
     _installed = True
-    return path
 
 
 class _LineLogger(io.TextIOBase):

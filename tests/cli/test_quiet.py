@@ -64,12 +64,12 @@ def test_backtest_with_mlflow_listing_and_report_print_only_their_output(tmp_pat
 def test_library_warnings_land_in_the_log_file(tmp_path):
     home = Path(os.environ["MBATS_HOME"])
     script = ("import warnings, logging\n"
-              "from mbats.cli.quiet import install\n"
-              "path = install()\n"
+              "from mbats.cli.quiet import install, log_path\n"
+              "install()\n"
               "warnings.warn('a library complains', DeprecationWarning)\n"
               "logging.getLogger('mlflow.store').warning('mlflow says something')\n"
               "logging.getLogger('mbats.live').warning('the platform says something')\n"
-              "print(path)\n")
+              "print(log_path())\n")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                           env=os.environ.copy())
     assert proc.returncode == 0, proc.stderr
