@@ -42,6 +42,7 @@ def test_live_path_orders_equal_backtest_path_orders(monkeypatch):
     monkeypatch.setattr(registry, "load_model", lambda uri: _Proba(estimator))
     monkeypatch.setattr(cls, "model_ref", classmethod(
         lambda c, p: registry.Resolved("m", "champion", "7", "models:/m/7", "models:/m@champion")))
+    monkeypatch.setattr(registry, "version_run_id", lambda name, version: f"run-of-{name}-{version}")
 
     whole = _run(cls, bars, make_feed("AUD_CAD", "H1", bars))
     # A plain pandas feed has no `bars` parameter: the strategy takes the live path.
@@ -49,4 +50,5 @@ def test_live_path_orders_equal_backtest_path_orders(monkeypatch):
                                                timeframe=bt.TimeFrame.Minutes, compression=60))
     assert len(whole) > 10
     assert live == whole
-    assert cls.run_metadata({}) == {"model_uri": "models:/m@champion", "model_version": "7"}
+    assert cls.run_metadata({}) == {"model_uri": "models:/m@champion", "model_version": "7", "model_name": "m",
+                                    "model_run_id": "run-of-m-7"}
