@@ -57,7 +57,9 @@ def test_backtest_with_mlflow_listing_and_report_print_only_their_output(tmp_pat
     sweep = piped("sweep", "sma_crossover", "-i", "EUR_USD", "-g", "H1", "--grid", "fast=5,10", "--grid", "slow=40,60",
                   "--top", "1", "--workers", "1", "--json", env=env)
     quiet(sweep)
-    assert not sweep.stderr.strip()
+    # only mbats's own notice may appear: the compiled core's one-time "compiling" line (fresh cache)
+    assert [line for line in sweep.stderr.splitlines()
+            if line.strip() and not line.startswith("WARNING: compiling the scoring core")] == []
     assert len(json.loads(sweep.stdout)["scores"]) == 4
 
 
