@@ -66,8 +66,16 @@ function texts(inst) {
   for (const el of inst.getZr().storage.getDisplayList(true)) {
     if ((el.type !== 'text' && el.type !== 'tspan') || el.ignore || el.invisible || !el.style || !el.style.text) continue;
     if (el.style.opacity === 0) continue;
-    const r = el.getBoundingRect().clone();
+    let r = el.getBoundingRect().clone();
     r.applyTransform(el.getComputedTransform());
+    // a scroll legend clips the items past its page: only the visible part of a text counts
+    for (const clip of (el.__clipPaths || [])) {
+      const c = clip.getBoundingRect().clone();
+      c.applyTransform(clip.getComputedTransform());
+      const x0 = Math.max(r.x, c.x), y0 = Math.max(r.y, c.y);
+      const x1 = Math.min(r.x + r.width, c.x + c.width), y1 = Math.min(r.y + r.height, c.y + c.height);
+      r = {x: x0, y: y0, width: Math.max(0, x1 - x0), height: Math.max(0, y1 - y0)};
+    }
     if (r.width > 0 && r.height > 0) out.push({text: String(el.style.text), x: r.x, y: r.y, w: r.width, h: r.height});
   }
   return out;
