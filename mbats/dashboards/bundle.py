@@ -275,7 +275,12 @@ def dashboards() -> list[Dashboard]:
                         width=3)],
             [table("P&L today by run", "live_pnl_today", ["run_label", "mode", "source", "account", "status", "value_start",
                                                           "value_now", "pnl_today", "realized_today", "unrealized",
-                                                          "drawdown_pct", "updated_at"], width=12, height=30)],
+                                                          "account_currency", "drawdown_pct", "updated_at"],
+                   width=12, height=30)],
+            # what `mbats live status` says: where the session runs, its kill switch, why it stopped
+            [table("Session state (mbats live status)", "live_pnl_today",
+                   ["run_label", "status", "runner", "kill_switch", "stop_reason", "pending_command", "updated_at"],
+                   width=12, height=30)],
             [table("Open positions", "live_positions", ["run_label", "instrument", "size", "avg_price",
                                                         "market_price", "unrealized_pnl", "notional", "ts"]),
              table("Risk-limit status", "risk_status", ["rule", "events_today", "last_action", "last_event_at",
