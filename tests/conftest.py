@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import threading
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -82,8 +83,8 @@ def artifacts_dir() -> Path:
 ALERT_TOKEN = "T0K3N-alerts-secret"
 
 
-@pytest.fixture
-def receiver():
+@contextmanager
+def alert_receiver():
     """A loopback HTTP server collecting what apprise's json:// schema POSTs: (apprise URL, payloads)."""
     received: list[dict] = []
 
@@ -99,6 +100,14 @@ def receiver():
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"json://127.0.0.1:{server.server_address[1]}/alerts/{ALERT_TOKEN}", received
-    server.shutdown()
-    server.server_close()
+    try:
+        yield f"json://127.0.0.1:{server.server_address[1]}/alerts/{ALERT_TOKEN}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    with alert_receiver() as got:
+        yield got

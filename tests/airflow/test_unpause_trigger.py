@@ -12,15 +12,15 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import threading
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pendulum
 import pytest
 from af_helpers import BIN, DAGS, EXPECTED_DAGS, ROOT, free_port, metadata_url
 from test_airflow_server import START, Proc, _wait
+
+from tests.conftest import alert_receiver
 
 
 def _restriction(catchup: bool):
@@ -51,22 +51,8 @@ def test_future_cron_trigger_never_schedules_a_past_fire_without_catchup():
 
 @pytest.fixture(scope="module")
 def receiver():
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0)))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"json://127.0.0.1:{server.server_address[1]}/alerts", received
-    server.shutdown()
-    server.server_close()
+    with alert_receiver() as got:
+        yield got
 
 
 @pytest.fixture(scope="module")
