@@ -2,12 +2,20 @@
 
 import backtrader as bt
 
+from mbats.kernel.indicators import RsiAtrBrackets
+
 
 class RsiAtr(bt.Strategy):
     """Buy when RSI turns up out of oversold, sell when it turns down out of overbought.
 
     Every entry is a bracket: a market order, a stop-loss ``stop_atr`` ATRs away and a
-    take-profit ``target_atr`` ATRs away. One position per instrument at a time.
+    take-profit ``target_atr`` ATRs away, both from the signal bar's close. One position per
+    instrument at a time.
+
+    Backtest, paper and live run this class as it is. Sweeps score it in the compiled core, which
+    reads ``compiled_signals`` to know which parameters feed the same rule (backtrader's RSI and ATR,
+    its bracket fills: :mod:`mbats.research.brackets`); the sweep's backtrader re-runs of the best
+    configurations check that both engines made the same trades.
     """
 
     params = dict(
@@ -19,6 +27,9 @@ class RsiAtr(bt.Strategy):
         target_atr=3.0,     # take-profit distance in ATRs
         allow_short=True,
     )
+    compiled_signals = RsiAtrBrackets(rsi_period="rsi_period", oversold="oversold", overbought="overbought",
+                                      atr_period="atr_period", stop_atr="stop_atr", target_atr="target_atr",
+                                      allow_short="allow_short")
     param_bounds = {"rsi_period": (2, 10_000), "oversold": (0.0, 100.0), "overbought": (0.0, 100.0),
                     "atr_period": (1, 10_000), "stop_atr": (0.0, 100.0), "target_atr": (0.0, 100.0)}
 

@@ -94,3 +94,24 @@ class SmaCross:
     fast: str = "fast"
     slow: str = "slow"
     allow_short: str = "allow_short"
+
+
+@dataclass(frozen=True)
+class RsiAtrBrackets:
+    """Declares compiled brackets (``compiled_signals = RsiAtrBrackets()`` on a backtrader strategy).
+
+    The strategy enters with a bracket when Wilder's RSI (``bt.ind.RSI``) turns up out of
+    ``oversold`` (long) or down out of ``overbought`` (short, with ``allow_short``), while flat with
+    no bracket pending; the stop-loss is ``stop_atr`` and the take-profit ``target_atr`` ATRs
+    (``bt.ind.ATR``) from the signal bar's close. Sweeps then score it in the compiled core
+    (:mod:`mbats.research.brackets`, each RSI and ATR once per grid). The fields name the strategy
+    parameters holding each value; the sweep's backtrader re-runs flag any trade that differs.
+    """
+
+    rsi_period: str = "rsi_period"
+    oversold: str = "oversold"
+    overbought: str = "overbought"
+    atr_period: str = "atr_period"
+    stop_atr: str = "stop_atr"
+    target_atr: str = "target_atr"
+    allow_short: str = "allow_short"

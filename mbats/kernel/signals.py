@@ -82,3 +82,10 @@ class SignalStrategy(bt.Strategy):
 
 def has_signals(cls: type[bt.Strategy]) -> bool:
     return isinstance(cls, type) and issubclass(cls, SignalStrategy)
+
+
+def has_brackets(cls: type[bt.Strategy]) -> bool:
+    """A strategy (not a SignalStrategy) whose entries and brackets the compiled sweep core can score."""
+    from mbats.kernel.indicators import RsiAtrBrackets
+
+    return isinstance(cls, type) and isinstance(getattr(cls, "compiled_signals", None), RsiAtrBrackets)

@@ -25,14 +25,18 @@ memory within its budget. :func:`score_grid` does both.
 Two engines give the same results bit for bit: ``numba`` (compiled kernels in
 :mod:`mbats.research.kernels`, configurations spread over threads with ``prange``) and
 ``numpy`` (the fallback, one configuration at a time, used when numba is missing or
-``MBATS_COMPILED_CORE=false``). Compiled code is cached under ``.cache/numba`` (``NUMBA_CACHE_DIR``
-when not set), so only the first run on a machine pays the compile.
+``MBATS_COMPILED_CORE=false``). Compiled code is cached under ``.cache/numba/kernels-<digest of the
+sources>`` (``NUMBA_CACHE_DIR`` when not set), so only the first run on a machine pays the compile.
 
 How a strategy gets the compiled signals: a :class:`SignalStrategy` declares them with a class
 attribute, e.g. ``compiled_signals = SmaCross(fast="fast", slow="slow", allow_short="allow_short")``
 naming the parameters that feed the kernel. A signal strategy without that attribute still gets the
 compiled fills and metrics, but its pandas ``signals()`` runs once per configuration (slower, and
-said in the sweep's notes). A grid the core cannot model (several instruments, a sizer other than
+said in the sweep's notes). A backtrader strategy trading stop-loss/take-profit brackets declares
+``compiled_signals = RsiAtrBrackets(...)`` (``strategies/rsi_atr.py``): the core computes each RSI and ATR
+once per grid and simulates backtrader's bracket fills (:mod:`mbats.research.brackets` has the rules:
+children active from the bar after the entry, the stop checked before the target, gaps filled at the
+open). A grid the core cannot model (several instruments, a sizer other than
 ``fixed``) is scored per configuration by :func:`~mbats.research.vectorised.vector_simulate`.
 """
 
@@ -57,8 +61,9 @@ import pandas as pd
 # scipy/empyrical, scikit-learn or MLflow (~200 MB; tests/research/test_core_imports.py checks it).
 # plan_grid, which reads a backtrader strategy class, imports what it needs when called.
 from mbats.errors import MbatsError
-from mbats.kernel.indicators import SmaCross, _exact_window_sums, crossover, hold_targets
+from mbats.kernel.indicators import RsiAtrBrackets, SmaCross, _exact_window_sums, crossover, hold_targets
 from mbats.kernel.trades import NAT, TRADE_COLUMNS, fingerprint_arrays
+from mbats.research import brackets as bracket_rules
 from mbats.risk import metrics as risk_metrics
 
 if TYPE_CHECKING:
@@ -105,7 +110,9 @@ def _kernels(enabled: bool | None = None):
     if not enabled:
         return None
     if "NUMBA_CACHE_DIR" not in os.environ:      # read by numba when it is first imported
-        os.environ["NUMBA_CACHE_DIR"] = str(_cache_dir())
+        # one folder per version of the kernels' sources: numba re-checks only the file of the function it
+        # loads, so kernels cached with an older mbats.research.brackets compiled in would be used otherwise
+        os.environ["NUMBA_CACHE_DIR"] = str(_cache_dir() / f"kernels-{_sources_digest()}")
     try:
         from mbats.research import kernels
     except ImportError:
@@ -138,11 +145,16 @@ def engine_name() -> str:
     return "numba" if _kernels() is not None else "numpy"
 
 
+def _sources_digest() -> str:
+    """Digest of the compiled sources: the kernels and the bracket rules they compile."""
+    source = Path(__file__).with_name("kernels.py").read_bytes() + Path(bracket_rules.__file__).read_bytes()
+    return hashlib.sha256(source).hexdigest()[:16]
+
+
 def _ready_stamp() -> Path:
     import numba
 
-    source = Path(__file__).with_name("kernels.py").read_bytes()
-    digest = hashlib.sha256(source + numba.__version__.encode()).hexdigest()[:16]
+    digest = hashlib.sha256((_sources_digest() + numba.__version__).encode()).hexdigest()[:16]
     return Path(os.environ.get("NUMBA_CACHE_DIR", NUMBA_CACHE_DIR)) / f"mbats-kernels-{digest}.ready"
 
 
@@ -156,11 +168,11 @@ def _set_threads(threads: int) -> None:
 
 def unsupported(cls: type, specs: list[BacktestSpec]) -> str | None:
     """Why the core cannot score this grid (None: it can)."""
-    from mbats.kernel.signals import has_signals
+    from mbats.kernel.signals import has_brackets, has_signals
     from mbats.kernel.strategies import strategy_name
     from mbats.research.vectorised import fixed_units
 
-    if not has_signals(cls):
+    if not has_signals(cls) and not has_brackets(cls):
         return f"strategy {strategy_name(cls)} declares no vectorised signals"
     base = specs[0]
     if len(base.instruments) != 1:
@@ -468,6 +480,14 @@ def _trades_frame(m: _Market, units: int, columns: ColumnarTrades, c: int) -> pd
 
 # --- the grid -------------------------------------------------------------------------------------
 
+def _mark_compiled(kernels, progress: Progress | None, message: str) -> None:
+    """Stamp the kernels as compiled and cached: later runs load them and say nothing."""
+    if kernels is not None and not _ready_stamp().exists():
+        _ready_stamp().parent.mkdir(parents=True, exist_ok=True)
+        _ready_stamp().touch()
+        if progress and message:
+            progress(message, 1, 1)
+
 def _periods_and_targets(decl: SmaCross | None, params: list[dict]):
     if decl is None:
         return None
@@ -508,6 +528,7 @@ class GridPlan:
     cash: float
     sma: SmaCross | None = None         # compiled signals: the parameters that feed the SMA kernel
     signals: Callable | None = None     # otherwise the strategy's pandas signals(frame, **params)
+    brackets: RsiAtrBrackets | None = None   # a bracket strategy (no signals(); mbats.research.brackets)
     strategy: str = ""
     compiled: bool = True               # use the numba kernels when they load
 
@@ -534,7 +555,8 @@ def plan_grid(cls: type, specs: list[BacktestSpec]) -> GridPlan:
     return GridPlan(symbol, [defaults | dict(s.params) for s in specs], [dict(s.params) for s in specs],
                     fixed_units(base.sizer), fill_cost_per_unit(base, symbol), base.commission, float(base.cash),
                     sma=decl if isinstance(decl, SmaCross) else None,
-                    signals=None if isinstance(decl, SmaCross) else cls.signals,
+                    signals=None if isinstance(decl, (SmaCross, RsiAtrBrackets)) else cls.signals,
+                    brackets=decl if isinstance(decl, RsiAtrBrackets) else None,
                     strategy=strategy_name(cls), compiled=get_settings().compiled_core)
 
 
@@ -566,6 +588,7 @@ def score_plan(plan: GridPlan, bars: dict[str, pd.DataFrame], threads: int = 1, 
         raise MbatsError(f"{symbol}: open and close prices must be finite numbers")
     units, half_spread, params = plan.units, plan.half_spread, plan.params
     notes: list[str] = []
+    message = ""      # the one-time compiling notice, if this run compiles
     kernels = _kernels(plan.compiled)
     engine = "numba" if kernels is not None else "numpy"
     if kernels is None:
@@ -579,6 +602,12 @@ def score_plan(plan: GridPlan, bars: dict[str, pd.DataFrame], threads: int = 1, 
             notes.append(message)
             if progress:
                 progress(message, 0, 1)
+
+    if plan.brackets is not None:
+        scores = _score_brackets(plan, market, kernels, engine, notes, keep or set(), progress)
+        _mark_compiled(kernels, progress, message)
+        scores.seconds = time.perf_counter() - started
+        return scores
 
     sma = _periods_and_targets(plan.sma, params)
     if sma is None:
@@ -648,10 +677,102 @@ def score_plan(plan: GridPlan, bars: dict[str, pd.DataFrame], threads: int = 1, 
         if progress:
             progress("vectorised", hi, total)
     hashers.shutdown()
-    if kernels is not None and not _ready_stamp().exists():  # compiled and cached: later runs load it
-        _ready_stamp().parent.mkdir(parents=True, exist_ok=True)
-        _ready_stamp().touch()
-        if progress:
-            progress(message, 1, 1)
+    _mark_compiled(kernels, progress, message)
     scores.seconds = time.perf_counter() - started
     return scores
+
+
+# --- bracket strategies ---------------------------------------------------------------------------
+
+def _wilder_rows(values: np.ndarray, periods: np.ndarray, kernels) -> np.ndarray:
+    """Wilder averages of ``values`` (valid from bar 1), one row per period, each seeded as backtrader does."""
+    rows = np.empty((len(periods), len(values)))
+    seeds = np.array([bracket_rules.smma_seed(values, int(p)) if int(p) < len(values) else np.nan for p in periods])
+    if kernels is not None:
+        kernels.smma_matrix(values, periods, seeds, rows)
+    else:
+        for j, p in enumerate(periods):
+            bracket_rules.smma(values, int(p), float(seeds[j]), rows[j])
+    return rows
+
+
+def wilder_indicators(market_or_frame, rsi_periods, atr_periods, kernels=None) -> tuple[np.ndarray, np.ndarray]:
+    """(RSI rows, ATR rows) of an instrument's bars, equal to ``bt.ind.RSI`` / ``bt.ind.ATR`` bit for bit."""
+    m = market_or_frame
+    if isinstance(m, pd.DataFrame):
+        m = _Market.of("", m)
+    up, down, true_range = bracket_rules.day_moves(m.closes, m.highs, m.lows)
+    rsi_periods = np.asarray(rsi_periods, np.int64)
+    atr_periods = np.asarray(atr_periods, np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):   # a window without a down move: RSI 100 (backtrader raises)
+        rsis = 100.0 - 100.0 / (1.0 + _wilder_rows(up, rsi_periods, kernels) / _wilder_rows(down, rsi_periods, kernels))
+    return rsis, _wilder_rows(true_range, atr_periods, kernels)
+
+
+def _bracket_columns(decl: RsiAtrBrackets, params: list[dict]) -> dict[str, np.ndarray]:
+    get = lambda name, kind: np.array([kind(p[getattr(decl, name)]) for p in params])  # noqa: E731
+    cols = {name: get(name, int).astype(np.int64) for name in ("rsi_period", "atr_period")}
+    if (cols["rsi_period"] < 1).any() or (cols["atr_period"] < 1).any():
+        raise MbatsError(f"{decl.rsi_period} and {decl.atr_period} must be periods of 1 bar or more")
+    for name in ("oversold", "overbought", "stop_atr", "target_atr"):
+        cols[name] = get(name, float).astype(np.float64)
+    cols["allow_short"] = get("allow_short", bool)
+    return cols
+
+
+def _score_brackets(plan: GridPlan, market: _Market, kernels, engine: str, notes: list[str], keep: set[int],
+                    progress: Progress | None) -> GridScores:
+    """Score a bracket strategy's grid: RSI and ATR once per distinct period, then each configuration's brackets."""
+    if not (np.isfinite(market.highs).all() and np.isfinite(market.lows).all()):
+        raise MbatsError(f"{market.symbol}: high and low prices must be finite numbers")
+    cols = _bracket_columns(plan.brackets, plan.params)
+    rsi_periods, rsi_idx = np.unique(cols["rsi_period"], return_inverse=True)
+    atr_periods, atr_idx = np.unique(cols["atr_period"], return_inverse=True)
+    rsis, atrs = wilder_indicators(market, rsi_periods, atr_periods, kernels)
+    # the strategy's next() runs once every indicator has a value
+    starts = np.maximum(cols["rsi_period"], cols["atr_period"])
+    units, n, total = plan.units, len(market.opens), len(plan.params)
+    scores = GridScores(engine, plan.labels, [], [], [], 0.0, notes)
+    for lo in range(0, total, CHUNK):
+        hi = min(lo + CHUNK, total)
+        part = slice(lo, hi)
+        config = (rsi_idx[part].astype(np.int64), atr_idx[part].astype(np.int64), starts[part], cols["oversold"][part],
+                  cols["overbought"][part], cols["allow_short"][part], cols["stop_atr"][part], cols["target_atr"][part])
+        counts = np.zeros(hi - lo, np.int64)
+        none = ColumnarTrades.empty(np.zeros(hi - lo, np.int64))
+        _brackets_pass(market, rsis, atrs, config, plan, kernels, False, none, np.empty((hi - lo, 0)),
+                       np.empty((hi - lo, 6)), counts)
+        columns = ColumnarTrades.empty(counts)
+        daily = np.empty((hi - lo, len(market.day_last)))
+        stats = np.empty((hi - lo, 6))
+        _brackets_pass(market, rsis, atrs, config, plan, kernels, True, columns, daily, stats, counts)
+        scores.metrics.extend(_grid_metrics(stats, daily, columns, n))
+        scores.trades.extend(int(s) for s in stats[:, 5])
+        scores.fingerprints.extend(_fingerprint(market, units, columns, c) for c in range(hi - lo))
+        for c in range(lo, hi):
+            if c in keep:
+                scores._columns[c] = (market, units, columns, c - lo)
+        if progress:
+            progress("vectorised", hi, total)
+    return scores
+
+
+def _brackets_pass(market: _Market, rsis: np.ndarray, atrs: np.ndarray, config: tuple, plan: GridPlan, kernels,
+                   write: bool, columns: ColumnarTrades, daily: np.ndarray, stats: np.ndarray,
+                   counts: np.ndarray) -> None:
+    m = market
+    trades = (columns.offsets, columns.entry_bar, columns.exit_bar, columns.side, columns.entry_price,
+              columns.exit_price, columns.pnl, columns.pnl_net, columns.commission)
+    rules = (plan.units, plan.half_spread, plan.commission, plan.cash, m.day_last, m.times_ns)
+    if kernels is not None:
+        kernels.bracket_grid(m.opens, m.highs, m.lows, m.closes, rsis, atrs, *config, *rules, write, *trades, daily,
+                             stats, counts)
+        return
+    rsi_idx, atr_idx, starts, oversold, overbought, allow_short, stop_k, target_k = config
+    entries = np.empty(len(m.opens), np.int8)
+    for c in range(len(rsi_idx)):
+        bracket_rules.rsi_entries(rsis[rsi_idx[c]], int(starts[c]), float(oversold[c]), float(overbought[c]),
+                                  bool(allow_short[c]), entries)
+        counts[c] = bracket_rules.bracket_one(m.opens, m.highs, m.lows, m.closes, entries, atrs[atr_idx[c]],
+                                              float(stop_k[c]), float(target_k[c]), *rules, int(columns.offsets[c]),
+                                              write, *trades[1:], daily[c], stats[c])

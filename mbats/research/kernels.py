@@ -15,6 +15,8 @@ import numba
 import numpy as np
 from numba import prange
 
+from mbats.research import brackets
+
 _OPTS = dict(cache=True, nogil=True)
 
 
@@ -255,3 +257,30 @@ def sma_simulate_grid(smas, ints, scale, periods, fast_idx, slow_idx, allow_shor
         sma_targets_of(c, smas, ints, scale, periods, fast_idx, slow_idx, allow_short, target)
         simulate_one(opens, closes, target, units, half_spread, rate, cash0, day_last, times, offsets[c],
                      e_bar, x_bar, side, entry_px, exit_px, pnl, pnl_net, comm, daily[c], stats[c])
+
+
+# --- brackets (the rules are in mbats.research.brackets, which the numpy engine runs uncompiled) ----
+
+smma = numba.njit(**_OPTS)(brackets.smma)
+rsi_entries = numba.njit(**_OPTS)(brackets.rsi_entries)
+bracket_one = numba.njit(**_OPTS)(brackets.bracket_one)
+
+
+@numba.njit(parallel=True, **_OPTS)
+def smma_matrix(values, periods, seeds, out) -> None:
+    """Wilder averages of one series, one row per distinct period (each once per grid)."""
+    for j in prange(len(periods)):
+        smma(values, periods[j], seeds[j], out[j])
+
+
+@numba.njit(parallel=True, **_OPTS)
+def bracket_grid(opens, highs, lows, closes, rsis, atrs, rsi_idx, atr_idx, starts, oversold, overbought, allow_short,
+                 stop_k, target_k, units, half_spread, rate, cash0, day_last, times, write, offsets, e_bar, x_bar,
+                 side, entry_px, exit_px, pnl, pnl_net, comm, daily, stats, counts) -> None:
+    """Configurations of a bracket grid over threads: counts only (``write`` False), or trades and equity."""
+    for c in prange(len(rsi_idx)):
+        entries = np.empty(len(opens), np.int8)
+        rsi_entries(rsis[rsi_idx[c]], starts[c], oversold[c], overbought[c], allow_short[c], entries)
+        counts[c] = bracket_one(opens, highs, lows, closes, entries, atrs[atr_idx[c]], stop_k[c], target_k[c], units,
+                                half_spread, rate, cash0, day_last, times, offsets[c], write, e_bar, x_bar, side,
+                                entry_px, exit_px, pnl, pnl_net, comm, daily[c], stats[c])

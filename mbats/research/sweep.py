@@ -3,7 +3,8 @@
 Stage 1 scores the whole grid in this process with the compiled core (:mod:`mbats.research.core`:
 numba threads, one copy of the bars, each indicator once per grid); a grid the core cannot model
 (several instruments, a sizer other than ``fixed``) runs :func:`vector_simulate` per configuration
-on a process pool instead, and the result's ``notes`` say so.
+on a process pool instead (a bracket strategy such as ``rsi_atr``, which has no ``signals()``: every
+configuration runs in backtrader), and the result's ``notes`` say so.
 Stage 2 re-runs the top N through :func:`run_backtest` (``run_type="sweep"``, a shared
 ``sweep_id``), so the ranked results carry backtrader's exact fills, and compares each re-run
 with its vectorised score: they *agree* when the trade lists are identical (same fingerprint)
@@ -34,7 +35,7 @@ import pandas as pd
 
 from mbats.backtest.runner import BacktestSpec, load_bars, run_backtest, simulate
 from mbats.errors import MbatsError
-from mbats.kernel.signals import has_signals
+from mbats.kernel.signals import has_brackets, has_signals
 from mbats.kernel.strategies import coerce_params, find_strategy, strategy_name
 from mbats.kernel.trades import trades_fingerprint
 from mbats.research.core import score_grid, unsupported
@@ -222,6 +223,14 @@ def _validate(req: SweepRequest) -> type:
     return cls
 
 
+def scored_fast(cls: type, base: BacktestSpec) -> bool:
+    """Does stage 1 score this grid without backtrader? Signal strategies always (the core, or
+    vector_simulate per configuration); bracket strategies when the core can model the grid."""
+    if has_signals(cls):
+        return True
+    return has_brackets(cls) and unsupported(cls, [base]) is None
+
+
 def check_rank_by(metric: str) -> None:
     if metric not in METRIC_DESCRIPTIONS:
         raise MbatsError(f"cannot rank by '{metric}'; metrics: {', '.join(METRIC_DESCRIPTIONS)}")
@@ -229,7 +238,7 @@ def check_rank_by(metric: str) -> None:
 
 def config_limit(cls: type, base: BacktestSpec) -> tuple[int, str | None]:
     """How many configurations a sweep of this strategy and setup may have, and why no more."""
-    if not has_signals(cls):
+    if not has_signals(cls) and not has_brackets(cls):
         return MAX_BACKTRADER_CONFIGS, (f"{strategy_name(cls)} has no vectorised signals, so every configuration "
                                         "is a backtrader run")
     why = unsupported(cls, [base])
@@ -251,8 +260,9 @@ def score_stage(cls: type, specs: list[BacktestSpec], bars: dict[str, pd.DataFra
 
     A strategy without vectorised signals gets empty scores: backtrader scores it in stage 2.
     """
-    why = unsupported(cls, specs) if has_signals(cls) else None
-    if has_signals(cls) and why is None:
+    fast = has_signals(cls) or has_brackets(cls)
+    why = unsupported(cls, specs) if fast else None
+    if fast and why is None:
         grid = score_grid(cls, specs, bars, threads=workers, progress=progress)
         scores = [ConfigScore(first_id + i, spec.params, grid.metrics[i], grid.trades[i], grid.fingerprints[i],
                               grid.seconds / len(specs)) for i, spec in enumerate(specs)]
@@ -263,7 +273,8 @@ def score_stage(cls: type, specs: list[BacktestSpec], bars: dict[str, pd.DataFra
                               r["trades_sha256"], r["seconds"]) for r in sorted(vector, key=lambda r: r["config_id"])]
         return scores, "processes", [f"the scoring core cannot model this grid ({why}): each configuration ran "
                                      "vector_simulate on the process pool"]
-    return [ConfigScore(first_id + i, spec.params, {}, 0, "", 0.0) for i, spec in enumerate(specs)], "backtrader", []
+    notes = [f"the scoring core cannot model this grid ({why}): every configuration runs in backtrader"] if why else []
+    return [ConfigScore(first_id + i, spec.params, {}, 0, "", 0.0) for i, spec in enumerate(specs)], "backtrader", notes
 
 
 def confirm_stage(pool: Executor, cls: type, chosen: list[tuple[ConfigScore, BacktestSpec]], record: bool,
@@ -272,14 +283,15 @@ def confirm_stage(pool: Executor, cls: type, chosen: list[tuple[ConfigScore, Bac
     reruns = _map(pool, _backtrader_task, [(spec, s.config_id, record) for s, spec in chosen], "backtrader",
                   progress)
     by_id = {s.config_id: s for s, _ in chosen}
+    fast = bool(chosen) and scored_fast(cls, chosen[0][1])
     for r in reruns:
-        _apply_rerun(by_id[r["config_id"]], r, cls, tolerance_pct)
+        _apply_rerun(by_id[r["config_id"]], r, fast, tolerance_pct)
 
 
-def _apply_rerun(s: ConfigScore, r: dict, cls: type, tolerance_pct: float) -> None:
+def _apply_rerun(s: ConfigScore, r: dict, fast: bool, tolerance_pct: float) -> None:
     s.run_id, s.bt_metrics, s.bt_trades_sha256 = r["run_id"], r["metrics"], r["trades_sha256"]
     s.bt_seconds, s.mlflow_run_id = r["seconds"], r["mlflow_run_id"]
-    if not has_signals(cls):  # backtrader is the only score
+    if not fast:  # backtrader is the only score
         s.metrics, s.trades, s.trades_sha256 = r["metrics"], int(r["metrics"].get("trades") or 0), r["trades_sha256"]
     s.agrees, s.difference = compare(s.metrics, s.trades_sha256, r["metrics"], r["trades_sha256"], tolerance_pct)
 
@@ -309,12 +321,13 @@ def run_sweep(req: SweepRequest, bars: dict[str, pd.DataFrame] | None = None,
         scores, engine, notes = score_stage(cls, specs, bars, workers, pool, progress)
         vector_seconds = time.perf_counter() - started
         rank_scores(scores, req.rank_by)
-        top = req.top if has_signals(cls) else len(scores)
+        fast = scored_fast(cls, base)
+        top = req.top if fast else len(scores)
         started = time.perf_counter()
         confirm_stage(pool, cls, [(s, specs[s.config_id]) for s in scores[:top]], req.record, req.tolerance_pct,
                       progress)
         backtrader_seconds = time.perf_counter() - started
-    if not has_signals(cls):
+    if not fast:
         rank_scores(scores, req.rank_by)
     result = SweepResult(sweep_id, strategy_name(cls), req.rank_by, req.tolerance_pct, scores, workers,
                          vector_seconds, backtrader_seconds, engine=engine, notes=notes)
@@ -344,7 +357,7 @@ def plan_chunks(base: BacktestSpec, grid: dict[str, list], tasks: int = 2) -> li
     cls = find_strategy(base.strategy)
     limit, why = config_limit(cls, base)
     total = check_size(grid, limit, why)
-    if not has_signals(cls):
+    if not scored_fast(cls, base):
         parts = total
     else:
         parts = min(total, max(tasks, math.ceil(total / CHUNK_CONFIGS)))
@@ -387,10 +400,10 @@ def score_chunk(base: BacktestSpec, grid: dict[str, list], first: int, count: in
     started = time.perf_counter()
     with _pool_for(1, bars) as pool:   # one task, one process: the core's threads do the parallel work
         scores, engine, notes = score_stage(cls, specs, bars, threads, pool, first_id=first)
-        if not has_signals(cls):
+        if not scored_fast(cls, base):
             done = _finished_runs(base.sweep_id)
             for s, spec in zip(scores, specs):
-                if _reuse(s, done, cls):
+                if _reuse(s, done, False):
                     continue
                 confirm_stage(pool, cls, [(s, spec)], True, DEFAULT_TOLERANCE_PCT)
                 s.mlflow_run_id = _log_child(spec, s, strategy_name(cls), parent_run_id)
@@ -424,13 +437,13 @@ def _finished_runs(sweep_id: str) -> list[dict]:
     return runs
 
 
-def _reuse(s: ConfigScore, runs: list[dict], cls: type) -> bool:
+def _reuse(s: ConfigScore, runs: list[dict], fast: bool) -> bool:
     """Take an earlier attempt's finished backtrader run of this configuration (a retried task), if any."""
     run = next((r for r in runs if all(r["params"].get(k) == v for k, v in s.params.items())), None)
     if run is None:
         return False
     s.run_id, s.bt_metrics, s.mlflow_run_id = run["id"], run["metrics"], run["mlflow_run_id"]
-    if not has_signals(cls):
+    if not fast:
         s.metrics, s.trades = run["metrics"], int(run["metrics"].get("trades") or 0)
     return True
 
@@ -460,11 +473,11 @@ def confirm_sweep(base: BacktestSpec, grid: dict[str, list], rank_by: str, top: 
     rank_scores(scores, rank_by)
     done = _finished_runs(sweep_id)
     started = time.perf_counter()
-    if has_signals(cls):
+    if scored_fast(cls, base):
         bars = load_bars(base)
         with _pool_for(1, bars) as pool:
             for s in scores[:top]:
-                if _reuse(s, done, cls):
+                if _reuse(s, done, True):
                     continue
                 spec = replace(base, params=coerce_params(cls, dict(base.params) | s.params))
                 confirm_stage(pool, cls, [(s, spec)], True, tolerance_pct)

@@ -65,9 +65,17 @@ def test_grids_beyond_a_thousand_configurations_go_to_the_compiled_core_only():
     multi = BacktestSpec("sma_crossover", ["EUR_USD", "GBP_USD"], "H1")
     with pytest.raises(GridError, match=f"limit is {MAX_BACKTRADER_CONFIGS:,} .*cannot model"):
         configurations(find_strategy("sma_crossover"), multi, big)
+    # rsi_atr's brackets are scored by the core too, on one instrument
+    rsi_grid = {"rsi_period": list(range(2, 1004))}
+    assert len(configurations(find_strategy("rsi_atr"), BacktestSpec("rsi_atr", ["EUR_USD"], "H1"), rsi_grid)) == 1002
+    with pytest.raises(GridError, match="cannot model"):
+        configurations(find_strategy("rsi_atr"), BacktestSpec("rsi_atr", ["EUR_USD", "GBP_USD"], "H1"), rsi_grid)
+
+    class Undeclared(find_strategy("rsi_atr")):
+        compiled_signals = None
+
     with pytest.raises(GridError, match="no vectorised signals"):
-        configurations(find_strategy("rsi_atr"), BacktestSpec("rsi_atr", ["EUR_USD"], "H1"),
-                       {"rsi_period": list(range(2, 1004))})
+        configurations(Undeclared, BacktestSpec("rsi_atr", ["EUR_USD"], "H1"), rsi_grid)
 
 
 def test_the_dag_stages_give_the_cli_sweep_in_chunks(eurusd_h1, secmaster_conn, risk_conn):
