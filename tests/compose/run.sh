@@ -3,7 +3,7 @@
 # docker-compose.yml up on podman and run the end-to-end tests against it. Phases (each timed):
 #   engine    podman + runc + debootstrap (apt, once), API socket, healthcheck loop   engine.sh
 #   base      Debian bookworm base image (debootstrap, cached tarball)                base-image.sh
-#   standins  postgres / redis / minio+mc / python stand-ins (cached by input hash)    standins.sh
+#   standins  postgres / redis / minio+mc / python / pgadmin stand-ins (input hash)   standins.sh
 #   build     the project's images from services/*/Dockerfile (podman's layer cache;   compose build
 #             also jupyter of the `tools` profile, started by test_compose_tools.py)
 #   up        up -d --wait with --scale strategy-runner=2: healthy, *-init exited 0

@@ -5,12 +5,13 @@
 # is kept, so a warm run costs a few podman calls.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# folder, then the tags it gets (in build order: minio builds on python)
+# folder, then the tags it gets (in build order: minio and pgadmin build on python)
 STANDINS=(
   "python docker.io/library/python:3.11.11-slim-bookworm"
   "postgres docker.io/library/postgres:17.6-bookworm"
   "redis docker.io/library/redis:7.4.5-alpine"
   "minio docker.io/minio/minio:RELEASE.2025-04-22T22-12-26Z docker.io/minio/mc:RELEASE.2025-04-16T18-13-26Z"
+  "pgadmin docker.io/dpage/pgadmin4:9.8"
 )
 label() { podman image inspect --format '{{index .Labels "mbats.inputs"}}' "$1" 2>/dev/null || true; }
 base_key="$(label localhost/debian-base:bookworm)"
@@ -19,7 +20,8 @@ python_key=""
 for entry in "${STANDINS[@]}"; do
   read -r name first rest <<< "$entry"
   dir="$HERE/standins/$name"
-  key="$( (echo "$base_key"; [[ "$name" == minio ]] && echo "$python_key"; \
+  on_python=0; grep -q '^FROM docker.io/library/python:' "$dir/Dockerfile" && on_python=1
+  key="$( (echo "$base_key"; [[ $on_python == 1 ]] && echo "$python_key"; \
            find "$dir" -type f | sort | xargs sha256sum | sed "s#$dir/##") | sha256sum | cut -c1-16)"
   [[ "$name" == python ]] && python_key="$key"
   uptodate=1

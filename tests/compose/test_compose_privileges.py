@@ -48,6 +48,7 @@ ALLOWED = {
                  "MBATS_SUPERSET_DB_PASSWORD"},
     "oanda-sim": {"MBATS_SIM_DB_PASSWORD", "MBATS_OANDA_TOKEN"},
     "jupyter": S3_USER | {"JUPYTER_TOKEN", "MBATS_RUNNER_DB_PASSWORD", "MLFLOW_JUPYTER_PASSWORD"},
+    "pgadmin": {"PGADMIN_PASSWORD"},  # the database password is typed in pgAdmin, not passed to it
 }
 # the PostgreSQL role in each mbats-library container's MBATS_DATABASE_URL
 DB_ROLE = {"mbats-init": "mbats", "airflow-worker": "mbats_loader", "strategy-runner": "mbats_runner",
