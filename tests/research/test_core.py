@@ -271,11 +271,12 @@ def test_bars_the_core_cannot_score_are_one_clear_error(gbpusd_m1):
 
 
 def test_every_bundled_signal_strategy_scores_in_the_core_and_agrees_with_backtrader(gbpusd_m1):
-    from mbats.kernel.signals import has_signals
+    from mbats.kernel.signals import has_brackets, has_signals
     from mbats.kernel.strategies import available_strategies, declared_params, strategy_name
 
-    signal_strategies = [cls for cls in available_strategies() if has_signals(cls)]
-    assert signal_strategies
+    # signal strategies and bracket strategies (rsi_atr) alike
+    signal_strategies = [cls for cls in available_strategies() if has_signals(cls) or has_brackets(cls)]
+    assert signal_strategies and any(has_brackets(cls) for cls in signal_strategies)
     for cls in signal_strategies:
         defaults = declared_params(cls)
         grid = {k: sorted({v, max(1, v // 2)}) for k, v in defaults.items() if type(v) is int}
