@@ -25,6 +25,20 @@ GRANULARITY = typer.Option("H1", "--granularity", "-g", help="bar granularity (M
 START = typer.Option(None, "--start", help="first bar (UTC date/time), default: all data")
 END = typer.Option(None, "--end", help="end of data, exclusive (UTC)")
 
+# What a sweep and a walk-forward share: the grid, the fixed parameters, the ranking, the costs of the
+# vectorised engine (a fixed sizer), the processes, and the output.
+GRID = typer.Option(..., "--grid", help="parameter values: name=start:stop[:step] (inclusive) or name=v1,v2; "
+                                        "repeatable")
+FIXED_PARAMS = typer.Option([], "--param", "-p", help="fixed strategy parameter name=value, repeatable")
+RANK_BY = typer.Option("sharpe", "--rank-by", help="metric to rank by (sharpe, total_return_pct, max_drawdown_pct, …)")
+WORKERS = typer.Option(0, "--workers", "-w", help="processes; 0 = all local cores")
+COMMISSION = typer.Option(0.0, "--commission", help="commission as a fraction of notional per fill")
+SPREAD = typer.Option(0.0, "--spread", help="bid/ask spread in pips; half is paid on each fill")
+FIXED_SIZER = typer.Option("fixed:units=10000", "--sizer",
+                           help="fixed:units=N (the vectorised engine needs a fixed sizer)")
+NO_MLFLOW = typer.Option(False, "--no-mlflow", help="do not log to MLflow")
+JSON = typer.Option(False, "--json", help="print machine-readable results")
+
 # Parameter search (sweep; walk-forward may share them): the exhaustive grid or Optuna's TPE over the same grid.
 SEARCH = typer.Option("grid", "--search", help="grid (every configuration) or optuna (TPE over the grid's values)")
 TRIALS = typer.Option(None, "--trials", help="optuna: completed trials in all (a resumed study's count too)")
@@ -32,6 +46,8 @@ TIMEOUT = typer.Option(None, "--timeout", help="optuna: seconds to search in thi
 SEED = typer.Option(None, "--seed", help="optuna: sampler seed (default 0); the same seed gives the same trials")
 STUDY = typer.Option(None, "--study", help="optuna: study name (default: derived from the search)")
 RESUME = typer.Option(False, "--resume", help="optuna: continue the study of that name (e.g. after Ctrl-C)")
+PRUNE = typer.Option(False, "--prune", help="optuna: score each new trial on the first half of the bars first and "
+                                            "stop it there when below the median (MedianPruner)")
 
 
 def _one_of(value: str | None, alias: str | None, name: str, alias_name: str) -> tuple[str | None, str]:

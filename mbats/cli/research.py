@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from mbats.cli.options import END, GRANULARITY, INSTRUMENTS, START
+from mbats.cli.options import (COMMISSION, END, FIXED_PARAMS, FIXED_SIZER, GRANULARITY, GRID, INSTRUMENTS, JSON,
+                               NO_MLFLOW, RANK_BY, SPREAD, START, WORKERS)
 
 
 def montecarlo(
@@ -15,7 +16,7 @@ def montecarlo(
                                help="shuffle (trade order), bootstrap (trades with replacement), "
                                     "blocks (block bootstrap of daily returns)"),
     block_days: int = typer.Option(5, "--block-days", help="block length in FX days (blocks method)"),
-    as_json: bool = typer.Option(False, "--json", help="print machine-readable results"),
+    as_json: bool = JSON,
 ) -> None:
     """Monte Carlo of a run: percentiles (5/50/95) of final equity and max drawdown over PATHS
     reshuffled or resampled histories; stored in the risk DB and shown by `mbats report`.
@@ -82,22 +83,22 @@ def print_montecarlo(run_id: int, rows: list[dict]) -> None:
 def walkforward(
     strategy: str = typer.Argument(..., help="strategy name (with vectorised signals), e.g. sma_crossover"),
     instruments: list[str] = INSTRUMENTS,
-    grid: list[str] = typer.Option(..., "--grid", help="parameter values: name=start:stop[:step] (inclusive) or name=v1,v2; repeatable"),
+    grid: list[str] = GRID,
     train: str = typer.Option(..., "--train", help="in-sample window length, e.g. 90D or 12W"),
     test: str = typer.Option(..., "--test", help="out-of-sample window length (and step), e.g. 30D"),
     anchored: bool = typer.Option(False, "--anchored", help="every in-sample window starts at the first bar"),
     granularity: str = GRANULARITY,
     start: str = START,
     end: str = END,
-    param: list[str] = typer.Option([], "--param", "-p", help="fixed strategy parameter name=value, repeatable"),
-    rank_by: str = typer.Option("sharpe", "--rank-by", help="metric that picks the in-sample winner (the sweep's rule)"),
-    workers: int = typer.Option(0, "--workers", "-w", help="processes; 0 = all local cores"),
+    param: list[str] = FIXED_PARAMS,
+    rank_by: str = RANK_BY,
+    workers: int = WORKERS,
     cash: float = typer.Option(100_000.0, help="starting cash of each instrument's account"),
-    commission: float = typer.Option(0.0, help="commission as a fraction of notional per fill"),
-    spread: float = typer.Option(0.0, "--spread", help="bid/ask spread in pips; half is paid on each fill"),
-    sizer: str = typer.Option("fixed:units=10000", help="fixed:units=N"),
-    no_mlflow: bool = typer.Option(False, "--no-mlflow", help="do not log to MLflow"),
-    as_json: bool = typer.Option(False, "--json", help="print machine-readable results"),
+    commission: float = COMMISSION,
+    spread: float = SPREAD,
+    sizer: str = FIXED_SIZER,
+    no_mlflow: bool = NO_MLFLOW,
+    as_json: bool = JSON,
 ) -> None:
     """Walk-forward optimisation: in each in-sample window score the grid and pick the best, trade
     it on the next out-of-sample window, stitch the out-of-sample equity and report how much worse

@@ -5,36 +5,38 @@ from __future__ import annotations
 
 import typer
 
-from mbats.cli.options import (END, GRANULARITY, INSTRUMENTS, OLD_END, OLD_START, RESUME, SEARCH, SEED, START,
-                               STUDY, TIMEOUT, TRIALS)
+from mbats.cli.options import (COMMISSION, END, FIXED_PARAMS, FIXED_SIZER, GRANULARITY, GRID, INSTRUMENTS, JSON,
+                               NO_MLFLOW, OLD_END, OLD_START, PRUNE, RANK_BY, RESUME, SEARCH, SEED, SPREAD, START, STUDY,
+                               TIMEOUT, TRIALS, WORKERS)
 
 
 def sweep_command(
     strategy: str = typer.Argument(..., help="strategy name, e.g. sma_crossover"),
     instruments: list[str] = INSTRUMENTS,
-    grid: list[str] = typer.Option(..., "--grid", help="parameter values: name=start:stop[:step] (inclusive) or name=v1,v2; repeatable"),
+    grid: list[str] = GRID,
     granularity: str = GRANULARITY,
     start: str = START,
     end: str = END,
     old_start: str = OLD_START,
     old_end: str = OLD_END,
-    param: list[str] = typer.Option([], "--param", "-p", help="fixed strategy parameter name=value, repeatable"),
+    param: list[str] = FIXED_PARAMS,
     top: int = typer.Option(5, "--top", help="configurations re-run in backtrader (recorded as runs)"),
-    rank_by: str = typer.Option("sharpe", "--rank-by", help="metric to rank by (sharpe, total_return_pct, max_drawdown_pct, …)"),
+    rank_by: str = RANK_BY,
     tolerance: float = typer.Option(0.01, "--tolerance", help="max total-return gap (percentage points) for vectorised and backtrader to agree"),
-    workers: int = typer.Option(0, "--workers", "-w", help="processes; 0 = all local cores"),
+    workers: int = WORKERS,
     cash: float = typer.Option(100_000.0, help="starting cash in account currency"),
-    commission: float = typer.Option(0.0, help="commission as a fraction of notional per fill"),
-    spread: float = typer.Option(0.0, "--spread", help="bid/ask spread in pips; half is paid on each fill"),
-    sizer: str = typer.Option("fixed:units=10000", help="fixed:units=N (the vectorised stage needs a fixed sizer)"),
-    no_mlflow: bool = typer.Option(False, "--no-mlflow", help="do not log the sweep to MLflow"),
-    as_json: bool = typer.Option(False, "--json", help="print machine-readable results"),
+    commission: float = COMMISSION,
+    spread: float = SPREAD,
+    sizer: str = FIXED_SIZER,
+    no_mlflow: bool = NO_MLFLOW,
+    as_json: bool = JSON,
     search: str = SEARCH,
     trials: int = TRIALS,
     timeout: float = TIMEOUT,
     seed: int = SEED,
     study: str = STUDY,
     resume: bool = RESUME,
+    prune: bool = PRUNE,
 ) -> None:
     """Sweep a parameter grid: score every configuration vectorised, re-run the top N in backtrader.
 
@@ -44,7 +46,8 @@ def sweep_command(
     MLflow (a parent run; the backtrader re-runs are its children).
 
     --search optuna samples the same grid with Optuna's TPE instead of scoring all of it, within
-    --trials and/or --timeout; the study is kept under MBATS_HOME, so --resume continues it.
+    --trials and/or --timeout; the study is kept under MBATS_HOME, so --resume continues it;
+    --prune stops trials whose score on the first half of the bars is below the median.
 
     \b
     Example:
@@ -64,7 +67,7 @@ def sweep_command(
     values = backtest_values(strategy, instruments, granularity, start, end, param, cash, commission, spread, sizer,
                              old_start=old_start, old_end=old_end)
     check(SweepOptions, dict(top=top, rank_by=rank_by, tolerance=tolerance, workers=workers), SWEEP_OPTIONS)
-    _check_search(search, trials, timeout, seed, study, resume)
+    _check_search(search, trials, timeout, seed, study, resume, prune)
     parsed_grid = parse_grid(grid)
     check_grid(strategy, parsed_grid, values["params"])
     base = BacktestSpec(**values)
@@ -84,7 +87,7 @@ def sweep_command(
             from mbats.research.search import SearchRequest, run_search
 
             result = run_search(SearchRequest(request, trials=trials, timeout=timeout, seed=seed or 0, study=study,
-                                              resume=resume), progress=update)
+                                              resume=resume, prune=prune), progress=update)
         else:
             result = run_sweep(request, progress=update)
     if as_json:
@@ -108,7 +111,7 @@ def sweep_command(
 
 
 def _check_search(search: str, trials: int | None, timeout: float | None, seed: int | None, study: str | None,
-                  resume: bool) -> None:
+                  resume: bool, prune: bool = False) -> None:
     """--search and its budget, refused before any bar is read."""
     from mbats.errors import UsageError
 
@@ -116,7 +119,8 @@ def _check_search(search: str, trials: int | None, timeout: float | None, seed: 
         raise UsageError(f"--search: '{search}' is not grid or optuna")
     if search == "grid":
         given = [name for name, value in (("--trials", trials), ("--timeout", timeout), ("--seed", seed),
-                                          ("--study", study), ("--resume", resume or None)) if value is not None]
+                                          ("--study", study), ("--resume", resume or None),
+                                          ("--prune", prune or None)) if value is not None]
         if given:
             raise UsageError(f"{', '.join(given)} apply to --search optuna only")
         return

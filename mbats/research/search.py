@@ -22,8 +22,17 @@ resumes wherever MBATS_HOME is. A study is named (``--study``, default derived f
 strategy, instruments, granularity, range, costs, grid, ranking metric and seed); re-running with
 ``--resume`` continues its trial count (trials left RUNNING by a killed process are marked FAIL).
 
-No pruning: pruners stop a trial on intermediate values, and a trial here is a single compiled pass
-over the bars (milliseconds) with none; what a pruner would save, the duplicate check saves.
+Pruning (``prune``, ``--prune``): a trial's whole score is one compiled pass over the bars, so the
+one step where a pruner can save work is between a cheap early score and that full pass. With
+pruning on, each new configuration of a batch is first scored on the first half of the bars
+(:data:`PRUNE_FRACTION`) and that score is reported to Optuna as the trial's intermediate value
+(step 0); Optuna's ``MedianPruner`` then stops a trial whose half-history score is worse than the
+median of the completed trials' at the same step (after :data:`PRUNE_STARTUP` completed trials),
+and only the survivors are scored on the full history. A pruned trial counts towards ``trials``
+(it used its budget), its configuration is not ranked, and a later proposal of it is pruned again
+without scoring. The backtrader confirmation (stage 2) only ever sees fully scored
+configurations. Pruning needs the compiled scoring core; a grid that falls back to per-process
+scoring is searched unpruned (and says so in the notes).
 """
 
 from __future__ import annotations
@@ -43,6 +52,8 @@ from mbats.research.sweep import (LOWER_IS_BETTER, ConfigScore, Progress, SweepR
 
 BATCH = 4                # trials asked, then scored together (fixed: the same seed gives the same trials anywhere)
 MAX_SPACE = 2**31 - 1    # config_id is a grid position stored as an integer
+PRUNE_FRACTION = 0.5     # the early score's share of the bars (from the start of the range)
+PRUNE_STARTUP = 2 * BATCH  # completed trials before the pruner may stop one
 
 
 @dataclass
@@ -53,6 +64,7 @@ class SearchRequest:
     seed: int = 0
     study: str | None = None             # default: derived from the request (see study_name)
     resume: bool = False
+    prune: bool = False                  # early score on the first half of the bars, MedianPruner (see module doc)
 
 
 def check_budget(trials: int | None, timeout: float | None) -> None:
@@ -141,7 +153,9 @@ def _open_study(req: SearchRequest, name: str, direction: str, sweep_id: str):
                          "with --study")
     if not exists and req.resume:
         raise UsageError(f"no study '{name}' to resume (in {storage})")
-    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, direction=direction,
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=PRUNE_STARTUP, n_warmup_steps=0) if req.prune
+              else optuna.pruners.NopPruner())   # pruners live in memory: a resumed study takes this call's
+    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner, direction=direction,
                                 load_if_exists=True)
     if not exists:
         study.set_user_attr("sweep_id", sweep_id)
@@ -151,6 +165,18 @@ def _open_study(req: SearchRequest, name: str, direction: str, sweep_id: str):
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)   # left by an interrupted call
     return study
+
+
+def early_bars(bars: dict, fraction: float = PRUNE_FRACTION) -> dict:
+    """The first ``fraction`` of the bars' common time range, per instrument (the pruner's early score)."""
+    first = min(frame.index[0] for frame in bars.values() if len(frame))
+    last = max(frame.index[-1] for frame in bars.values() if len(frame))
+    cut = first + (last - first) * fraction
+    return {symbol: frame[frame.index < cut] for symbol, frame in bars.items()}
+
+
+def _finite(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 # --- the search -----------------------------------------------------------------------------------
@@ -189,17 +215,29 @@ def run_search(req: SearchRequest, bars: dict | None = None, progress: Progress 
         _record_sweep_start(sweep.grid, base, sweep.rank_by, sweep.top, sweep.tolerance_pct,
                             math.prod(len(v) for v in grid.values()), workers)
 
-    complete = optuna.trial.TrialState.COMPLETE
+    complete, pruned_state = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
     scored: dict[int, ConfigScore] = {}
     for trial in study.get_trials(deepcopy=False, states=(complete,)):   # a resumed study's earlier trials
         attrs = trial.user_attrs
         scored.setdefault(attrs["config_id"], ConfigScore(attrs["config_id"], attrs["params"], attrs["metrics"],
                                                           attrs["trades"], attrs["trades_sha256"], attrs["seconds"]))
-    done = len(study.get_trials(deepcopy=False, states=(complete,)))
+    pruned: dict[int, float] = {t.user_attrs["config_id"]: t.intermediate_values.get(0, math.nan)
+                                for t in study.get_trials(deepcopy=False, states=(pruned_state,))}
+    early: dict[int, float | None] = {}   # config_id -> early (half-history) score
+    done = len(study.get_trials(deepcopy=False, states=(complete, pruned_state)))
     started = time.perf_counter()
     from mbats.research.core import engine_name
 
     scoring_seconds, engine, notes = 0.0, engine_name(), []   # engine_name: a resumed search may score nothing new
+    short = None
+    if req.prune:
+        from mbats.research.core import unsupported
+
+        why = unsupported(cls, [base])
+        if why is None:
+            short = early_bars(bars)
+        else:
+            notes.append(f"pruning off: the scoring core cannot model this grid ({why})")
     asked, most = 0, 4 * req.trials + 100 if req.trials else math.inf   # trials without a score do not count
     with _pool_for(workers, bars) as pool:
         while (req.trials is None or done < req.trials) and asked < most and \
@@ -209,23 +247,49 @@ def run_search(req: SearchRequest, bars: dict | None = None, progress: Progress 
             told: set[int] = set()
             try:
                 points = [grid_position(grid, t.params) for t in batch]
-                fresh = {pos: point for pos, point in points if pos not in scored}
+                new_points = {pos: point for pos, point in points
+                              if pos not in scored and (short is None or pos not in pruned)}
+                if short is not None:   # the pruning step: early score, report, maybe stop before the full pass
+                    first = {pos: point for pos, point in new_points.items() if pos not in early}
+                    if first:
+                        specs = [replace(base, params=coerce_params(cls, dict(base.params) | p))
+                                 for p in first.values()]
+                        tick = time.perf_counter()
+                        halves, _, _ = score_stage(cls, specs, short, workers, pool)
+                        scoring_seconds += time.perf_counter() - tick
+                        early.update((pos, s.metrics.get(sweep.rank_by)) for pos, s in zip(first, halves))
+                    for trial, (pos, _) in zip(batch, points):
+                        if pos in scored:
+                            continue
+                        if pos not in pruned and _finite(early.get(pos)):
+                            trial.report(float(early[pos]), step=0)
+                            if trial.should_prune():
+                                pruned[pos] = float(early[pos])
+                        if pos in pruned:   # now or by an earlier trial: not scored on the full history
+                            trial.set_user_attr("config_id", pos)
+                            study.tell(trial, state=pruned_state)
+                            done += 1
+                            told.add(trial.number)
+                fresh = {pos: point for pos, point in new_points.items() if short is None or pos not in pruned}
                 if fresh:
                     specs = [replace(base, params=coerce_params(cls, dict(base.params) | p)) for p in fresh.values()]
                     tick = time.perf_counter()
-                    new, engine, notes = score_stage(cls, specs, bars, workers, pool)
+                    new, engine, notes_now = score_stage(cls, specs, bars, workers, pool)
+                    notes = [*notes, *(n for n in notes_now if n not in notes)]
                     scoring_seconds += time.perf_counter() - tick
                     for pos, s in zip(fresh, new):
                         s.config_id, s.params = pos, fresh[pos]
                         scored[pos] = s
                 for trial, (pos, _) in zip(batch, points):
+                    if trial.number in told:
+                        continue
                     s = scored[pos]
                     for key, value in (("config_id", pos), ("params", s.params), ("metrics", s.metrics),
                                        ("trades", s.trades), ("trades_sha256", s.trades_sha256),
                                        ("seconds", s.seconds)):
                         trial.set_user_attr(key, value)
                     value = s.metrics.get(sweep.rank_by)
-                    if value is None or (isinstance(value, float) and math.isnan(value)):
+                    if not _finite(value):
                         study.tell(trial, state=optuna.trial.TrialState.FAIL)   # no score to rank by
                     else:
                         study.tell(trial, float(value))
@@ -249,8 +313,10 @@ def run_search(req: SearchRequest, bars: dict | None = None, progress: Progress 
                                   for s in scores[:sweep.top]], sweep.record, sweep.tolerance_pct, progress)
         backtrader_seconds = time.perf_counter() - tick
     trials_total = len(study.trials)
+    n_pruned = len(study.get_trials(deepcopy=False, states=(pruned_state,)))
     notes = [*notes, f"optuna TPE (seed {req.seed}) study '{name}': {done} completed trials "
-                     f"({trials_total} in all), {len(scores)} distinct configurations scored of "
+                     f"({trials_total} in all{f', {n_pruned} pruned on the first half of the bars' if n_pruned else ''}), "
+                     f"{len(scores)} distinct configurations scored of "
                      f"{math.prod(len(v) for v in grid.values()):,}; storage {storage_url()}"]
     result = SweepResult(sweep_id, strategy_name(cls), sweep.rank_by, sweep.tolerance_pct, scores, workers,
                          scoring_seconds, backtrader_seconds, engine=engine, notes=notes)
@@ -275,7 +341,7 @@ def _log_search(parent: str, req: SearchRequest, name: str, done: int) -> None:
 
     client = mlflow.MlflowClient()
     for key, value in (("search", "optuna-tpe"), ("seed", req.seed), ("study", name), ("trials_budget", req.trials),
-                       ("timeout_s", req.timeout)):
+                       ("timeout_s", req.timeout), ("prune", req.prune)):
         client.log_param(parent, key, value)
     client.log_metric(parent, "trials_completed", done)
 

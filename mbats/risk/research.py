@@ -9,8 +9,7 @@ from __future__ import annotations
 import pandas as pd
 from psycopg2.extras import Json, execute_values
 
-from mbats.errors import NotFoundError
-from mbats.risk.store import to_jsonable
+from mbats.risk.store import fetch_one, to_jsonable
 
 MC_SUMMARY = ("final_equity_p5", "final_equity_p50", "final_equity_p95", "max_drawdown_pct_p5",
               "max_drawdown_pct_p50", "max_drawdown_pct_p95", "prob_loss")
@@ -23,10 +22,8 @@ _MC_COLUMNS = ("run_id", "method", "paths", "seed", "block_days", "samples", "st
 def read_run_for_montecarlo(conn, run_id: int) -> tuple[dict, pd.DataFrame, pd.Series]:
     """The run's cash and metrics, its trades (net P&L, open or not) and its equity curve."""
     with conn.cursor() as cur:
-        cur.execute("SELECT cash, status FROM runs WHERE id = %s", (run_id,))
-        row = cur.fetchone()
-        if row is None:
-            raise NotFoundError(f"no run {run_id} in the risk database; list runs with `mbats runs`")
+        row = fetch_one(cur, "SELECT cash, status FROM runs WHERE id = %s", (run_id,),
+                        f"no run {run_id} in the risk database; list runs with `mbats runs`")
         cur.execute("SELECT metric, value FROM run_metrics WHERE run_id = %s", (run_id,))
         metrics = dict(cur.fetchall())
         cur.execute("SELECT pnl_net, is_open FROM trades WHERE run_id = %s ORDER BY entry_ts, trade_ref", (run_id,))
@@ -36,7 +33,7 @@ def read_run_for_montecarlo(conn, run_id: int) -> tuple[dict, pd.DataFrame, pd.S
     equity = pd.Series([r[1] for r in rows], index=pd.DatetimeIndex([r[0] for r in rows]), dtype="float64")
     trades["pnl_net"] = trades["pnl_net"].astype("float64")
     trades["is_open"] = trades["is_open"].astype(bool)
-    return {"cash": float(row[0]), "status": row[1], "metrics": metrics}, trades, equity
+    return {"cash": float(row["cash"]), "status": row["status"], "metrics": metrics}, trades, equity
 
 
 def save_montecarlo(conn, run_id: int, result, run_metrics: dict) -> int:
@@ -110,12 +107,10 @@ def fail_walk_forward(conn, wf_id: str) -> None:
 
 
 def read_walk_forward(conn, wf_id: str) -> dict:
+    """The walk-forward's row (the shape of store.get_run), its windows and equity points per instrument."""
     with conn.cursor() as cur:
-        cur.execute("SELECT * FROM walk_forwards WHERE wf_id = %s", (wf_id,))
-        row = cur.fetchone()
-        if row is None:
-            raise NotFoundError(f"no walk-forward {wf_id} in the risk database")
-        out = dict(zip([d.name for d in cur.description], row))
+        out = fetch_one(cur, "SELECT * FROM walk_forwards WHERE wf_id = %s", (wf_id,),
+                        f"no walk-forward {wf_id} in the risk database")
         cur.execute(f"SELECT {', '.join(_WF_WINDOW_COLUMNS)} FROM walk_forward_windows WHERE wf_id = %s "
                     "ORDER BY instrument, window_no", (wf_id,))
         out["window_rows"] = [dict(zip(_WF_WINDOW_COLUMNS, r)) for r in cur.fetchall()]

@@ -200,13 +200,19 @@ def list_runs(conn, limit: int = 50, strategy: str | None = None, sweep_id: str 
         return [dict(zip(names, row)) | {"metrics": row[-1] or {}} for row in cur.fetchall()]
 
 
+def fetch_one(cur, query: str, args: tuple, missing: str) -> dict:
+    """The one row ``query`` selects as {column: value}; NotFoundError(``missing``) when there is none."""
+    cur.execute(query, args)
+    row = cur.fetchone()
+    if row is None:
+        raise NotFoundError(missing)
+    return dict(zip([d.name for d in cur.description], row))
+
+
 def get_run(conn, run_id: int) -> dict:
     with conn.cursor() as cur:
-        cur.execute("SELECT * FROM runs WHERE id = %s", (run_id,))
-        row = cur.fetchone()
-        if row is None:
-            raise NotFoundError(f"no run {run_id} in the risk database; list runs with `mbats runs`")
-        run = dict(zip([d.name for d in cur.description], row))
+        run = fetch_one(cur, "SELECT * FROM runs WHERE id = %s", (run_id,),
+                        f"no run {run_id} in the risk database; list runs with `mbats runs`")
         cur.execute("SELECT metric, value FROM run_metrics WHERE run_id = %s", (run_id,))
         run["metrics"] = dict(cur.fetchall())
     return run

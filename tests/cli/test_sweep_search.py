@@ -20,6 +20,7 @@ SW = ["sweep", "sma_crossover", "-i", "EUR_USD", "--no-mlflow", "--grid", "fast=
     (["--search", "optuna", "--timeout", "nan"], "error: --timeout must be a positive number of seconds"),
     (["--trials", "20"], "error: --trials apply to --search optuna only"),
     (["--seed", "3", "--resume"], "error: --seed, --resume apply to --search optuna only"),
+    (["--prune"], "error: --prune apply to --search optuna only"),
     (["--search", "bayes", "--trials", "5"], "error: --search: 'bayes' is not grid or optuna"),
 ])
 def test_a_bad_search_budget_is_one_line_and_exit_2(extra, message, capsys):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
 import optuna
 import pytest
 
@@ -99,3 +102,47 @@ def test_an_interrupted_search_resumes_its_trial_count_and_lands_in_the_sweep_ta
     assert parent == result.mlflow_run_id
     assert client.get_run(parent).data.params["search"] == "optuna-tpe"
     assert client.get_run(result.rerun[0].mlflow_run_id).data.tags["mlflow.parentRunId"] == parent
+
+
+WIDE_GRID = {"fast": list(range(2, 32, 2)), "slow": list(range(40, 220, 20))}   # 135 configurations
+
+
+def _pruned_request(study: str, trials: int) -> SearchRequest:
+    req = _request(study, trials)
+    return replace(req, sweep=replace(req.sweep, grid=WIDE_GRID), prune=True)
+
+
+def test_pruning_stops_trials_on_their_first_half_score_before_the_full_pass(eurusd_h1):
+    """--prune: a new configuration is scored on the first half of the bars; Optuna's MedianPruner
+    stops it there when that score is below the median of the completed trials' (earlier batches),
+    and a stopped configuration is never scored on the full history, nor ranked, nor re-run."""
+    from mbats.kernel.strategies import find_strategy
+    from mbats.research.search import BATCH, PRUNE_STARTUP, early_bars
+    from mbats.research.sweep import score_stage
+
+    bars = {"EUR_USD": eurusd_h1}
+    result = run_search(_pruned_request("pruned-a", 32), bars=bars)
+    trials = _trials("pruned-a")
+    states = optuna.trial.TrialState
+    pruned = [t for t in trials if t.state == states.PRUNED]
+    complete = [t for t in trials if t.state == states.COMPLETE]
+    assert pruned and len(pruned) + len(complete) == 32
+    assert {t.user_attrs["config_id"] for t in pruned}.isdisjoint({s.config_id for s in result.scores})
+    assert {t.user_attrs["config_id"] for t in complete} == {s.config_id for s in result.scores}
+    assert any("pruned on the first half of the bars" in note for note in result.notes)
+    for t in pruned:
+        if 0 not in t.intermediate_values:   # proposed again after an earlier trial stopped it
+            assert t.user_attrs["config_id"] in {p.user_attrs["config_id"] for p in pruned if p.number < t.number}
+            continue
+        batch_start = t.number - t.number % BATCH
+        earlier = [c.intermediate_values[0] for c in complete if c.number < batch_start and 0 in c.intermediate_values]
+        assert len([c for c in complete if c.number < batch_start]) >= PRUNE_STARTUP
+        assert t.intermediate_values[0] < np.median(earlier)   # below the median: MedianPruner's rule
+    # the early score is the configuration's score on the first half of the bars, by the same engine
+    first = next(t for t in pruned if 0 in t.intermediate_values)
+    spec = replace(_request("x", 1).sweep.base, params=dict(first.params))
+    [half], _, _ = score_stage(find_strategy("sma_crossover"), [spec], early_bars(bars), 1, None)
+    assert half.metrics["sharpe"] == pytest.approx(first.intermediate_values[0])
+    # reproducible: the same seed prunes the same trials
+    run_search(_pruned_request("pruned-b", 32), bars=bars)
+    assert [(t.params, t.state) for t in _trials("pruned-b")] == [(t.params, t.state) for t in trials]
