@@ -105,7 +105,8 @@ WHERE d.sweep_id IS NOT NULL;
 -- Live and paper trading ----------------------------------------------------------------------
 
 -- Latest position per (run, instrument) of paper/live runs, open ones only. `notional` (units x
--- price) and `unrealized_pnl` (units x price move) are in the instrument's quote currency.
+-- price) is in the instrument's quote currency; `unrealized_pnl` (units x price move, converted at
+-- the bar's rate) is in the account currency, so dash.live_pnl_today can sum it across pairs.
 CREATE OR REPLACE VIEW dash.live_positions AS
 SELECT p.run_id, d.run_label, d.mode, d.account, p.instrument, p.ts, p.size, p.avg_price, p.market_price,
        p.unrealized_pnl, abs(p.size) * coalesce(p.market_price, p.avg_price) AS notional,

@@ -289,12 +289,13 @@ def _trade(cfg: LiveConfig, cls, params: dict, client, settings: Settings, store
 
     broker.on_bar = on_bar
     stopper.on_stop(lambda: stop("signal"))
-    cerebro.addanalyzer(LiveRecorder, _name="live", store=store)
+    cerebro.addanalyzer(LiveRecorder, _name="live", store=store, currency=currency, hub=hub)
     poller = ControlPoller(run_id, lambda command, who: stop(f"operator {command} ({who})"))
     hub.start()
     poller.start()
     try:
         strat = cerebro.run()[0]
+        broker.deliver_notifications(strat)  # the last bar's fills: their trades reach the risk DB too
     finally:
         poller.stop()
         hub.stop()

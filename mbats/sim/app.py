@@ -212,10 +212,16 @@ def create_app(sim: Simulator) -> FastAPI:
     def price_json(name: str) -> dict:
         bid, ask, t = sim.market.quote(name)
         d = sim.market.instrument(name).instrument.display_precision or 5
-        return {"type": "PRICE", "instrument": name, "time": fmt_time(t), "status": "tradeable", "tradeable": True,
-                "bids": [{"price": f"{bid:.{d}f}", "liquidity": 10000000}],
-                "asks": [{"price": f"{ask:.{d}f}", "liquidity": 10000000}],
-                "closeoutBid": f"{bid:.{d}f}", "closeoutAsk": f"{ask:.{d}f}"}
+        price = {"type": "PRICE", "instrument": name, "time": fmt_time(t), "status": "tradeable", "tradeable": True,
+                 "bids": [{"price": f"{bid:.{d}f}", "liquidity": 10000000}],
+                 "asks": [{"price": f"{ask:.{d}f}", "liquidity": 10000000}],
+                 "closeoutBid": f"{bid:.{d}f}", "closeoutAsk": f"{ask:.{d}f}"}
+        try:  # as OANDA's prices carry it: quote currency -> account currency, now (mid of the converting pair)
+            factor = f"{sim.account.home_rate(name):.8f}"
+            price["quoteHomeConversionFactors"] = {"positiveUnits": factor, "negativeUnits": factor}
+        except OrderError:
+            pass  # no converting pair in the replay: OANDA would have one; unrealised P&L needs the bars then
+        return price
 
     def instruments_param(request: Request) -> list[str]:
         names = _list_param(request.query_params, "instruments")

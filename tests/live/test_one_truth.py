@@ -14,6 +14,10 @@ P&L is (exit - entry fill price) x units, the spread inside the prices, converte
 rate; financing at its rollover's rate. So fills, every trade's P&L and the final balance agree to
 1e-6 for USD_JPY and the cross too; financing per rollover differs only by the simulator's
 4-decimal rounding of the DAILY_FINANCING amount strings (its balance keeps the exact amounts).
+
+The paper run's own record in the risk DB is in USD too: each trade's P&L is OANDA's realised P&L
+(equal to the backtest's to the cent), its exit price the closing fill's, and every open position's
+unrealised P&L is converted at the bar's rate.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from mbats.live.config import LiveConfig
 from mbats.live.session import run
 from mbats.secmaster.financing import Schedule, simulator_terms
 from mbats.sim import SimConfig, SimServer, Simulator, synthetic_bars
-from tests.live.conftest import sim_settings
+from tests.live.conftest import risk_rows, sim_settings
 
 START, END = "2024-03-04", "2024-03-08 20:00"  # Monday to Friday: four rollovers, Wednesday's triple
 PAIRS = ("EUR_USD", "USD_JPY", "EUR_GBP", "GBP_USD")
@@ -92,6 +96,44 @@ def test_backtest_and_paper_session_agree_trade_by_trade(symbol, risk_conn):
         assert abs(trade.initial_units) == row.size
         assert trade.realized_pl == pytest.approx(row.pnl_net, abs=1e-6)
         assert trade.financing == pytest.approx(row.financing, abs=1e-6)
+
+    # the paper run's trades in the risk DB: P&L in USD (OANDA's realised P&L, converted at the close's
+    # rate) equal to the backtest's to the cent, and by hand; the exit price is the closing fill's price
+    fills_at = {pd.Timestamp(t["time"]): float(t["price"]) for t in sim_fills}
+    exit_rates = {f["ts"]: f.get("fx_rate", 1.0) for f in bt_fills}  # no conversion: no rate
+    rows = risk_rows(risk_conn, "SELECT direction, size, entry_ts, entry_price, exit_ts, exit_price, pnl, pnl_net, "
+                                "return_pct FROM trades WHERE run_id = %s AND NOT is_open ORDER BY entry_ts",
+                     result.run_id)
+    assert len(rows) == len(closed)
+    for (direction, size, entry_ts, entry_price, exit_ts, exit_price, pnl, pnl_net, ret), row in \
+            zip(rows, closed.itertuples()):
+        sign = 1.0 if direction == "long" else -1.0
+        assert (pd.Timestamp(entry_ts), size) == (row.entry_ts, row.size)
+        assert entry_price == pytest.approx(fills_at[pd.Timestamp(entry_ts)], abs=1e-12)
+        # the closing fill's price, not recovered from a P&L in another currency
+        assert exit_price == pytest.approx(fills_at[pd.Timestamp(exit_ts)], abs=1e-12)
+        assert pnl == pytest.approx(row.pnl_net, abs=1e-4)  # the backtest's USD figure after costs
+        assert pnl == pytest.approx(sign * size * (exit_price - entry_price) * exit_rates[row.exit_ts], abs=1e-4)
+        assert pnl_net == pnl  # the simulator charges no commission: the spread is in the prices
+        assert ret == pytest.approx(100.0 * sign * (exit_price / entry_price - 1.0))
+        if symbol != "EUR_USD":  # a rate far from 1: the quote-currency figure would be visibly wrong
+            assert abs(exit_rates[row.exit_ts] - 1.0) > 0.1
+
+    # open positions marked at each bar's close, in USD at that moment's rate: USD_JPY converts its own
+    # yen (1 / close); the cross takes OANDA's conversion factor of its latest price (GBP_USD's mid, which
+    # in the replay is that bar's GBP_USD close)
+    marks = risk_rows(risk_conn, "SELECT ts, size, avg_price, market_price, unrealized_pnl FROM positions "
+                                 "WHERE run_id = %s AND size <> 0 ORDER BY ts", result.run_id)
+    assert len(marks) >= 10
+    for ts, size, avg, close, upl in marks:
+        in_quote = size * (close - avg)
+        if symbol == "EUR_USD":
+            assert upl == pytest.approx(in_quote, abs=1e-9)
+        elif symbol == "USD_JPY":
+            assert upl == pytest.approx(in_quote / close, abs=1e-9)
+        else:
+            gbp_usd = bars["GBP_USD"]["close"].asof(pd.Timestamp(ts))
+            assert upl == pytest.approx(in_quote * gbp_usd, rel=1e-6, abs=1e-9)
 
     # financing: every rollover, same amount per instrument
     daily = [(pd.Timestamp(t["time"]), float(p["financing"])) for t in account.transactions

@@ -73,6 +73,8 @@ class PriceHub:
         self.queues: dict[str, queue.Queue[Bar]] = {i: queue.Queue() for i in self.instruments}
         self.last_bar: dict[str, pd.Timestamp | None] = {i: None for i in self.instruments}
         self.quotes: dict[str, tuple[float, float]] = {}
+        # OANDA's quote -> account currency factors (for a positive, a negative amount) from the latest price
+        self.home_factors: dict[str, tuple[float, float]] = {}
         self.market_time: pd.Timestamp | None = None
         self.live_after: pd.Timestamp | None = None  # bars after this are live even if backfilled
         # restart after downtime: bars up to the newest complete one at start are history, except the
@@ -209,6 +211,13 @@ class PriceHub:
             except (KeyError, IndexError, ValueError, TypeError):
                 log.warning("ignoring malformed price message %r", msg)
                 return
+            factors = msg.get("quoteHomeConversionFactors")
+            if factors:
+                try:
+                    self.home_factors[msg["instrument"]] = (float(factors["positiveUnits"]),
+                                                            float(factors["negativeUnits"]))
+                except (KeyError, ValueError, TypeError):
+                    pass  # unrealised P&L then needs the session's own bars to convert
         else:
             return
         if "time" in msg:

@@ -54,6 +54,36 @@ _CHILD_KINDS = {"STOP_LOSS_ORDER": bt.Order.Stop, "TAKE_PROFIT_ORDER": bt.Order.
                 "TRAILING_STOP_LOSS_ORDER": bt.Order.StopTrail}
 
 
+def fill_realised_pl(txn: dict) -> float:
+    """OANDA's realised P&L of an ORDER_FILL in the account currency: the trades it closed or reduced.
+
+    OANDA converts each at the rate of the fill (its ``realizedPL``; the fill's ``pl`` is their sum),
+    so a USD_JPY or EUR_GBP trade of a USD account is booked in dollars, as backtests book it.
+    """
+    parts = [*(txn.get("tradesClosed") or []), *([txn["tradeReduced"]] if txn.get("tradeReduced") else [])]
+    if parts:
+        return sum(float(p.get("realizedPL", 0) or 0) for p in parts)
+    return float(txn.get("pl", 0) or 0)
+
+
+class _BookedFill:
+    """The commission info a fill's order notification carries.
+
+    backtrader's Trade does not take a fill's P&L from the order: it recomputes it with
+    ``comminfo.profitandloss`` (quote currency). This one answers with what OANDA booked for the fill
+    (account currency) and otherwise behaves as the instrument's own commission info.
+    """
+
+    def __init__(self, base: bt.CommInfoBase, realised_pl: float) -> None:
+        self.base, self.realised_pl = base, realised_pl
+
+    def profitandloss(self, size: float, price: float, newprice: float) -> float:
+        return self.realised_pl
+
+    def __getattr__(self, name: str):
+        return getattr(self.base, name)
+
+
 def _price(x: float, instrument: str) -> str:
     return f"{x:.3f}" if instrument.endswith("JPY") else f"{x:.5f}"
 
@@ -159,6 +189,19 @@ class OandaBroker(bt.broker.BrokerBase):
 
     def notify(self, order: bt.Order) -> None:
         self.notifs.append(order.clone())
+
+    def deliver_notifications(self, strategy: bt.Strategy) -> None:
+        """Hand the strategy (and its analyzers) the notifications still queued when the run ends.
+
+        An order sent on the last bar fills at the venue after backtrader's last round of
+        notifications; without this its fill never reaches the trades (the risk DB's last trade
+        would stay open though OANDA closed it).
+        """
+        while self.notifs:
+            order = self.notifs.popleft()
+            if order is not None:
+                owner = order.owner if order.owner is not None else strategy  # bool() of a strategy is a line op
+                owner._addnotification(order, quicknotify=True)
 
     def next(self) -> None:
         self._announce_inherited()
@@ -455,10 +498,15 @@ class OandaBroker(bt.broker.BrokerBase):
         comminfo = self.getcommissioninfo(data)
         closedvalue = comminfo.getoperationcost(closed, old_price) if closed else 0.0
         openedvalue = comminfo.getoperationcost(opened, price) if opened else 0.0
-        pnl = comminfo.profitandloss(-closed, old_price, price) if closed else 0.0
-        order.execute(data.datetime[0], units, price, closed, closedvalue, 0.0, opened, openedvalue, 0.0, 0.0, pnl,
-                      psize, pprice)
-        order.addinfo(fill_txn=txn["id"])
+        # OANDA's own figures, in the account currency: the realised P&L of what the fill closed, and its
+        # commission (split between the closed and the opened units as backtrader books it)
+        pnl = fill_realised_pl(txn) if closed else 0.0
+        commission = abs(float(txn.get("commission", 0) or 0))
+        closedcomm = commission * abs(closed) / abs(units) if units else 0.0
+        order.comminfo = _BookedFill(comminfo, pnl)  # the notification's clone keeps this fill's figure
+        order.execute(data.datetime[0], units, price, closed, closedvalue, closedcomm, opened, openedvalue,
+                      commission - closedcomm, 0.0, pnl, psize, pprice)
+        order.addinfo(fill_txn=txn["id"], fill_time=txn["time"])
         order.completed() if not order.executed.remsize else order.partial()
         self.notify(order)
         self._track_trade(instrument, txn)
