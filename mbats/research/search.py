@@ -190,15 +190,21 @@ def run_search(req: SearchRequest, bars: dict | None = None, progress: Progress 
     import optuna
 
     from mbats.backtest.runner import load_bars
-    from mbats.kernel.signals import has_signals
+    from mbats.kernel.signals import has_brackets, has_signals
     from mbats.kernel.strategies import coerce_params, strategy_name
+    from mbats.research.sweep import scored_fast
 
     check_budget(req.trials, req.timeout)
     sweep = req.sweep
     cls = _validate(sweep)
-    if not has_signals(cls):
+    if not has_signals(cls) and not has_brackets(cls):
         raise UsageError(f"--search optuna needs a strategy with vectorised signals; {strategy_name(cls)} has none "
                          "(use the grid sweep)")
+    if not scored_fast(cls, sweep.base):   # a bracket strategy the core cannot model would only run in backtrader
+        from mbats.research.core import unsupported
+
+        raise UsageError(f"--search optuna: the scoring core cannot model this grid ({unsupported(cls, [sweep.base])}); "
+                         "use the grid sweep")
     grid = {name: [coerce_params(cls, {name: v})[name] for v in values] for name, values in sweep.grid.items()}
     if math.prod(len(v) for v in grid.values()) > MAX_SPACE:
         raise UsageError(f"the search space has more than {MAX_SPACE:,} configurations; narrow the --grid")

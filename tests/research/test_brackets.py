@@ -235,3 +235,21 @@ def test_rsi_atr_grid_the_core_cannot_model_runs_in_backtrader_and_says_so(eurus
     assert result.engine == "backtrader"
     assert any("cannot model" in n and "one instrument" in n for n in result.notes)
     assert len(result.rerun) == 2     # every configuration ran in backtrader
+
+
+def test_optuna_search_scores_rsi_atr_on_the_core(eurusd_h1):
+    import uuid
+
+    from mbats.errors import UsageError
+    from mbats.research.search import SearchRequest, run_search
+
+    base = BacktestSpec("rsi_atr", ["EUR_USD"], "H1", spread_pips=0.8)
+    grid = {"rsi_period": [6, 10, 14], "stop_atr": [0.5, 1.0, 1.5], "target_atr": [1.0, 3.0]}
+    sweep = SweepRequest(base, grid, top=1, workers=1, track=False, record=False)
+    result = run_search(SearchRequest(sweep, trials=6, seed=3, study=f"rsi-atr-{uuid.uuid4().hex[:8]}"),
+                        bars={"EUR_USD": eurusd_h1})
+    assert result.engine == "numba" and len(result.scores) >= 4
+    assert len(result.rerun) == 1 and result.rerun[0].agrees, result.rerun[0].difference
+    two = replace(sweep, base=replace(base, instruments=["EUR_USD", "GBP_USD"]))
+    with pytest.raises(UsageError, match="cannot model"):
+        run_search(SearchRequest(two, trials=2, seed=3, study=f"rsi-atr-{uuid.uuid4().hex[:8]}"))
