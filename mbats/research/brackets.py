@@ -64,7 +64,10 @@ def smma_seed(values: np.ndarray, period: int) -> float:
 
 
 def smma(values: np.ndarray, period: int, seed: float, out: np.ndarray) -> None:
-    """Wilder's smoothing (backtrader's SmoothedMovingAverage) of ``values`` valid from bar 1; NaN before bar ``period``."""
+    """Wilder's smoothing (backtrader's SmoothedMovingAverage) of ``values`` valid from bar 1.
+
+    NaN before bar ``period``, where backtrader has no value yet either.
+    """
     alpha = 1.0 / period
     alpha1 = 1.0 - alpha
     n = len(values)

@@ -203,8 +203,8 @@ def run_search(req: SearchRequest, bars: dict | None = None, progress: Progress 
     if not scored_fast(cls, sweep.base):   # a bracket strategy the core cannot model would only run in backtrader
         from mbats.research.core import unsupported
 
-        raise UsageError(f"--search optuna: the scoring core cannot model this grid ({unsupported(cls, [sweep.base])}); "
-                         "use the grid sweep")
+        why = unsupported(cls, [sweep.base])
+        raise UsageError(f"--search optuna: the scoring core cannot model this grid ({why}); use the grid sweep")
     grid = {name: [coerce_params(cls, {name: v})[name] for v in values] for name, values in sweep.grid.items()}
     if math.prod(len(v) for v in grid.values()) > MAX_SPACE:
         raise UsageError(f"the search space has more than {MAX_SPACE:,} configurations; narrow the --grid")

@@ -83,7 +83,8 @@ def _exit_kinds(frame: pd.DataFrame, trades: pd.DataFrame, params: dict) -> dict
     target = c[signal] + sign * params["target_atr"] * atrs[0][signal]
     both = np.where(sign > 0, (low[x] <= stop) & (h[x] >= target), (h[x] >= stop) & (low[x] <= target))
     gap = np.where(sign > 0, o[x] < stop, o[x] > stop)
-    return {"both": both, "gap": gap, "stop": stop, "target": target, "open": o[x], "exit": trades["exit_price"].to_numpy()}
+    return {"both": both, "gap": gap, "stop": stop, "target": target, "open": o[x],
+            "exit": trades["exit_price"].to_numpy()}
 
 
 def test_rsi_atr_grid_scores_on_the_core_agree_with_backtrader_trade_for_trade(eurusd_h1):
@@ -110,6 +111,21 @@ def test_rsi_atr_grid_scores_on_the_core_agree_with_backtrader_trade_for_trade(e
         np.testing.assert_array_equal(kinds["exit"][kinds["gap"]], kinds["open"][kinds["gap"]])
         both, gaps = both + int(hit.sum()), gaps + int(kinds["gap"].sum())
     assert both >= 10 and gaps >= 10     # the grid exercises both rules
+
+
+@pytest.mark.parametrize("params", [
+    dict(rsi_period=20, atr_period=5, oversold=35.0, overbought=65.0, allow_short=False),   # long only, ATR first
+    dict(rsi_period=3, atr_period=30, stop_atr=0.0, target_atr=0.2),   # stop at the signal's close, RSI first
+], ids=["long-only", "zero-stop"])
+def test_other_parameters_agree_with_backtrader_too(eurusd_h1, params):
+    bars = {"EUR_USD": eurusd_h1}
+    spec = BacktestSpec("rsi_atr", ["EUR_USD"], "H1", params=params, spread_pips=0.8, commission=0.00002)
+    scores = core.score_grid(find_strategy("rsi_atr"), [spec], bars, keep={0})
+    sim = simulate(spec, bars)
+    assert len(_closed(sim.trades)) > 30
+    if not params.get("allow_short", True):
+        assert set(sim.trades["direction"]) == {"long"}
+    _assert_same_trades(scores, 0, sim)
 
 
 def test_numpy_engine_scores_brackets_like_the_compiled_one(eurusd_h1, numpy_engine):
