@@ -205,3 +205,69 @@ FROM eod_risk e;
 CREATE OR REPLACE VIEW dash.eod_risk_latest AS
 SELECT r.* FROM dash.eod_risk r
 WHERE r.as_of = (SELECT max(as_of) FROM dash.eod_risk);
+
+-- Research results (mbats.risk.research: `mbats walkforward` / the walk_forward DAG, `mbats montecarlo`) ---
+
+-- One row per walk-forward optimisation: settings, in-sample vs out-of-sample summary, and the
+-- metrics of its stitched out-of-sample equity. `wf_label` names it in pickers and on every
+-- walk-forward view (the dashboard's filter column).
+CREATE OR REPLACE VIEW dash.walk_forwards AS
+SELECT w.wf_id, w.wf_id || ' · ' || w.strategy || ' ' || array_to_string(w.instruments, ',') || ' ' || w.granularity
+           || ' · ' || CASE WHEN w.anchored THEN 'anchored ' ELSE 'rolling ' END || w.train || ' / ' || w.test AS wf_label,
+       w.strategy, array_to_string(w.instruments, ',') AS instruments, w.granularity, w.rank_by, w.train, w.test,
+       CASE WHEN w.anchored THEN 'anchored' ELSE 'rolling' END AS window_mode, w.grid::text AS grid,
+       w.windows, w.is_mean, w.oos_mean, w.degradation, w.efficiency,
+       (w.metrics ->> 'total_return_pct')::double precision AS oos_return_pct,
+       (w.metrics ->> 'sharpe')::double precision AS oos_sharpe,
+       (w.metrics ->> 'max_drawdown_pct')::double precision AS oos_max_drawdown_pct,
+       (w.metrics ->> 'trades')::double precision AS oos_trades,
+       (w.metrics ->> 'final_value')::double precision AS oos_final_value,
+       w.seconds, w.status, w.created_at, w.finished_at, w.mlflow_run_id
+FROM walk_forwards w;
+
+-- Per instrument and window: the configuration chosen in-sample and its in-sample and
+-- out-of-sample scores (the walk-forward's rank_by metric). `window_label` sorts in time order.
+CREATE OR REPLACE VIEW dash.walk_forward_windows AS
+SELECT x.wf_id, f.wf_label, f.rank_by, x.instrument, x.window_no,
+       to_char(x.test_start AT TIME ZONE 'UTC', 'YYYY-MM-DD') || ' ' || x.instrument || ' #' || x.window_no AS window_label,
+       x.train_start, x.train_end, x.test_start, x.test_end,
+       (SELECT string_agg(p.key || '=' || p.value, ' ' ORDER BY p.key)
+          FROM jsonb_each_text(CASE WHEN jsonb_typeof(x.params) = 'object' THEN x.params END) p) AS params,
+       x.is_score, x.oos_score, x.is_score - x.oos_score AS score_drop,
+       (x.oos_metrics ->> 'total_return_pct')::double precision AS oos_return_pct,
+       (x.is_metrics ->> 'total_return_pct')::double precision AS is_return_pct,
+       x.oos_trades
+FROM walk_forward_windows x JOIN dash.walk_forwards f USING (wf_id);
+
+-- The stitched out-of-sample account value per instrument (and ALL: the instruments on one
+-- account), with its drawdown below the running peak in percent (negative, as dash.equity).
+CREATE OR REPLACE VIEW dash.walk_forward_equity AS
+SELECT e.wf_id, f.wf_label, e.instrument, e.ts, e.value,
+       100.0 * (e.value / NULLIF(max(e.value) OVER w, 0) - 1.0) AS drawdown_pct
+FROM walk_forward_equity e JOIN dash.walk_forwards f USING (wf_id)
+WINDOW w AS (PARTITION BY e.wf_id, e.instrument ORDER BY e.ts ROWS UNBOUNDED PRECEDING);
+
+-- One row per Monte Carlo simulation of a run: p5/p50/p95 of final equity and max drawdown over
+-- the paths beside the run's own figures. `mc_label` names it (the dashboard's filter column).
+CREATE OR REPLACE VIEW dash.montecarlo AS
+SELECT m.id AS mc_id, m.run_id, d.run_label,
+       'MC ' || m.id || ' · run ' || d.run_label || ' · ' || m.method
+           || CASE WHEN m.method = 'blocks' THEN ' ' || m.block_days || 'd' ELSE '' END
+           || ' · ' || m.paths || ' paths · seed ' || m.seed AS mc_label,
+       m.method, m.paths, m.seed, m.block_days, m.samples, m.start_cash,
+       m.final_equity_p5, m.final_equity_p50, m.final_equity_p95,
+       m.max_drawdown_pct_p5, m.max_drawdown_pct_p50, m.max_drawdown_pct_p95,
+       m.prob_loss, 100.0 * m.prob_loss AS prob_loss_pct,
+       m.run_final_equity, m.run_max_drawdown_pct, m.seconds, m.created_at, d.account_currency
+FROM montecarlo m JOIN dash.runs d USING (run_id);
+
+-- The 1..99 percentiles of a simulation's final equity and max drawdown, one row per percentile.
+-- The 99 values are equally likely quantiles, so a histogram of them draws the distribution's shape.
+CREATE OR REPLACE VIEW dash.montecarlo_percentiles AS
+SELECT m.mc_id, m.mc_label, m.run_id, m.run_label, q.key::int AS percentile,
+       q.value::double precision AS final_equity,
+       (p.percentiles -> 'max_drawdown_pct' ->> q.key)::double precision AS max_drawdown_pct,
+       m.start_cash, m.run_final_equity, m.run_max_drawdown_pct
+FROM dash.montecarlo m
+JOIN montecarlo p ON p.id = m.mc_id
+CROSS JOIN LATERAL jsonb_each_text(p.percentiles -> 'final_equity') q;

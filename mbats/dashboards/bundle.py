@@ -46,6 +46,8 @@ DATASETS = {
     "live_positions": "risk", "live_orders_today": "risk", "live_fills_today": "risk",
     "live_pnl_today": "risk", "risk_events": "risk", "risk_status": "risk",
     "eod_risk": "risk", "eod_risk_latest": "risk",
+    "walk_forwards": "risk", "walk_forward_windows": "risk", "walk_forward_equity": "risk",
+    "montecarlo": "risk", "montecarlo_percentiles": "risk",
     "bars_daily": "secmaster", "coverage": "secmaster", "bar_gaps": "secmaster",
 }
 
@@ -53,7 +55,12 @@ DATASETS = {
 MAIN_DTTM = {"equity": "ts", "exposure": "ts", "trades": "exit_ts", "runs": "started_at",
              "sweep_results": "started_at", "live_orders_today": "created_at", "live_fills_today": "ts",
              "live_positions": "ts", "risk_events": "ts", "bars_daily": "day", "bar_gaps": "gap_start",
-             "eod_risk": "as_of", "eod_risk_latest": "as_of"}
+             "eod_risk": "as_of", "eod_risk_latest": "as_of", "walk_forwards": "created_at",
+             "walk_forward_windows": "test_start", "walk_forward_equity": "ts", "montecarlo": "created_at"}
+
+# the dataset metric `latest` (native filters sort their values by it, newest first): the run id
+# where a view has one, else the view's own creation order
+LATEST = {"walk_forwards": "MAX(EXTRACT(EPOCH FROM created_at))", "montecarlo": "MAX(mc_id)"}
 
 
 # the net position at the end of each time bucket (signed: shorts are negative); MAX would hide a
@@ -111,11 +118,12 @@ def timeseries(name: str, dataset: str, viz: str, x: str, metrics: list[dict], g
 
 
 def category_bar(name: str, dataset: str, x: str, metrics: list[dict], fmt: str = "SMART_NUMBER",
-                 width: int = 4) -> Chart:
+                 width: int = 4, **extra) -> Chart:
     params = {"x_axis": x, "metrics": metrics, "groupby": [], "adhoc_filters": [], "row_limit": 1000,
               "order_desc": True, "orientation": "vertical", "show_legend": False, "y_axis_format": fmt,
               "color_scheme": "supersetColors", "only_total": True, "rich_tooltip": True,
               "x_axis_sort_asc": True, "truncateXAxis": True, "y_axis_bounds": [None, None]}
+    params.update(extra)
     return Chart(name, dataset, "echarts_timeseries_bar", params, width=width, columns_used=[x])
 
 
@@ -128,10 +136,10 @@ def table(name: str, dataset: str, columns: list[str], order_by: str | None = No
     return Chart(name, dataset, "table", params, width=width, height=height, columns_used=list(columns))
 
 
-def histogram(name: str, dataset: str, column: str, bins: int = 30, width: int = 4) -> Chart:
+def histogram(name: str, dataset: str, column: str, bins: int = 30, width: int = 4, y_title: str = "trades") -> Chart:
     params = {"column": column, "groupby": [], "adhoc_filters": [], "bins": bins, "normalize": False,
               "row_limit": 50000, "show_legend": False, "show_value": False, "color_scheme": "supersetColors",
-              "x_axis_title": column, "y_axis_title": "trades"}
+              "x_axis_title": column, "y_axis_title": y_title}
     return Chart(name, dataset, "histogram_v2", params, width=width, columns_used=[column])
 
 
@@ -214,6 +222,90 @@ def risk_dashboard() -> Dashboard:
                    ["as_of", "scope", "name", "value", "unit", "scenarios", "reliable"], order_by="scope",
                    desc=False, sql_filter="kind IN ('var', 'cvar')")],
         ],
+    )
+
+
+def percentile_line(name: str, metrics: list[dict], fmt: str, y_title: str, width: int = 6) -> Chart:
+    """A Monte Carlo quantile curve: x the percentile 1..99 (a number axis), y the metrics at it."""
+    params = {"x_axis": "percentile", "metrics": metrics, "groupby": [], "adhoc_filters": [], "row_limit": 1000,
+              "order_desc": True, "show_legend": True, "legendOrientation": "top", "legendType": "scroll",
+              "rich_tooltip": True, "y_axis_format": fmt, "truncateYAxis": True, "y_axis_bounds": [None, None],
+              "truncateXAxis": True, "color_scheme": "supersetColors", "markerEnabled": False, "only_total": True,
+              "x_axis_sort_asc": True, "x_axis_title": "percentile of paths", "x_axis_title_margin": 30,
+              "y_axis_title": y_title, "y_axis_title_margin": 50, "y_axis_title_position": "Left"}
+    return Chart(name, "montecarlo_percentiles", "echarts_timeseries_line", params, width=width,
+                 columns_used=["percentile"])
+
+
+def walk_forward_dashboard() -> Dashboard:
+    """Walk-forward optimisations (mbats.research.walkforward): in-sample vs out-of-sample per window."""
+    pct, score = ".2f", ".3f"
+    return Dashboard(
+        "mbats-walk-forward", "MBATS · Walk-forward",
+        "One walk-forward at a time (pick it in the filter bar; `mbats walkforward` or the walk_forward DAG): "
+        "the in-sample winner's score against its out-of-sample score per window, and the stitched "
+        "out-of-sample equity. Scores are the walk-forward's rank_by metric.",
+        [
+            [big_number("In-sample mean score", "walk_forwards", "MAX(is_mean)", "in-sample", score),
+             big_number("Out-of-sample mean score", "walk_forwards", "MAX(oos_mean)", "out-of-sample", score),
+             big_number("Degradation (in-sample − out-of-sample)", "walk_forwards", "MAX(degradation)",
+                        "degradation", score),
+             big_number("Stitched OOS return %", "walk_forwards", "MAX(oos_return_pct)", "return %", pct),
+             big_number("Stitched OOS Sharpe", "walk_forwards", "MAX(oos_sharpe)", "Sharpe", pct),
+             big_number("Stitched OOS max drawdown %", "walk_forwards", "MAX(oos_max_drawdown_pct)", "max DD %", pct)],
+            [category_bar("In-sample vs out-of-sample score per window (x: test window start, instrument, window)",
+                          "walk_forward_windows", "window_label",
+                          [metric("MAX(is_score)", "in-sample"), metric("MAX(oos_score)", "out-of-sample")], score,
+                          width=12, show_legend=True, legendOrientation="top")],
+            [timeseries("Stitched out-of-sample equity", "walk_forward_equity", "echarts_timeseries_line", "ts",
+                        [metric("MAX(value)", "account value")], ["instrument"], "PT1H", ",.0f", truncateYAxis=True),
+             timeseries("Out-of-sample drawdown %", "walk_forward_equity", "echarts_timeseries_line", "ts",
+                        [metric("MIN(drawdown_pct)", "drawdown %")], ["instrument"], "PT1H", pct)],
+            [table("Windows: configuration chosen in-sample and its scores", "walk_forward_windows",
+                   ["instrument", "window_no", "train_start", "test_start", "test_end", "params", "is_score",
+                    "oos_score", "score_drop", "is_return_pct", "oos_return_pct", "oos_trades"],
+                   order_by="test_start", desc=False, width=12)],
+            [table("Walk-forward settings and summary", "walk_forwards",
+                   ["wf_id", "strategy", "instruments", "granularity", "window_mode", "train", "test", "rank_by",
+                    "windows", "is_mean", "oos_mean", "degradation", "efficiency", "oos_trades", "seconds", "status"],
+                   width=12, height=30)],
+        ],
+        [NativeFilter("Walk-forward", "walk_forwards", "wf_label", where="status = 'finished'",
+                      sort_metric="latest")],
+    )
+
+
+def montecarlo_dashboard() -> Dashboard:
+    """Monte Carlo of runs (mbats.research.montecarlo): final equity and max drawdown over the paths."""
+    money, pct = ",.0f", ".2f"
+    return Dashboard(
+        "mbats-montecarlo", "MBATS · Monte Carlo",
+        "One simulation at a time (pick it in the filter bar; `mbats montecarlo RUN`): the distribution of "
+        "final equity and of max drawdown over the reshuffled or resampled paths, beside the run's own.",
+        [
+            [big_number("Final equity p5", "montecarlo", "MAX(final_equity_p5)", "p5", money),
+             big_number("Final equity p50", "montecarlo", "MAX(final_equity_p50)", "p50", money),
+             big_number("Final equity p95", "montecarlo", "MAX(final_equity_p95)", "p95", money),
+             big_number("Max drawdown % p50", "montecarlo", "MAX(max_drawdown_pct_p50)", "DD % p50", pct),
+             big_number("Max drawdown % p95 (worst tail)", "montecarlo", "MAX(max_drawdown_pct_p95)", "DD % p95", pct),
+             big_number("Paths ending below the start cash %", "montecarlo", "MAX(prob_loss_pct)", "P(loss) %", pct)],
+            [percentile_line("Final equity by percentile (x: percentile of paths, y: account value)",
+                             [metric("MAX(final_equity)", "simulated"), metric("MAX(run_final_equity)", "this run"),
+                              metric("MAX(start_cash)", "start cash")], money, "final equity"),
+             percentile_line("Max drawdown % by percentile (x: percentile of paths, y: drawdown %)",
+                             [metric("MAX(max_drawdown_pct)", "simulated"),
+                              metric("MAX(run_max_drawdown_pct)", "this run")], pct, "max drawdown %")],
+            [histogram("Final equity distribution (99 percentiles)", "montecarlo_percentiles", "final_equity",
+                       bins=20, width=6, y_title="percentiles (1 % of paths each)"),
+             histogram("Max drawdown % distribution (99 percentiles)", "montecarlo_percentiles", "max_drawdown_pct",
+                       bins=20, width=6, y_title="percentiles (1 % of paths each)")],
+            [table("Simulation and the run's own figures", "montecarlo",
+                   ["mc_id", "run_label", "method", "paths", "seed", "block_days", "samples", "start_cash",
+                    "final_equity_p5", "final_equity_p50", "final_equity_p95", "max_drawdown_pct_p5",
+                    "max_drawdown_pct_p50", "max_drawdown_pct_p95", "prob_loss_pct", "run_final_equity",
+                    "run_max_drawdown_pct"], width=12, height=30)],
+        ],
+        [NativeFilter("Simulation", "montecarlo", "mc_label", sort_metric="latest")],
     )
 
 
@@ -314,7 +406,7 @@ def dashboards() -> list[Dashboard]:
         ],
         [NativeFilter("Granularity", "coverage", "granularity", first_item=False, multi=True)],
     )
-    return [backtest, sweeps, live, coverage, risk_dashboard()]
+    return [backtest, sweeps, live, coverage, risk_dashboard(), walk_forward_dashboard(), montecarlo_dashboard()]
 
 
 # --- generation --------------------------------------------------------------------------------------
@@ -348,8 +440,8 @@ def _dataset_file(view: str, db: str, columns: list[tuple[str, str]]) -> dict:
             "always_filter_main_dttm": False, "uuid": _uuid("dataset", f"{db}.{view}"),
             "metrics": [{"metric_name": name, "verbose_name": None, "metric_type": None, "expression": expr,
                          "description": None, "d3format": None, "currency": None, "extra": None, "warning_text": None}
-                        for name, expr in (("count", "COUNT(*)"), ("latest", "MAX(run_id)"))
-                        if name == "count" or any(c == "run_id" for c, _ in columns)],
+                        for name, expr in (("count", "COUNT(*)"), ("latest", LATEST.get(view, "MAX(run_id)")))
+                        if name == "count" or view in LATEST or any(c == "run_id" for c, _ in columns)],
             "columns": cols, "version": VERSION, "database_uuid": _uuid("database", db)}
 
 

@@ -121,9 +121,10 @@ class Rendered:
     instances: list = field(default_factory=list)
 
 
-def data_ranges(payload: dict) -> dict:
-    """min/max of the temporal (ms), string and numeric columns of a chart data API answer."""
-    out: dict = {"x_time": None, "x_text": None, "y": None, "rows": 0}
+def data_ranges(payload: dict, x_column: str | None = None) -> dict:
+    """min/max of the temporal (ms), string and numeric columns of a chart data API answer; a
+    numeric ``x_column`` (e.g. a percentile axis) is ranged apart (``x_num``), not as a y value."""
+    out: dict = {"x_time": None, "x_text": None, "x_num": None, "y": None, "rows": 0}
     for result in payload.get("result") or []:
         names, types = result.get("colnames") or [], result.get("coltypes") or []
         rows = result.get("data") or []
@@ -139,7 +140,8 @@ def data_ranges(payload: dict) -> dict:
                 elif t == STRING:
                     out["x_text"] = _widen(out["x_text"], str(value))
                 elif t == NUMERIC and isinstance(value, (int, float)) and math.isfinite(value):
-                    out["y"] = _widen(out["y"], float(value))
+                    key = "x_num" if col == x_column else "y"
+                    out[key] = _widen(out[key], float(value))
     return out
 
 
@@ -189,7 +191,7 @@ def axis_problems(chart, rendered: Rendered, payload: dict, temporal_x: bool) ->
         return problems + [f"{name}: expected one ECharts instance, found {rendered.echarts} "
                            f"(readable: {[i is not None for i in rendered.instances]})"]
     inst = rendered.instances[0]
-    data = data_ranges(payload)
+    data = data_ranges(payload, chart.params.get("x_axis"))
     for overlap in _overlaps(inst["texts"]):
         problems.append(f"{name}: labels drawn on top of each other: {overlap}")
     if chart.viz_type not in TIMESERIES:
@@ -208,6 +210,8 @@ def axis_problems(chart, rendered: Rendered, payload: dict, temporal_x: bool) ->
         missing = [v for v in data["x_text"] if v not in (x["categories"] or [])]
         if missing:
             problems.append(f"{name}: x categories lack the data's first/last value {missing}")
+    elif x["type"] == "value" and data["x_num"] and not _brackets(x["extent"], *data["x_num"], tol=1e-6):
+        problems.append(f"{name}: number x-axis {x['extent']} does not span the data {data['x_num']}")
     # y-axis: brackets what the API answered and what is plotted
     values = plotted_values(inst["series"], 0 if horizontal else 1)
     lo_hi = data["y"] if data["y"] else None

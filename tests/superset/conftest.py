@@ -1,6 +1,6 @@
 """A fresh Superset for the dashboard tests: metadata DB on the session's embedded PostgreSQL,
 started once per module from Superset's own venv (.cache/venv-superset, `make venv-superset`),
-with data from `mbats demo`, a parameter sweep and a paper-trading day."""
+with data from `mbats demo`, a parameter sweep, a paper-trading day, a walk-forward and a Monte Carlo."""
 
 from __future__ import annotations
 
@@ -112,6 +112,32 @@ def _eod_risk_days() -> dict:
     return {"run_id": run_id, "days": EOD_DAYS, "summaries": summaries}
 
 
+def _walk_forward_and_montecarlo(run_id: int) -> dict:
+    """A rolling walk-forward of the sample EUR/USD H1 bars and a Monte Carlo of one run, made the way
+    `mbats walkforward` and `mbats montecarlo` make them (the library calls behind both commands)."""
+    from mbats.backtest.runner import BacktestSpec
+    from mbats.db import connect
+    from mbats.research.montecarlo import simulate_run
+    from mbats.research.walkforward import WalkForwardRequest, run_walk_forward
+    from mbats.risk.research import read_run_for_montecarlo, save_montecarlo
+
+    base = BacktestSpec(strategy="sma_crossover", instruments=["EUR_USD"], granularity="H1",
+                        start=datetime(2017, 5, 1, tzinfo=timezone.utc), end=datetime(2018, 1, 1, tzinfo=timezone.utc),
+                        spread_pips=1.0)
+    wf = run_walk_forward(WalkForwardRequest(base, {"fast": [5, 10], "slow": [30, 60]}, "60D", "30D", rank_by="sharpe",
+                                             workers=1, track=False))
+    conn = connect("risk")
+    try:
+        run, trades, equity = read_run_for_montecarlo(conn, run_id)
+        # bootstrap (trades drawn with replacement): final equity varies over the paths, unlike a shuffle;
+        # a fresh seed makes this the newest simulation even where the session DB holds earlier ones
+        result = simulate_run(trades, equity, run["cash"], 1000, int.from_bytes(os.urandom(4), "big"), "bootstrap")
+        mc_id = save_montecarlo(conn, run_id, result, run["metrics"])
+    finally:
+        conn.close()
+    return {"wf": wf, "mc_id": mc_id, "mc": result, "mc_run": run_id}
+
+
 @pytest.fixture(scope="module")
 def dashboard_data(pg_server) -> dict:
     """Demo backtests, a 2x2 sweep and a paper-trading day in the session's databases."""
@@ -129,10 +155,11 @@ def dashboard_data(pg_server) -> dict:
     paper = _paper_day()
     eod = _eod_risk_days()
     sim = sim_paper_session(bars=40)  # what a stack's first start records (mbats.stack.live_seed)
+    research = _walk_forward_and_montecarlo(demo[0].run_id)
     apply_views()  # picks up risk_events and sets the read-only role's password
     return {"demo": [r.run_id for r in demo], "sweep": [r.run_id for r in sweep], "paper": paper,
             "ro_password": RO_PASSWORD, "sweep_id": SWEEP_ID,
-            "eod": eod, "sim_run": sim.run_id}
+            "eod": eod, "sim_run": sim.run_id, "research": research}
 
 
 def _env(pg_server: str, metadata_db: str, port: int) -> dict:

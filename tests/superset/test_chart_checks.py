@@ -59,3 +59,27 @@ def test_overlapping_labels_and_no_results_are_reported():
     empty = axis_problems(_equity_chart(), _rendered(VALUES, (9_960, 10_040), text="\nNo results"), _payload(VALUES),
                           True)
     assert any("No results" in p for p in empty)
+
+
+def test_a_number_x_axis_is_ranged_apart_from_the_values():
+    """The Monte Carlo quantile curve: x is the percentile 1..99 (a number), y the final equity. The
+    percentiles are not y values (an axis fitted to 99,000..101,000 is right), but an x-axis that
+    stops short of percentile 99 is flagged."""
+    from mbats.dashboards.bundle import dashboards
+
+    chart = next(c for d in dashboards() for row in d.rows for c in row
+                 if c.name.startswith("Final equity by percentile"))
+    values = {q: 99_000.0 + 20 * q for q in range(1, 100)}
+    payload = {"result": [{"colnames": ["percentile", "simulated"], "coltypes": [0, 0],
+                           "data": [{"percentile": q, "simulated": v} for q, v in values.items()]}]}
+
+    def rendered(x_extent):
+        inst = {"x": [{"type": "value", "scale": "interval", "extent": list(x_extent), "categories": None}],
+                "y": [{"type": "value", "scale": "interval", "extent": [99_000, 101_000], "categories": None}],
+                "series": [{"type": "line", "name": "simulated", "data": [[q, v] for q, v in values.items()]}],
+                "texts": []}
+        return Rendered(1, chart.name, chart.viz_type, chart.name, 1, [inst])
+
+    assert axis_problems(chart, rendered((1, 99)), payload, False) == []
+    short = axis_problems(chart, rendered((1, 50)), payload, False)
+    assert len(short) == 1 and "number x-axis" in short[0]

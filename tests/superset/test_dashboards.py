@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from chart_checks import OLD_DEFECT_JS, axis_problems
+from chart_checks import OLD_DEFECT_JS, axis_problems, plotted_values
 from superset_browser import open_dashboard, rendered_charts
 from superset_meta import _snapshot
 
@@ -110,7 +110,8 @@ def test_import_created_everything(superset):
 
 
 # expected: charts that must show rows (the live and sweep ones only with that data present)
-DASHBOARDS = ["mbats-backtest", "mbats-sweeps", "mbats-live", "mbats-data-coverage", "mbats-risk"]
+DASHBOARDS = ["mbats-backtest", "mbats-sweeps", "mbats-live", "mbats-data-coverage", "mbats-risk",
+              "mbats-walk-forward", "mbats-montecarlo"]
 
 
 def _temporal_x(chart, columns) -> bool:
@@ -202,6 +203,56 @@ def test_dashboard_renders_with_data(slug, superset, browser, dashboard_data, ar
         from datetime import datetime, timezone
 
         assert {datetime.fromtimestamp(t / 1000, timezone.utc).date() for t in stamps} == set(days)
+    if slug == "mbats-walk-forward":
+        _check_walk_forward(rendered, latest, dashboard_data["research"]["wf"])
+    if slug == "mbats-montecarlo":
+        _check_montecarlo(rendered, latest, dashboard_data["research"]["mc"])
+
+
+def _series(rendered, name: str) -> dict[str, list]:
+    return {s["name"]: s["data"] for s in rendered[name].instances[0]["series"]}
+
+
+def _check_walk_forward(rendered, latest, wf) -> None:
+    """The filter picked the fixture's walk-forward (the newest): one bar pair per window, holding the
+    library's in-sample and out-of-sample scores; the stitched equity ends where the library's does."""
+    rows = wf.window_rows()
+    bars = rendered["In-sample vs out-of-sample score per window (x: test window start, instrument, window)"]
+    x = bars.instances[0]["x"][0]
+    labels = [f"{r['test_start']:%Y-%m-%d} {r['instrument']} #{r['window_no']}" for r in rows]
+    assert x["type"] == "category" and sorted(x["categories"]) == sorted(labels), x["categories"]
+    series = _series(rendered, bars.name)
+    assert set(series) == {"in-sample", "out-of-sample"}, series.keys()
+    by_label = dict(zip(labels, rows))
+    for kind, key in (("in-sample", "is_score"), ("out-of-sample", "oos_score")):
+        points = series[kind]
+        plotted = (dict((str(p[0]), p[1]) for p in points) if points and isinstance(points[0], (list, tuple))
+                   else dict(zip(x["categories"], points)))
+        assert plotted == pytest.approx({label: by_label[label][key] for label in labels}), kind
+    equity = _series(rendered, "Stitched out-of-sample equity")
+    assert set(equity) == {*wf.results, "ALL"}
+    last = max(equity["ALL"], key=lambda p: p[0])
+    assert last[1] == pytest.approx(wf.equity.resample("1h").max().dropna().iloc[-1])
+    table = latest[rendered["Windows: configuration chosen in-sample and its scores"].slice_id]
+    assert table.rowcount == len(rows)
+
+
+def _check_montecarlo(rendered, latest, mc) -> None:
+    """The filter picked the fixture's simulation (the newest): the quantile curve is its 1..99
+    percentiles, on a number axis, with the run's own final equity beside it."""
+    chart = rendered["Final equity by percentile (x: percentile of paths, y: account value)"]
+    x = chart.instances[0]["x"][0]
+    assert x["type"] == "value" and x["extent"][0] <= 1 and x["extent"][1] >= 99, x
+    series = _series(rendered, chart.name)
+    simulated = sorted((p[0], p[1]) for p in series["simulated"])
+    expected = mc.percentiles()["final_equity"]
+    assert [q for q, _ in simulated] == list(range(1, 100))
+    assert [v for _, v in simulated] == pytest.approx([expected[q] for q in range(1, 100)])
+    assert simulated[0][1] < simulated[-1][1]   # a real spread of outcomes
+    assert {"this run", "start cash"} <= set(series)
+    for name in ("Final equity distribution (99 percentiles)", "Max drawdown % distribution (99 percentiles)"):
+        counts = plotted_values(rendered[name].instances[0]["series"], 1)   # bins of the 99 equally likely values
+        assert sum(counts) == 99 and max(counts) < 99, counts
 
 
 def test_reimport_changes_nothing(superset):
