@@ -155,7 +155,10 @@ class Stack:
                 "MBATS_S3_ACCESS_KEY": access, "MBATS_S3_SECRET_KEY": secret,
                 "MBATS_S3_REGION": self.settings.s3_region, "MBATS_OANDA_SIM_URL": urls["oanda-sim"],
                 "MLFLOW_TRACKING_USERNAME": self.stack.mlflow_admin_user,
-                "MLFLOW_TRACKING_PASSWORD": _reveal(self.stack.mlflow_admin_password)}
+                "MLFLOW_TRACKING_PASSWORD": _reveal(self.stack.mlflow_admin_password),
+                # as docker-compose.yml: no usage telemetry from a self-hosted stack (offline, its thread
+                # gives up and unsets a variable while a request copies the environment)
+                "MLFLOW_DISABLE_TELEMETRY": "true"}
 
     # --- the programs ------------------------------------------------------------------------
     def programs(self) -> list[Program]:
@@ -183,6 +186,9 @@ class Stack:
             "MLFLOW_S3_ENDPOINT_URL": client["MBATS_S3_ENDPOINT"], "AWS_ACCESS_KEY_ID": access,
             "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": self.settings.s3_region,
             "MLFLOW_HOST": "127.0.0.1", "MLFLOW_PORT": str(st.mlflow_port), "MLFLOW_WORKERS": "1",
+            # `up` creates the buckets as soon as S3 answers: MLflow's start need not wait for S3
+            # (start.sh would start a Python process that polls S3 every 2 s before the server)
+            "MLFLOW_ENSURE_BUCKET": "false",
             # the basic-auth app, as in docker-compose.yml: the UI and the API ask for a user
             "MLFLOW_EXTRA_ARGS": "--app-name basic-auth", "MLFLOW_AUTH_CONFIG_PATH": str(home / "mlflow_basic_auth.ini"),
             "MLFLOW_AUTH_ADMIN_USERNAME": st.mlflow_admin_user,
@@ -370,10 +376,10 @@ class Stack:
             self._start_all()
         (self.state / "client.env").write_text("".join(f"{k}={v}\n" for k, v in self.client_env().items()))
         (self.state / "client.env").chmod(0o600)
-        self._seed_live(say)  # while the services boot
-        self._wait_healthy(timeout, say, t0)
-        self._ensure_buckets()
+        self._wait_healthy(timeout, say, t0)  # creates the buckets once S3 answers
         say("all services healthy")
+        # after the boot, not during it: on two cores the session's CPU would slow every service down
+        self._seed_live(say)
         return self.status()
 
     def _seed_live(self, echo, timeout: float = 600) -> None:
@@ -520,7 +526,12 @@ class Stack:
                         raise
 
     def _wait_healthy(self, timeout: float, echo, t0: float | None = None) -> None:
-        """Poll until every program answers healthy; show who is still pending and for how long."""
+        """Poll until every program answers healthy; show who is still pending and for how long.
+        The pending services are probed side by side, each probe in its own thread: a gunicorn whose
+        worker is still loading accepts the connection and answers only after the 5 s timeout, which
+        must not delay seeing the others. The S3 buckets are made as soon as S3 answers."""
+        from concurrent.futures import Future, ThreadPoolExecutor, wait
+
         from rich.console import Console
         from rich.live import Live
         from rich.table import Table
@@ -545,19 +556,32 @@ class Stack:
             return t
 
         live = Live(table({}), console=console, transient=True, refresh_per_second=2) if console.is_terminal else None
+        pool = ThreadPoolExecutor(max_workers=len(pending) + 1, thread_name_prefix="health")
+        probes: dict[str, Future] = {}  # one probe in flight per pending service
+        buckets: Future | None = None
         try:
             if live:
                 live.start()
             while pending and time.monotonic() < deadline:
+                tick = time.monotonic()
                 infos = {i["name"]: i for i in rpc.supervisor.getAllProcessInfo()}
                 states = {name: info["statename"] for name, info in infos.items()}
-                for name, prog in list(pending.items()):
+                for name, prog in pending.items():
                     if states.get(name) in ("FATAL", "EXITED"):
                         log = self.logs / f"{name}.log"
                         tail = log.read_text(errors="replace")[-2500:] if log.exists() else ""
                         raise ServiceUnavailableError(f"{name} is {states[name]}; see {log}:\n{tail}")
-                    if self.healthy(prog):
-                        del pending[name]
+                    if name not in probes:
+                        probes[name] = pool.submit(self.healthy, prog)
+                wait(list(probes.values()), timeout=1)
+                for name, probe in list(probes.items()):
+                    if not probe.done():
+                        continue
+                    del probes[name]
+                    if probe.result():
+                        prog = pending.pop(name)
+                        if name == "s3":
+                            buckets = pool.submit(self._try_ensure_buckets)
                         message = f"{name}: healthy at {prog.health}"
                         if live:
                             live.console.print(f"[{time.monotonic() - t0:5.1f} s] {message}")
@@ -569,13 +593,24 @@ class Stack:
                     last_note = time.monotonic()
                     echo("waiting for " + ", ".join(f"{n} ({states.get(n, '?')}, {since(infos.get(n))})" for n in pending))
                 if pending:
-                    time.sleep(1)
+                    time.sleep(max(0.0, 1 - (time.monotonic() - tick)))
         finally:
+            pool.shutdown(wait=False)  # a probe still in flight ends within its 5 s timeout
             if live:
                 live.stop()
         if pending:
             raise ServiceUnavailableError(f"not healthy after {timeout:.0f} s: {', '.join(pending)}; "
                                           f"logs in {self.logs}")
+        if not (buckets and buckets.result()):  # S3 was not ready for them yet: now, or fail
+            self._ensure_buckets()
+
+    def _try_ensure_buckets(self) -> bool:
+        """The buckets, right when S3 first answers; False if it is not ready for them yet."""
+        try:
+            self._ensure_buckets()
+            return True
+        except Exception:  # noqa: BLE001 - retried (and then raised) once every service is healthy
+            return False
 
     def _ensure_buckets(self) -> None:
         from minio import Minio

@@ -6,6 +6,8 @@
 #   MLFLOW_ARTIFACTS_DESTINATION  s3://mlflow  (default; a local folder also works)
 #   MLFLOW_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY  for the S3/MinIO server
 #   MLFLOW_HOST (0.0.0.0), MLFLOW_PORT (5000), MLFLOW_WORKERS (2)
+#   MLFLOW_ENSURE_BUCKET (true): create the artifact bucket first; false when the caller makes it
+#                                  (the local stack's `up` does, as soon as its S3 answers)
 set -euo pipefail
 
 : "${MLFLOW_BACKEND_STORE_URI:?set MLFLOW_BACKEND_STORE_URI, e.g. postgresql+psycopg2://mlflow:pw@postgres:5432/mlflow}"
@@ -17,7 +19,7 @@ PYTHON="${PYTHON:-python}"
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
 
 # The artifact bucket must exist before the first upload; creating it is idempotent.
-if [[ "$ARTIFACTS" == s3://* && -n "${MLFLOW_S3_ENDPOINT_URL:-}" ]]; then
+if [[ "${MLFLOW_ENSURE_BUCKET:-true}" == true && "$ARTIFACTS" == s3://* && -n "${MLFLOW_S3_ENDPOINT_URL:-}" ]]; then
     "$PYTHON" "$HERE/ensure_bucket.py" "$ARTIFACTS"
 fi
 

@@ -150,3 +150,60 @@ def test_superset_init_digest_follows_its_inputs(tmp_path, monkeypatch):
     chart = next(service.glob("bundle/**/*.yaml"))
     chart.write_text(chart.read_text() + "\n# changed\n")
     assert superset_start.init_digest(env) != first
+
+
+def test_wait_healthy_sees_each_service_while_another_one_hangs_and_makes_the_buckets_once_s3_answers(stack):
+    """A gunicorn still loading its worker accepts connections and answers late: its probe must not
+    hide the services that are ready, and the buckets are made as soon as S3 answers."""
+    import threading
+
+    from mbats.stack.local import Program
+
+    released, buckets, said = threading.Event(), [], []
+    programs = [Program("superset", [], {}, "http://superset/health"), Program("s3", [], {}, "http://s3"),
+                Program("mlflow", [], {}, "http://mlflow/health")]
+
+    def healthy(prog) -> bool:
+        if prog.name == "superset":
+            released.wait(30)  # loading: answers only once the others were seen and the buckets made
+            return released.is_set()
+        return True
+
+    def release_once_the_rest_is_ready() -> None:
+        if buckets and {"s3: healthy at http://s3", "mlflow: healthy at http://mlflow/health"} <= set(said):
+            released.set()
+
+    def make_buckets() -> None:
+        buckets.append(released.is_set())
+        release_once_the_rest_is_ready()
+
+    def echo(message: str) -> None:
+        said.append(message)
+        release_once_the_rest_is_ready()
+
+    class Supervisor:
+        @staticmethod
+        def getAllProcessInfo():
+            return [{"name": p.name, "statename": "RUNNING", "start": 1, "now": 2} for p in programs]
+
+    stack.programs = lambda: programs
+    stack.healthy = healthy
+    stack._rpc = lambda: type("Rpc", (), {"supervisor": Supervisor})()
+    stack._ensure_buckets = make_buckets
+    stack._wait_healthy(120, echo)  # raises if superset never answers (its probe hid the others)
+    assert said[-1] == "superset: healthy at http://superset/health", said
+    assert buckets == [False]  # made once, while superset was still loading
+
+
+def test_wait_healthy_stops_at_a_service_that_died_with_its_log(stack):
+    from mbats.errors import ServiceUnavailableError
+    from mbats.stack.local import Program
+
+    stack.logs.mkdir(parents=True, exist_ok=True)
+    (stack.logs / "mlflow.log").write_text("ModuleNotFoundError: No module named 'mlflow'\n")
+    stack.programs = lambda: [Program("mlflow", [], {}, "http://mlflow/health")]
+    stack.healthy = lambda prog: False
+    stack._rpc = lambda: type("Rpc", (), {"supervisor": type("S", (), {"getAllProcessInfo": staticmethod(
+        lambda: [{"name": "mlflow", "statename": "FATAL", "start": 1, "now": 2}])})})()
+    with pytest.raises(ServiceUnavailableError, match="(?s)mlflow is FATAL.*No module named 'mlflow'"):
+        stack._wait_healthy(120, print)
