@@ -164,3 +164,23 @@ def test_env_example_keeps_the_generated_settings_and_adds_the_stack_section():
     compose_vars = set(re.findall(r"\$\{([A-Z0-9_]+)", COMPOSE.read_text()))
     defined = set(re.findall(r"^#? ?([A-Z0-9_]+)=", text, re.M))
     assert compose_vars <= defined, compose_vars - defined
+
+
+def test_every_registry_image_has_a_stand_in_for_the_compose_test(config):
+    """No registry is reachable from the test machines: tests/compose/standins.sh builds, under exactly
+    its name, every image docker-compose.yml or a Dockerfile takes from Docker Hub. A tag bumped
+    without its stand-in would otherwise fail only in the slow compose test."""
+    def qualified(name: str) -> str:  # how podman names a Docker Hub image
+        repo = name.split(":")[0]
+        if "/" not in repo:
+            return f"docker.io/library/{name}"
+        return name if "." in repo.split("/")[0] else f"docker.io/{name}"
+
+    services = config["services"].values()
+    built = {svc["image"] for svc in services if "build" in svc}
+    froms = {m[1] for path in ROOT.glob("services/*/Dockerfile")
+             for m in re.finditer(r"^FROM\s+(\S+)", path.read_text(), re.M)}
+    registry = ({svc["image"] for svc in services} | froms) - built
+    standins = set(re.findall(r"docker\.io/[^\s\"]+", (ROOT / "tests" / "compose" / "standins.sh").read_text()))
+    assert {"dpage/pgadmin4:9.8", "redis:7.4.5-alpine", "python:3.11.11-slim-bookworm"} <= registry, registry
+    assert {name for name in registry if qualified(name) not in standins} == set()
