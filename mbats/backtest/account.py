@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import bisect
+import math
 
 import backtrader as bt
 import numpy as np
@@ -115,12 +116,17 @@ class Prices:
         self._memo[key] = (t, rate)
         return rate
 
-    def _convert(self, key: tuple[str, str], when: int) -> float:
-        quote, account = key
+    def legs(self, quote: str, account: str) -> list[tuple[str, bool]] | None:
+        """The (pair, invert) legs converting ``quote`` into ``account`` from the loaded bars (None: none)."""
+        key = (quote, account)
         if key not in self._legs:
             self._legs[key] = next((legs for legs in conversion_legs(quote, account)
                                     if all(pair in self.bars for pair, _ in legs)), None)
-        legs = self._legs[key]
+        return self._legs[key]
+
+    def _convert(self, key: tuple[str, str], when: int) -> float:
+        quote, account = key
+        legs = self.legs(quote, account)
         rate = None if legs is None else 1.0
         for pair, invert in legs or []:
             price = self.mid(pair, when)
@@ -147,6 +153,7 @@ class AccountRules:
     margin_rate: float = DEFAULT_MARGIN_RATE
     financing: bool = True  # False when no rates are stored: margin still applies, at the account's rate
     _costs: dict = field(default_factory=dict, repr=False)
+    _worst: dict = field(default_factory=dict, repr=False)  # (symbol, long) -> worst exit cost per unit
 
     def terms(self, symbol: str, when) -> FinancingTerms | None:
         rows = self.schedule.terms.get(symbol.upper(), [])
@@ -160,6 +167,15 @@ class AccountRules:
             return max(self.margin_rate, rows[0].margin_rate)
         terms = self.terms(symbol, when)
         return max(self.margin_rate, terms.margin_rate) if terms is not None else self.margin_rate
+
+    def worst_exit_cost(self, symbol: str, units: float) -> float:
+        """The largest per-unit cost of closing ``units`` of ``symbol`` on any bar (nan if unknown)."""
+        key = (symbol, units > 0)
+        if key not in self._worst:
+            self.exit_cost(symbol, units, 0, 0)  # builds the per-bar lists
+            side = self._costs[symbol][1 if units > 0 else 0]
+            self._worst[key] = max(side) if side and all(math.isfinite(c) for c in side) else math.nan
+        return self._worst[key]
 
     def exit_cost(self, symbol: str, units: float, when, index: int | None = None) -> float:
         """Per-unit cost of closing ``units`` at ``when``: a long sells (bid side), a short buys.
@@ -187,6 +203,9 @@ class OandaAccountMixin:
         self._last_used = 0.0
         self._owner = None
         self._closeout_refs: set[int] = set()
+        # the closeout check's shortcut (see _safe_band): valid while the account is unchanged
+        self._version = 0  # bumped by every order notification and financing charge
+        self._band: tuple | None = None
         # every 17:00 New York of the data's span, once: each bar then only compares integers
         first = min(frame.index[0] for frame in rules.prices.bars.values())
         last = max(frame.index[-1] for frame in rules.prices.bars.values())
@@ -211,6 +230,7 @@ class OandaAccountMixin:
         return amount * self.rules.prices.conversion(self._quote(symbol), self.rules.account_currency, when)
 
     def notify(self, order):
+        self._version += 1  # any execution may have moved a position: the closeout band is redone
         if order.status == bt.Order.Completed and order.executed.size:
             self._filled = True
             self._book_fill(order)
@@ -311,13 +331,69 @@ class OandaAccountMixin:
             quote_amount = terms.charge(pos.size, price, weekday)
             rate = self.rules.prices.conversion(self._quote(data._name), self.rules.account_currency, ts)
             self.balance += quote_amount * rate
+            self._version += 1
             self.financing_entries.append({
                 "ts": pd.Timestamp(ts, tz="UTC"), "instrument": data._name, "units": pos.size, "price": price,
                 "annual_rate": terms.rate_for(pos.size), "days": terms.days_on(weekday),
                 "amount_quote": quote_amount, "fx_rate": rate, "amount": quote_amount * rate})
 
+    def _safe_band(self) -> tuple:
+        """(version, data, symbol, low, high, |units|, margin rate, inverted) for the account as it is now.
+
+        While one position is open and the account does not change, the NAV minus half the margin
+        used is, bar by bar, ``A x mid - N`` (no conversion) or ``A - N / mid`` (the pair converts its
+        own quote currency, e.g. GBP_USD in a GBP account), with N largest at the worst exit cost
+        of the data. So no closeout is possible while the mid stays strictly inside (low, high),
+        computed once per change; a bar outside it (or any other account) takes the exact check.
+        """
+        none = (self._version, None, None, 0.0, 0.0, 0.0, 0.0, False)
+        positions = self._positions()
+        if len(positions) != 1:
+            return none
+        (data, pos), = positions.items()
+        rules, account, symbol = self.rules, self.rules.account_currency, data._name
+        quote = self._quote(symbol)
+        if quote == account:
+            inverted = False
+        elif rules.prices.legs(quote, account) == [(symbol, True)]:
+            inverted = True
+        else:
+            return none
+        rows = rules.schedule.terms.get(symbol, ())
+        if len(rows) > 1:  # margin rate changes over time
+            return none
+        margin_rate = rules.margin_rate_of(symbol, 0)
+        size, avg, spread = pos.size, pos.price, self._entry_spread.get(data, 0.0)
+        cost = rules.worst_exit_cost(symbol, size)
+        if not math.isfinite(cost):
+            return none
+        units = abs(size)
+        if inverted:  # NAV - used/2 = (balance + size - |size| x mr / 2) - (|size| x cost + size x avg + spread) / mid
+            a, n = self.balance + size - units * margin_rate / 2, units * cost + size * avg + spread
+        else:  # NAV - used/2 = (size - |size| x mr / 2) x mid - (|size| x cost + size x avg + spread - balance)
+            a, n = size - units * margin_rate / 2, units * cost + size * avg + spread - self.balance
+        # safe where a x mid - n > tol (mid > 0): tol is a billionth of the amounts the exact check adds up,
+        # far above its rounding, so a bar in the band can never be one the exact check would close out
+        tol = 1e-9 * (abs(self.balance) + units * (abs(avg) + abs(cost) + 1.0) + abs(spread))
+        n += tol
+        if a > 0:
+            low, high = max(n / a, 0.0), math.inf
+        elif a < 0:
+            low, high = 0.0, n / a
+        else:
+            low, high = (0.0, math.inf) if n < 0 else (0.0, 0.0)
+        return (self._version, data, symbol, low, high, units, margin_rate, inverted)
+
     def _check_closeout(self, now: int) -> float:
         """Close everything out if the NAV is at or below half the margin used; return the margin used."""
+        band = self._band
+        if band is None or band[0] != self._version:
+            band = self._band = self._safe_band()
+        if band[1] is not None:
+            mid = self.rules.prices.locate(band[2], now)[1]
+            if mid is not None and band[3] < mid < band[4]:  # no closeout possible: the margin used only
+                rate = 1.0 / mid if band[7] else 1.0  # as account_state computes it, to the last bit
+                return band[5] * mid * rate * band[6]
         positions = self._positions()
         if not positions:
             return 0.0

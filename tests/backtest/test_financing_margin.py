@@ -117,6 +117,41 @@ def test_margin_closeout_when_nav_falls_to_half_the_margin_used():
     assert sim.equity["value"].iloc[-1] == pytest.approx(320.5)  # the simulator's balance after its closeout
 
 
+def test_closeout_of_a_short_usd_jpy_position_at_the_exact_bar(monkeypatch):
+    """A USD account short 20,000 USD_JPY (P&L converted at 1 / USD_JPY, margin 4 %), cash 1,000.
+
+    At mid m: NAV = 1,000 - 20,000 x (m + 0.005 - 150.005) / m, margin used 20,000 x 4 % = 800 USD, so
+    the closeout (NAV <= 400) starts at m >= 149.99 / 0.97 = 154.6289: 154.60 keeps the position,
+    154.70 closes it. The per-bar check's shortcut (a safe price band per account change) must
+    close out on exactly the bar that checking every bar in full does.
+    """
+    idx = pd.date_range(T0, periods=12, freq="1h")
+    price = [150.0] * 4 + [154.60] * 4 + [154.70] * 4  # 154.60 from 16:00, 154.70 from 20:00
+    bars = {"USD_JPY": pd.DataFrame({"open": price, "high": price, "low": price, "close": price, "volume": 10},
+                                    index=idx)}
+    orders = scripted({"2024-03-05 13:00": {"USD_JPY": -20_000}})  # sold at the 14:00 open
+
+    def run():
+        return simulate(spec(["USD_JPY"], cash=1_000.0), bars, orders, SCHEDULE)
+
+    sim = run()
+    [event] = sim.risk_events
+    assert event["rule"] == "MARGIN_CLOSEOUT" and event["ts"] == pd.Timestamp("2024-03-05 20:00", tz="UTC")
+    # the equity curve marks at the mid (less the entry's spread): 1,000 - 20,000 x (154.60 - 149.995) / 154.60
+    assert at(sim, "2024-03-05 19:00") == pytest.approx(1_000 - 20_000 * (154.60 - 149.995) / 154.60)
+    assert at(sim, "2024-03-05 19:00", "margin_used") == pytest.approx(800.0)
+
+    from mbats.backtest.account import OandaAccountMixin
+
+    monkeypatch.setattr(OandaAccountMixin, "_safe_band",  # no shortcut: the full check on every bar
+                        lambda self: (self._version, None, None, 0.0, 0.0, 0.0, 0.0, False))
+    full = run()
+    assert full.risk_events == sim.risk_events
+    pd.testing.assert_frame_equal(full.equity, sim.equity, check_exact=True)
+    cols = [c for c in sim.trades.columns if c != "trade_ref"]
+    pd.testing.assert_frame_equal(full.trades[cols], sim.trades[cols], check_exact=True)
+
+
 def test_financing_rows_and_margin_are_recorded_in_the_risk_db(risk_conn):
     wave = flat(1.1, 1.1, "2024-03-06 12:00", hours=120)
     for column in ("open", "high", "low", "close"):
