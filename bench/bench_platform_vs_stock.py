@@ -9,7 +9,6 @@ bid/ask candles); trades are then compared by entry/exit time and entry price.
 
 from __future__ import annotations
 
-import sys
 import time
 
 import backtrader as bt
@@ -86,5 +85,11 @@ def main(bars_limit: int | None = None, fx: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--fx"]
-    main(int(args[0]) if args else None, fx="--fx" in sys.argv[1:])
+    import argparse
+
+    parser = argparse.ArgumentParser(description="One backtrader run: the platform's simulate vs stock backtrader.")
+    parser.add_argument("bars", nargs="?", type=int, help="first N 1-minute bars only (default: the full year)")
+    parser.add_argument("--fx", action="store_true",
+                        help="issue 13's money on: a GBP account (conversion every fill and bar) and bid/ask candles")
+    args = parser.parse_args()
+    main(args.bars, fx=args.fx)

@@ -218,8 +218,9 @@ class OandaAccountMixin:
     def _now(self) -> int | None:
         latest = None
         for data in self.positions:  # the datas (backtrader adds each one's position as it starts)
-            if len(data):
-                num = data.lines.datetime.array[data.lines.datetime.idx]  # datetime[0] without the line machinery
+            clock = data.lines.datetime
+            if clock.lencount:  # len(data) without the line machinery
+                num = clock.array[clock.idx]  # datetime[0]
                 latest = num if latest is None or num > latest else latest
         return bt_ns(latest) if latest is not None else None
 
@@ -390,7 +391,10 @@ class OandaAccountMixin:
         if band is None or band[0] != self._version:
             band = self._band = self._safe_band()
         if band[1] is not None:
-            mid = self.rules.prices.locate(band[2], now)[1]
+            prices = self.rules.prices
+            i = prices.index(band[2], now)  # Prices.locate, inlined: this runs on every bar
+            times, opens, closes = prices._columns(band[2])
+            mid = (opens[i] if now < times[i] + prices.step.value else closes[i]) if i >= 0 else None
             if mid is not None and band[3] < mid < band[4]:  # no closeout possible: the margin used only
                 rate = 1.0 / mid if band[7] else 1.0  # as account_state computes it, to the last bit
                 return band[5] * mid * rate * band[6]
