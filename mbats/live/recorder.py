@@ -3,8 +3,9 @@
 Money is in the account currency, as in backtests: a trade's P&L and commission are OANDA's own
 figures for its fills (the broker books them into backtrader's trade), and an open position's
 unrealised P&L is marked at the bar's close and converted at that moment's rate
-(:func:`quote_rate`). A trade's exit price is its closing fills' price, never recovered from P&L, and
-its entry and exit times are its fills' times.
+(:func:`quote_rate`). A trade's exit price is its closing fills' price, never recovered from P&L,
+its entry and exit times are its fills' times, and its financing is what OANDA charged the position
+over its life (rollovers and the closing fill's own), as backtests book it per trade.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class LiveRecorder(bt.Analyzer):
     def start(self) -> None:
         self.open_rows: dict[str, dict] = {}
         self.closing: dict[str, list[float]] = {}  # instrument -> [units closed, units x price] of the open trade
+        self.financing: dict[str, float] = {}  # instrument -> financing booked by the fills closing it
         self.fill_times: dict[tuple[str, str], pd.Timestamp] = {}  # (instrument, opened|closed) -> last such fill
         self.live_bars = 0
         self.first_ts: pd.Timestamp | None = None
@@ -61,6 +63,10 @@ class LiveRecorder(bt.Analyzer):
         """Collect the prices the open trade is closed at (notified before the trade itself)."""
         name = order.data._name
         when = pd.Timestamp(order.info.fill_time) if "fill_time" in order.info else None
+        # the broker's per-fill commission info carries OANDA's financing of the trade the fill closed
+        charged = getattr(order.comminfo, "financing", 0.0) if order.executed.size else 0.0
+        if charged:
+            self.financing[name] = self.financing.get(name, 0.0) + charged
         for bit in order.executed.iterpending():  # this notification's fill(s) only
             if bit.closed:
                 units_value = self.closing.setdefault(name, [0.0, 0.0])
@@ -76,6 +82,7 @@ class LiveRecorder(bt.Analyzer):
         if trade.justopened:
             ref = self.strategy.broker.trade_ids.get(name) or f"bt{trade.ref}"
             self.closing.pop(name, None)
+            self.financing.pop(name, None)
             self.open_rows[name] = row = {
                 "trade_ref": ref, "instrument": name, "direction": "long" if trade.size > 0 else "short",
                 "size": abs(trade.size),
@@ -90,7 +97,7 @@ class LiveRecorder(bt.Analyzer):
             # pnl and commission: OANDA's, in the account currency (see OandaBroker._on_fill)
             # the fill's time: an order of the run's last bar fills after that bar, which trade.dtclose would say
             exit_ts = self.fill_times.pop((name, "closed"), None) or _utc(trade.dtclose)
-            row.update(exit_ts=exit_ts, exit_price=exit_price, pnl=trade.pnl, pnl_net=trade.pnlcomm,
+            row.update(exit_ts=exit_ts, exit_price=exit_price, financing=self.financing.pop(name, 0.0), pnl=trade.pnl, pnl_net=trade.pnlcomm,
                        commission=trade.commission, bars_held=trade.barlen, is_open=False,
                        return_pct=100.0 * sign * (exit_price / row["entry_price"] - 1.0) if exit_price else None)
         else:

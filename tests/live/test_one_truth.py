@@ -16,8 +16,8 @@ rate; financing at its rollover's rate. So fills, every trade's P&L and the fina
 4-decimal rounding of the DAILY_FINANCING amount strings (its balance keeps the exact amounts).
 
 The paper run's own record in the risk DB is in USD too: each trade's P&L is OANDA's realised P&L
-(equal to the backtest's to the cent), its exit price the closing fill's, and every open position's
-unrealised P&L is converted at the bar's rate.
+(equal to the backtest's to the cent), its exit price the closing fill's, its financing the
+rollovers it was held over, and every open position's unrealised P&L is converted at the bar's rate.
 """
 
 from __future__ import annotations
@@ -102,10 +102,10 @@ def test_backtest_and_paper_session_agree_trade_by_trade(symbol, risk_conn):
     fills_at = {pd.Timestamp(t["time"]): float(t["price"]) for t in sim_fills}
     exit_rates = {f["ts"]: f.get("fx_rate", 1.0) for f in bt_fills}  # no conversion: no rate
     rows = risk_rows(risk_conn, "SELECT direction, size, entry_ts, entry_price, exit_ts, exit_price, pnl, pnl_net, "
-                                "return_pct FROM trades WHERE run_id = %s AND NOT is_open ORDER BY entry_ts",
-                     result.run_id)
+                                "return_pct, financing FROM trades WHERE run_id = %s AND NOT is_open "
+                                "ORDER BY entry_ts", result.run_id)
     assert len(rows) == len(closed)
-    for (direction, size, entry_ts, entry_price, exit_ts, exit_price, pnl, pnl_net, ret), row in \
+    for (direction, size, entry_ts, entry_price, exit_ts, exit_price, pnl, pnl_net, ret, financing), row in \
             zip(rows, closed.itertuples()):
         sign = 1.0 if direction == "long" else -1.0
         assert (pd.Timestamp(entry_ts), size) == (row.entry_ts, row.size)
@@ -116,6 +116,8 @@ def test_backtest_and_paper_session_agree_trade_by_trade(symbol, risk_conn):
         assert pnl == pytest.approx(sign * size * (exit_price - entry_price) * exit_rates[row.exit_ts], abs=1e-4)
         assert pnl_net == pnl  # the simulator charges no commission: the spread is in the prices
         assert ret == pytest.approx(100.0 * sign * (exit_price / entry_price - 1.0))
+        # the rollovers the trade was held over, as the backtest books them (4-decimal amounts at the simulator)
+        assert financing == pytest.approx(row.financing, abs=1e-3)
         if symbol != "EUR_USD":  # a rate far from 1: the quote-currency figure would be visibly wrong
             assert abs(exit_rates[row.exit_ts] - 1.0) > 0.1
 

@@ -71,11 +71,13 @@ class _BookedFill:
 
     backtrader's Trade does not take a fill's P&L from the order: it recomputes it with
     ``comminfo.profitandloss`` (quote currency). This one answers with what OANDA booked for the fill
-    (account currency) and otherwise behaves as the instrument's own commission info.
+    (account currency) and otherwise behaves as the instrument's own commission info. It also
+    carries the financing of the trade the fill closes, for the risk DB's trade row.
     """
 
-    def __init__(self, base: bt.CommInfoBase, realised_pl: float) -> None:
+    def __init__(self, base: bt.CommInfoBase, realised_pl: float, financing: float = 0.0) -> None:
         self.base, self.realised_pl = base, realised_pl
+        self.financing = financing  # account currency, of the trade this fill closes (0 if none)
 
     def profitandloss(self, size: float, price: float, newprice: float) -> float:
         return self.realised_pl
@@ -114,6 +116,8 @@ class OandaBroker(bt.broker.BrokerBase):
         self.stopped_by_kill_switch = False
         # every pending entry order of the account (ours, earlier sessions', manual): OANDA id → (instrument, units)
         self.pending_entries: dict[str, tuple[str, float]] = {}
+        # instrument -> financing (account currency) of the position held now, since it opened
+        self.held_financing: dict[str, float] = collections.defaultdict(float)
         self.on_bar = None  # callback run once per new bar before the strategy (kill switch, drift check)
         self.on_fill = None  # callback(txn) for every fill recorded (alerts); must not raise
         self.addcommissioninfo(FxCosts())
@@ -457,9 +461,12 @@ class OandaBroker(bt.broker.BrokerBase):
                     self.by_oanda[txn["id"]] = kid
         elif kind == "ORDER_FILL":
             self._on_fill(txn)
-        elif kind == "DAILY_FINANCING" and self.p.store is not None:
-            # applied in order: the positions now are the ones held over the rollover
-            self.p.store.insert_financing(financing_rows(txn, {k: p.size for k, p in self.positions.items()}))
+        elif kind == "DAILY_FINANCING":
+            for p in txn.get("positionFinancings") or []:  # the open trade's share, booked when it closes
+                self.held_financing[p["instrument"]] += float(p.get("financing", 0) or 0)
+            if self.p.store is not None:
+                # applied in order: the positions now are the ones held over the rollover
+                self.p.store.insert_financing(financing_rows(txn, {k: p.size for k, p in self.positions.items()}))
         elif kind == "ORDER_CANCEL":
             order = self.by_oanda.get(txn.get("orderID", ""))
             if order is not None and order.alive():
@@ -487,6 +494,8 @@ class OandaBroker(bt.broker.BrokerBase):
             # not ours (a kill-switch closeout, a manual trade, a crash survivor): the position still moves
             pos = self.positions[instrument]
             pos.update(units, price)
+            if not pos.size:
+                self.held_financing.pop(instrument, None)
             log.info("fill %s of %s %+g @ %g not from a live order of this run", txn["id"], instrument, units, price)
             self._track_trade(instrument, txn)
             self._record_fill(txn, None)
@@ -503,7 +512,11 @@ class OandaBroker(bt.broker.BrokerBase):
         pnl = fill_realised_pl(txn) if closed else 0.0
         commission = abs(float(txn.get("commission", 0) or 0))
         closedcomm = commission * abs(closed) / abs(units) if units else 0.0
-        order.comminfo = _BookedFill(comminfo, pnl)  # the notification's clone keeps this fill's figure
+        # financing: what the fill itself charged, plus the position's rollovers once the fill closes it
+        financing = float(txn.get("financing", 0) or 0)
+        if closed and (not psize or psize * closed > 0):  # flat, or reversed through flat
+            financing += self.held_financing.pop(instrument, 0.0)
+        order.comminfo = _BookedFill(comminfo, pnl, financing)  # the notification's clone keeps this fill's
         order.execute(data.datetime[0], units, price, closed, closedvalue, closedcomm, opened, openedvalue,
                       commission - closedcomm, 0.0, pnl, psize, pprice)
         order.addinfo(fill_txn=txn["id"], fill_time=txn["time"])
