@@ -17,6 +17,14 @@ signals gets one backtrader run per mapped task instead (at most 1,000). Every t
 risk DB runs on the strategy-runner Celery queue (ignored by the LocalExecutor); retried tasks
 rewrite their scores and keep runs an earlier attempt finished, so a killed runner never
 duplicates a run.
+
+``"search": "optuna"`` samples the same grid with Optuna's TPE (``mbats sweep --search optuna``)
+within ``trials`` and/or ``timeout``; nothing is mapped (each batch of trials depends on the scores
+so far) and ``confirm`` runs the search, its backtrader confirmation and the recording, e.g.::
+
+    {"strategy": "sma_crossover", "instruments": ["EUR_USD"], "grid": {"fast": [5, 10, 15, 20]},
+     "ranges": {"slow": {"start": 30, "stop": 120, "step": 10}}, "search": "optuna", "trials": 40,
+     "seed": 1, "prune": true}
 """
 
 from __future__ import annotations
@@ -54,6 +62,14 @@ from mbats.orchestration import sweep as sw
         "cash": Param(100000.0, type="number"),
         "commission": Param(0.0, type="number"),
         "spread_pips": Param(0.0, type="number"),
+        "search": Param("grid", type="string", enum=["grid", "optuna"],
+                        description="grid: every configuration; optuna: TPE over the grid's values"),
+        "trials": Param(None, type=["null", "integer"], minimum=1, description="optuna: completed trials in all"),
+        "timeout": Param(None, type=["null", "number"], description="optuna: seconds to search"),
+        "seed": Param(None, type=["null", "integer"], minimum=0, description="optuna: sampler seed (default 0)"),
+        "study": Param(None, type=["null", "string"], description="optuna: study name (default: derived)"),
+        "resume": Param(False, type="boolean", description="optuna: continue the named study"),
+        "prune": Param(False, type="boolean", description="optuna: stop trials on their first-half score"),
     },
 )
 def backtest_sweep():
@@ -84,6 +100,8 @@ def backtest_sweep():
     def confirm(conf: dict) -> dict:
         """Rank every scored configuration, re-run the top N in backtrader, record ranks; the best."""
         summary = sw.confirm(conf)
+        for note in summary.get("notes", []):
+            print(note)
         for row in summary["best"]:
             print(f"#{row['rank']} run {row['run_id']} {row['params']} {conf['metric']}={row[conf['metric']]} "
                   f"agrees={row['agrees']}")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import typer
 
 from mbats.cli.options import (COMMISSION, END, FIXED_PARAMS, FIXED_SIZER, GRANULARITY, GRID, INSTRUMENTS, JSON,
-                               NO_MLFLOW, OLD_END, OLD_START, PRUNE, RANK_BY, RESUME, SEARCH, SEED, SPREAD, START, STUDY,
-                               TIMEOUT, TRIALS, WORKERS)
+                               NO_MLFLOW, OLD_END, OLD_START, PRUNE, RANK_BY, RESUME, SEARCH, SEED, SPREAD, START,
+                               STUDY, TIMEOUT, TRIALS, WORKERS)
 
 
 def sweep_command(

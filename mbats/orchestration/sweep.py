@@ -4,6 +4,12 @@ The sweep itself is :mod:`mbats.research.sweep`, the same code ``mbats sweep`` r
 configurations scored by the compiled core (one mapped task per chunk), then the top N re-run in
 backtrader, compared, ranked and recorded (``sweeps``, ``sweep_scores``, runs with ``run_type='sweep'``
 and their ``sweep_rank``) with an MLflow parent run whose children are the re-runs.
+
+``conf.search = "optuna"`` runs ``mbats sweep --search optuna`` instead (:func:`mbats.research.search.run_search`):
+TPE's next trials depend on the scores so far, so nothing is mapped; the ``confirm`` task runs the
+whole search (budget ``trials`` and/or ``timeout``, ``seed``, ``study``/``resume``, ``prune``), which
+records the sweep and its MLflow runs itself. The study lives under MBATS_HOME of the runner that
+ran it, so ``resume`` continues a study on that runner.
 """
 
 from __future__ import annotations
@@ -61,6 +67,34 @@ def _grid(conf: dict) -> dict[str, list]:
     return grid
 
 
+SEARCH_KEYS = ("trials", "timeout", "seed", "study", "resume", "prune")   # optuna only
+
+
+def _search(conf: dict, cls: type) -> dict:
+    """The search settings of a conf: grid (nothing else) or optuna with a usable budget."""
+    search = conf.get("search") or "grid"
+    if search not in ("grid", "optuna"):
+        raise SweepConfError(f"conf.search: {search!r} is not grid or optuna")
+    given = {k: conf.get(k) for k in SEARCH_KEYS if conf.get(k) not in (None, False, "")}
+    if search == "grid":
+        if given:
+            raise SweepConfError(f"conf.{', conf.'.join(given)} apply to search optuna only")
+        return {"search": "grid"}
+    from mbats.kernel.signals import has_signals
+    from mbats.research.search import check_budget
+
+    out = {"search": "optuna", "trials": _number(conf, "trials", None, int),
+           "timeout": _number(conf, "timeout", None, float), "seed": _number(conf, "seed", 0, int),
+           "study": conf.get("study") or None, "resume": bool(conf.get("resume")), "prune": bool(conf.get("prune"))}
+    try:
+        check_budget(out["trials"], out["timeout"])
+    except MbatsError as exc:
+        raise SweepConfError(str(exc).replace("--", "conf.")) from None
+    if not has_signals(cls):
+        raise SweepConfError("search optuna needs a strategy with vectorised signals")
+    return out
+
+
 def normalize_conf(conf: dict | None) -> dict:
     """Validate the DAG run conf and fill defaults; raise :class:`SweepConfError` on mistakes."""
     conf = dict(conf or {})
@@ -97,6 +131,7 @@ def normalize_conf(conf: dict | None) -> dict:
         "spread_pips": _number(conf, "spread_pips", 0.0, float),
         "sizer": conf.get("sizer") or "fixed:units=10000",
         "sweep_id": conf.get("sweep_id") or f"sweep-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}",
+        **_search(conf, cls),
     }
     _check_ranges(out)
     research = _research()
@@ -154,13 +189,19 @@ def configurations(conf: dict) -> int:
 def prepare(conf: dict | None) -> dict:
     """Check the conf, record the sweep and open its MLflow parent run; the conf the other tasks get."""
     conf = normalize_conf(conf)
+    if conf["search"] == "optuna":   # the search records the sweep and opens its MLflow runs itself
+        conf["parent_run_id"] = None
+        return conf
     conf["parent_run_id"] = _research().open_sweep(base_spec(conf), conf["grid"], conf["metric"], conf["top"],
                                                 workers=conf["tasks"])
     return conf
 
 
 def chunks(conf: dict) -> list[dict]:
-    """The mapped tasks: chunks of configurations for the compiled core (one run each without it)."""
+    """The mapped tasks: chunks of configurations for the compiled core (one run each without it);
+    none for an optuna search (it scores trial batches in the ``confirm`` task)."""
+    if conf.get("search") == "optuna":
+        return []
     return _research().plan_chunks(base_spec(conf), conf["grid"], conf["tasks"])
 
 
@@ -170,6 +211,23 @@ def score_chunk(conf: dict, chunk: dict) -> dict:
 
 
 def confirm(conf: dict) -> dict:
-    """Rank every scored configuration, confirm the top N in backtrader, record ranks; the summary."""
+    """Rank every scored configuration, confirm the top N in backtrader, record ranks; the summary.
+    An optuna search runs here whole (search, rank, confirm, record)."""
+    if not conf:   # the task runs when all upstream are done, also after a failed prepare
+        raise SweepConfError("no sweep to confirm: the prepare task failed (see its log)")
+    if conf.get("search") == "optuna":
+        return search(conf)
     return _research().confirm_sweep(base_spec(conf), conf["grid"], conf["metric"], conf["top"],
                                   parent_run_id=conf.get("parent_run_id"), track=conf.get("parent_run_id") is not None)
+
+
+def search(conf: dict) -> dict:
+    """``mbats sweep --search optuna`` with the conf's budget; the same summary as a grid sweep's."""
+    from mbats.research.search import SearchRequest, run_search
+
+    research = _research()
+    request = research.SweepRequest(base_spec(conf), conf["grid"], top=conf["top"], rank_by=conf["metric"],
+                                    sweep_id=conf["sweep_id"])
+    result = run_search(SearchRequest(request, trials=conf["trials"], timeout=conf["timeout"], seed=conf["seed"],
+                                      study=conf["study"], resume=conf["resume"], prune=conf["prune"]))
+    return {**research.sweep_summary(result, conf["top"]), "search": "optuna", "notes": result.notes}

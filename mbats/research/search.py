@@ -320,8 +320,9 @@ def run_search(req: SearchRequest, bars: dict | None = None, progress: Progress 
         backtrader_seconds = time.perf_counter() - tick
     trials_total = len(study.trials)
     n_pruned = len(study.get_trials(deepcopy=False, states=(pruned_state,)))
+    pruned_note = f", {n_pruned} pruned on the first half of the bars" if n_pruned else ""
     notes = [*notes, f"optuna TPE (seed {req.seed}) study '{name}': {done} completed trials "
-                     f"({trials_total} in all{f', {n_pruned} pruned on the first half of the bars' if n_pruned else ''}), "
+                     f"({trials_total} in all{pruned_note}), "
                      f"{len(scores)} distinct configurations scored of "
                      f"{math.prod(len(v) for v in grid.values()):,}; storage {storage_url()}"]
     result = SweepResult(sweep_id, strategy_name(cls), sweep.rank_by, sweep.tolerance_pct, scores, workers,
