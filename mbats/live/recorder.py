@@ -94,10 +94,11 @@ class LiveRecorder(bt.Analyzer):
             sign = 1.0 if row["direction"] == "long" else -1.0
             units, value = self.closing.pop(name, (0.0, 0.0))
             exit_price = value / units if units else None
-            # pnl and commission: OANDA's, in the account currency (see OandaBroker._on_fill)
             # the fill's time: an order of the run's last bar fills after that bar, which trade.dtclose would say
             exit_ts = self.fill_times.pop((name, "closed"), None) or _utc(trade.dtclose)
-            row.update(exit_ts=exit_ts, exit_price=exit_price, financing=self.financing.pop(name, 0.0), pnl=trade.pnl, pnl_net=trade.pnlcomm,
+            # pnl and commission: OANDA's, in the account currency (see OandaBroker._on_fill)
+            row.update(exit_ts=exit_ts, exit_price=exit_price, financing=self.financing.pop(name, 0.0),
+                       pnl=trade.pnl, pnl_net=trade.pnlcomm,
                        commission=trade.commission, bars_held=trade.barlen, is_open=False,
                        return_pct=100.0 * sign * (exit_price / row["entry_price"] - 1.0) if exit_price else None)
         else:
