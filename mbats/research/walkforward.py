@@ -9,7 +9,12 @@ bars before the test window (they were known at the time), but only test-window 
 
 In-sample, the grid is scored by the sweep's scoring core (:func:`mbats.research.core.score_grid`,
 or :func:`vector_simulate` per configuration for a grid the core cannot model) and the winner is
-picked by the sweep's ranking rule (:func:`mbats.research.sweep.sort_key`). Windows are
+picked by the sweep's ranking rule (:func:`mbats.research.sweep.sort_key`). Out of sample, a signal
+strategy's pandas ``signals()`` are traded (``oos_engine`` "vectorised"); a bracket strategy
+(``rsi_atr``, no ``signals()``) is traded by the core's own bracket simulation (``oos_engine`` "numba" or
+"numpy", :mod:`mbats.research.walkforward_brackets`), which agrees with backtrader trade for trade. The
+core models every bracket walk-forward this module accepts (one instrument per window, fixed sizer,
+P&L in the quote currency); anything else is refused up front with the reason. Windows are
 independent once chosen, so they run on a process pool (``workers``); their out-of-sample P&L is
 stitched afterwards, each window starting from the account value the previous one ended with.
 :func:`run_walk_forward` does this for several instruments and records the result in the risk DB
@@ -33,7 +38,7 @@ import pandas as pd
 from mbats.backtest.runner import BacktestSpec
 from mbats.errors import MbatsError
 from mbats.kernel.costs import fill_cost_per_unit
-from mbats.kernel.signals import has_signals
+from mbats.kernel.signals import has_brackets, has_signals
 from mbats.kernel.strategies import coerce_params, find_strategy, strategy_name
 from mbats.research.grid import expand_grid
 from mbats.research.sweep import LOWER_IS_BETTER, check_rank_by, sort_key
@@ -110,8 +115,14 @@ def _run_window(cls: type, base: BacktestSpec, frame: pd.DataFrame, w: Window, c
     in_sample = {symbol: frame[(frame.index >= w.train_start) & (frame.index < w.train_end)]}
     best, is_metrics = _best_in_sample(cls, base, configs, in_sample, rank_by)
     defaults = {k: getattr(cls.params, k) for k in cls.params._getkeys()}
-    # signals on train+test (warm-up), positions forced flat before the test window
     history = frame[(frame.index >= w.train_start) & (frame.index < w.test_end)]
+    if has_brackets(cls):   # brackets: the core's simulation, warmed up and flattened the same way as below
+        from mbats.research.walkforward_brackets import bracket_window
+
+        part = bracket_window(cls, base, history, w.test_start, defaults | best)
+        return {"params": best, "is_metrics": is_metrics, "trades": part["trades"], "pnl": part["pnl"],
+                "in_market": part["in_market"], "oos_engine": part["engine"]}
+    # signals on train+test (warm-up), positions forced flat before the test window
     target = np.asarray(cls.signals(history, **(defaults | best)), dtype=np.int64)
     in_test = history.index >= w.test_start
     target[~in_test] = 0
@@ -122,7 +133,7 @@ def _run_window(cls: type, base: BacktestSpec, frame: pd.DataFrame, w: Window, c
     return {"params": best, "is_metrics": is_metrics,
             "trades": [t for t in leg.trades if t["entry_ts"] >= w.test_start],
             "pnl": pd.Series(pnl, index=history.index)[in_test],
-            "in_market": int((leg.units_held[in_test] != 0).sum())}
+            "in_market": int((leg.units_held[in_test] != 0).sum()), "oos_engine": "vectorised"}
 
 
 _FRAMES: dict[str, pd.DataFrame] = {}
@@ -153,7 +164,7 @@ def _stitch(base: BacktestSpec, symbol: str, windows: list[Window], parts: list[
         piece = value + part["pnl"]
         window_trades = pd.DataFrame(part["trades"]) if part["trades"] else _empty_trades()
         oos = compute_metrics(piece, window_trades, len(piece), part["in_market"]) if len(piece) else {}
-        chosen.append({"window": w, "window_no": number, "params": part["params"],
+        chosen.append({"window": w, "window_no": number, "params": part["params"], "oos_engine": part["oos_engine"],
                        f"train_{rank_by}": part["is_metrics"].get(rank_by),
                        "is_score": part["is_metrics"].get(rank_by), "oos_score": oos.get(rank_by),
                        "is_metrics": part["is_metrics"], "oos_metrics": oos, "oos_trades": len(part["trades"])})
@@ -168,9 +179,18 @@ def _stitch(base: BacktestSpec, symbol: str, windows: list[Window], parts: list[
 
 
 def _configs(cls: type, base: BacktestSpec, grid: dict[str, list]) -> list[dict]:
-    if not has_signals(cls):
-        raise MbatsError(f"walk-forward needs a strategy with vectorised signals; {strategy_name(cls)} has none")
-    return [coerce_params(cls, dict(base.params) | c) for c in expand_grid(grid)]
+    if not (has_signals(cls) or has_brackets(cls)):
+        raise MbatsError(f"walk-forward needs a strategy with vectorised signals or compiled brackets; "
+                         f"{strategy_name(cls)} has neither")
+    configs = [coerce_params(cls, dict(base.params) | c) for c in expand_grid(grid)]
+    if has_brackets(cls):   # scored by the core only (in and out of sample): say why it cannot, up front
+        from mbats.research.core import unsupported
+
+        for symbol in base.instruments:
+            why = unsupported(cls, [replace(base, instruments=[symbol])])
+            if why:
+                raise MbatsError(f"walk-forward of {strategy_name(cls)}: {why}")
+    return configs
 
 
 def walk_forward(base: BacktestSpec, bars: dict[str, pd.DataFrame], grid: dict[str, list],
@@ -290,7 +310,8 @@ class WalkForwardRun:
                  "train_end": c["window"].train_end, "test_start": c["window"].test_start,
                  "test_end": c["window"].test_end, "params": c["params"], "is_score": c["is_score"],
                  "oos_score": c["oos_score"], "is_metrics": c["is_metrics"], "oos_metrics": c["oos_metrics"],
-                 "oos_trades": c["oos_trades"]} for s, r in self.results.items() for c in r.chosen]
+                 "oos_trades": c["oos_trades"], "oos_engine": c["oos_engine"]}
+                for s, r in self.results.items() for c in r.chosen]
 
     def to_dict(self) -> dict:
         summary = {("window_count" if k == "windows" else k): v for k, v in self.summary.items()}
