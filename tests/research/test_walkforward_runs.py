@@ -161,7 +161,7 @@ def test_command(tmp_path):
                  "--test", "15D", "--no-mlflow")
     assert bad.returncode == 2 and "--train" in bad.stderr and "Traceback" not in bad.stderr
     for args, message in ((["sma_crossover", "--rank-by", "luck"], "--rank-by"),
-                          (["rsi_atr", "--grid", "rsi_period=10,14"], "vectorised signals")):
+                          (["ml_signal", "--grid", "threshold=0.5,0.6"], "vectorised signals")):
         wrong = _mbats("walkforward", args[0], "-i", "NZD_USD", "--grid", "fast=5", "--train", "30D", "--test", "15D",
                        "--no-mlflow", *args[1:]) if args[0] == "sma_crossover" else \
             _mbats("walkforward", *args, "-i", "NZD_USD", "--train", "30D", "--test", "15D", "--no-mlflow")
