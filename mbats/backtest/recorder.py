@@ -39,6 +39,10 @@ class Recorder(bt.Analyzer):
     def start(self) -> None:
         self.rec = Recording()
         self._open: dict[str, _OpenTrade] = {}
+        # next() runs on every bar: hold the broker and the line buffers it reads, not the line proxies
+        self._broker = self.strategy.broker
+        self._clock = self.data.lines.datetime
+        self._ranges = [(data._name, data.lines.high, data.lines.low) for data in self.strategy.datas]
 
     def notify_order(self, order: bt.Order) -> None:
         ref = str(order.ref)
@@ -104,16 +108,16 @@ class Recorder(bt.Analyzer):
             self._open[name].size = max(self._open[name].size, abs(trade.size))
 
     def next(self) -> None:
-        broker = self.strategy.broker
-        self.rec.equity.append((self.data.datetime[0], broker.getcash(), broker.getvalue()))
-        self.rec.bars += 1
+        rec, broker = self.rec, self._broker
+        rec.equity.append((self._clock[0], broker.getcash(), broker.getvalue()))
+        rec.bars += 1
         if self._open:
-            self.rec.bars_in_market += 1
-            for data in self.strategy.datas:
-                t = self._open.get(data._name)
+            rec.bars_in_market += 1
+            for name, highs, lows in self._ranges:
+                t = self._open.get(name)
                 if t is None:
                     continue
-                high, low = data.high[0], data.low[0]
+                high, low = highs[0], lows[0]
                 if t.direction == "long":
                     t.best, t.worst = max(t.best, high), min(t.worst, low)
                 else:
