@@ -134,3 +134,20 @@ def test_equity_is_stitched_and_two_processes_agree(result, base, bars):
 def test_a_bracket_walk_forward_the_core_cannot_model_is_refused(base, bars):
     with pytest.raises(MbatsError, match="walk-forward of rsi_atr: .*fixed sizer"):
         walk_forward(replace(base, sizer="percent:percent=5"), bars, GRID, "60D", "30D")
+
+
+def test_the_numpy_engine_walks_forward_to_the_same_trades(result, base, bars, monkeypatch):
+    from mbats.config import reset_settings_cache
+
+    monkeypatch.setenv("MBATS_COMPILED_CORE", "false")
+    reset_settings_cache()
+    try:
+        numpy = walk_forward(base, bars, GRID, "60D", "30D")
+    finally:
+        monkeypatch.delenv("MBATS_COMPILED_CORE")
+        reset_settings_cache()
+    assert {c["oos_engine"] for c in numpy.chosen} == {"numpy"}
+    assert {c["oos_engine"] for c in result.chosen} == {"numba"}
+    assert [c["params"] for c in numpy.chosen] == [c["params"] for c in result.chosen]
+    pd.testing.assert_frame_equal(numpy.trades, result.trades, check_exact=True)
+    pd.testing.assert_series_equal(numpy.equity, result.equity, check_exact=True)
