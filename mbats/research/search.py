@@ -32,7 +32,9 @@ and only the survivors are scored on the full history. A pruned trial counts tow
 (it used its budget), its configuration is not ranked, and a later proposal of it is pruned again
 without scoring. The backtrader confirmation (stage 2) only ever sees fully scored
 configurations. Pruning needs the compiled scoring core; a grid that falls back to per-process
-scoring is searched unpruned (and says so in the notes).
+scoring is searched unpruned (and says so in the notes). It is off by default: it saves bars only
+when more than half of the new configurations are pruned (each costs 0.5 + (1 - p) passes), and on
+the bench grid it scored more than it saved (bench/RESULTS.md).
 """
 
 from __future__ import annotations
