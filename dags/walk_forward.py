@@ -30,7 +30,7 @@ from mbats.orchestration import walkforward as wf
     tags=["mbats", "research"],
     doc_md=__doc__,
     params={
-        "strategy": Param("sma_crossover", type="string", description="strategy name (with vectorised signals)"),
+        "strategy": Param("sma_crossover", type="string", description="strategy name (vectorised signals or brackets, e.g. rsi_atr)"),
         "instruments": Param(["EUR_USD"], type="array", items={"type": "string"}),
         "granularity": Param("H1", type="string"),
         "start": Param(None, type=["null", "string"], description="first bar (ISO date), default: all"),

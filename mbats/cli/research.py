@@ -81,7 +81,7 @@ def print_montecarlo(run_id: int, rows: list[dict]) -> None:
 
 
 def walkforward(
-    strategy: str = typer.Argument(..., help="strategy name (with vectorised signals), e.g. sma_crossover"),
+    strategy: str = typer.Argument(..., help="strategy name (vectorised signals or brackets), e.g. sma_crossover, rsi_atr"),
     instruments: list[str] = INSTRUMENTS,
     grid: list[str] = GRID,
     train: str = typer.Option(..., "--train", help="in-sample window length, e.g. 90D or 12W"),
@@ -132,7 +132,7 @@ def walkforward(
     parsed_grid = parse_grid(grid)
     check_grid(strategy, parsed_grid, values["params"])
     from mbats.errors import MbatsError
-    from mbats.kernel.signals import has_signals
+    from mbats.kernel.signals import has_brackets, has_signals
     from mbats.kernel.strategies import find_strategy
     from mbats.research.sweep import check_rank_by
 
@@ -140,8 +140,10 @@ def walkforward(
         check_rank_by(rank_by)
     except MbatsError as exc:
         raise UsageError(f"--rank-by: {exc}") from None
-    if not has_signals(find_strategy(strategy)):
-        raise UsageError(f"walk-forward needs a strategy with vectorised signals (a SignalStrategy); {strategy} has none")
+    cls = find_strategy(strategy)
+    if not (has_signals(cls) or has_brackets(cls)):
+        raise UsageError(f"walk-forward needs a strategy the sweep core scores (vectorised signals or brackets); "
+                         f"{strategy} has neither")
     request = WalkForwardRequest(BacktestSpec(**values), parsed_grid, train, test, anchored, rank_by,
                                  workers or None, track=not no_mlflow)
     run = run_walk_forward(request)

@@ -80,7 +80,7 @@ def _search(conf: dict, cls: type) -> dict:
         if given:
             raise SweepConfError(f"conf.{', conf.'.join(given)} apply to search optuna only")
         return {"search": "grid"}
-    from mbats.kernel.signals import has_signals
+    from mbats.kernel.signals import has_brackets, has_signals
     from mbats.research.search import check_budget
 
     out = {"search": "optuna", "trials": _number(conf, "trials", None, int),
@@ -90,8 +90,8 @@ def _search(conf: dict, cls: type) -> dict:
         check_budget(out["trials"], out["timeout"])
     except MbatsError as exc:
         raise SweepConfError(str(exc).replace("--", "conf.")) from None
-    if not has_signals(cls):
-        raise SweepConfError("search optuna needs a strategy with vectorised signals")
+    if not (has_signals(cls) or has_brackets(cls)):
+        raise SweepConfError("search optuna needs a strategy the sweep core scores (vectorised signals or brackets)")
     return out
 
 

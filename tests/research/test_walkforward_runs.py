@@ -157,11 +157,16 @@ def test_command(tmp_path):
     text = _mbats("walkforward", "sma_crossover", "-i", "NZD_USD", "-g", "H1", "--grid", "fast=5,10",
                   "--train", "30D", "--test", "15D", "--no-mlflow")
     assert text.returncode == 0 and "degradation" in text.stdout and "stitched out-of-sample" in text.stdout
+    brackets = _mbats("walkforward", "rsi_atr", "-i", "NZD_USD", "-g", "H1", "--grid", "stop_atr=1,2",
+                      "--train", "30D", "--test", "15D", "--no-mlflow", "--json")  # a bracket strategy runs too
+    assert brackets.returncode == 0, brackets.stderr
+    bracket_windows = json.loads(brackets.stdout)["windows"]
+    assert bracket_windows and {w["params"]["stop_atr"] for w in bracket_windows} <= {1, 2}
     bad = _mbats("walkforward", "sma_crossover", "-i", "NZD_USD", "--grid", "fast=5", "--train", "soon",
                  "--test", "15D", "--no-mlflow")
     assert bad.returncode == 2 and "--train" in bad.stderr and "Traceback" not in bad.stderr
     for args, message in ((["sma_crossover", "--rank-by", "luck"], "--rank-by"),
-                          (["ml_signal", "--grid", "threshold=0.5,0.6"], "vectorised signals")):
+                          (["ml_signal", "--grid", "threshold=0.5,0.6"], "vectorised signals or brackets")):
         wrong = _mbats("walkforward", args[0], "-i", "NZD_USD", "--grid", "fast=5", "--train", "30D", "--test", "15D",
                        "--no-mlflow", *args[1:]) if args[0] == "sma_crossover" else \
             _mbats("walkforward", *args, "-i", "NZD_USD", "--train", "30D", "--test", "15D", "--no-mlflow")
