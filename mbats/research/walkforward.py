@@ -62,6 +62,9 @@ def walk_forward_windows(index: pd.DatetimeIndex, train: pd.Timedelta | str, tes
 
     Rolling: each training window is ``train`` long and ends where its test window starts.
     Anchored: every training window starts at the first bar (and grows by ``test`` each step).
+    A last test window shorter than half of ``test`` joins the one before it (trading that window's
+    parameters on): scored alone, a tail of two days gives a Sharpe in the hundreds that would
+    swamp the out-of-sample mean.
     """
     train, test = pd.Timedelta(train), pd.Timedelta(test)
     if train <= pd.Timedelta(0) or test <= pd.Timedelta(0):
@@ -76,6 +79,9 @@ def walk_forward_windows(index: pd.DatetimeIndex, train: pd.Timedelta | str, tes
         test_end = min(test_start + test, last + pd.Timedelta(1, "ns"))
         windows.append(Window(first if anchored else start, test_start, test_start, test_end))
         start = start + test
+    if len(windows) > 1 and windows[-1].test_end - windows[-1].test_start < test / 2:
+        tail = windows.pop()
+        windows[-1] = replace(windows[-1], test_end=tail.test_end)
     return windows
 
 

@@ -49,6 +49,20 @@ def test_walk_forward_windows_never_overlap(eurusd_h1):
     assert windows[-1].test_end > eurusd_h1.index[-1]  # the data is used to its end
 
 
+def test_a_short_tail_joins_the_last_test_window_instead_of_being_scored_alone(eurusd_h1):
+    """Two days left after the last full window: scored alone their Sharpe was ~345 (the mean of the
+    other windows' was under 7), so they are traded on by the window before, with its parameters."""
+    bars = eurusd_h1[(eurusd_h1.index >= "2017-05-01") & (eurusd_h1.index < "2018-01-01")]
+    windows = walk_forward_windows(bars.index, "60D", "30D")
+    assert windows[-1].test_end > bars.index[-1] and windows[-2].test_end == windows[-1].test_start
+    assert all(w.test_end - w.test_start >= pd.Timedelta("15D") for w in windows)
+    assert windows[-1].test_end - windows[-1].test_start < pd.Timedelta("45D")
+    spec = BacktestSpec("sma_crossover", ["EUR_USD"], "H1", spread_pips=1.0)
+    result = walk_forward(spec, {"EUR_USD": bars}, {"fast": [5, 10], "slow": [30, 60]}, "60D", "30D")
+    scores = [c["oos_score"] for c in result.chosen]
+    assert len(scores) == len(windows) and all(abs(s) < 20 for s in scores), scores
+
+
 def test_walk_forward_reports_out_of_sample_only(eurusd_h1):
     spec = BacktestSpec("sma_crossover", ["EUR_USD"], "H1", spread_pips=1.0)
     result = walk_forward(spec, {"EUR_USD": eurusd_h1}, {"fast": [5, 10], "slow": [30, 60]}, "90D", "30D")
