@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from mbats.config import reset_settings_cache
 from mbats.secmaster.samples import eurusd_hourly, synthetic_minutes
 
 
@@ -22,3 +23,13 @@ def gbpusd_m1() -> pd.DataFrame:
     """One week of synthetic 1-minute bars (~7k)."""
     _, frame = synthetic_minutes("GBP_USD", 1.27, "2024-01-01", "2024-01-08")
     return frame.set_index(pd.DatetimeIndex(frame.pop("ts"), name="ts"))
+
+
+@pytest.fixture
+def numpy_engine(monkeypatch):
+    """The sweep core's pure-numpy engine (what runs where numba is unavailable)."""
+    monkeypatch.setenv("MBATS_COMPILED_CORE", "false")
+    reset_settings_cache()
+    yield
+    monkeypatch.delenv("MBATS_COMPILED_CORE")
+    reset_settings_cache()

@@ -23,15 +23,6 @@ COLUMNS = ["instrument", "direction", "size", "entry_ts", "entry_price", "exit_t
 GRID = {"rsi_period": [6, 14], "stop_atr": [0.5, 1.5], "target_atr": [0.7, 3.0]}
 
 
-@pytest.fixture
-def numpy_engine(monkeypatch):
-    monkeypatch.setenv("MBATS_COMPILED_CORE", "false")
-    reset_settings_cache()
-    yield
-    monkeypatch.delenv("MBATS_COMPILED_CORE")
-    reset_settings_cache()
-
-
 def _specs(base: BacktestSpec, grid: dict) -> list[BacktestSpec]:
     return [replace(base, params=p) for p in expand_grid(grid)]
 

@@ -16,7 +16,7 @@ import pytest
 from mbats.backtest.runner import BacktestSpec, simulate
 from mbats.kernel.trades import trades_fingerprint
 from mbats.kernel.strategies import find_strategy
-from mbats.config import PROJECT_ROOT, reset_settings_cache
+from mbats.config import PROJECT_ROOT
 from mbats.research import core
 from mbats.research.grid import expand_grid
 from mbats.kernel.indicators import crossover, hold_targets, sma
@@ -28,15 +28,6 @@ FINGERPRINT = ["instrument", "direction", "size", "entry_ts", "entry_price", "ex
 
 def _specs(base: BacktestSpec, grid: dict) -> list[BacktestSpec]:
     return [replace(base, params=p) for p in expand_grid(grid)]
-
-
-@pytest.fixture
-def numpy_engine(monkeypatch):
-    monkeypatch.setenv("MBATS_COMPILED_CORE", "false")
-    reset_settings_cache()
-    yield
-    monkeypatch.delenv("MBATS_COMPILED_CORE")
-    reset_settings_cache()
 
 
 @pytest.mark.parametrize("slippage", [0.0, 0.4])
