@@ -43,12 +43,13 @@ class Recorder(bt.Analyzer):
         self._broker = self.strategy.broker
         self._clock = self.data.lines.datetime
         self._ranges = [(data._name, data.lines.high, data.lines.low) for data in self.strategy.datas]
+        self._bar_dt: tuple = (None, None)  # (bt datenum, its datetime) of the last order notification
 
     def notify_order(self, order: bt.Order) -> None:
         ref = str(order.ref)
-        parent = getattr(order, "parent", None)
         row = self.rec.orders.get(ref)
         if row is None:
+            parent = getattr(order, "parent", None)
             row = self.rec.orders[ref] = {
                 "order_ref": ref,
                 "parent_ref": str(parent.ref) if parent is not None and parent is not order else None,
@@ -60,7 +61,7 @@ class Recorder(bt.Analyzer):
                 "price": order.created.price if order.exectype != bt.Order.Market else None,
             }
         row["status"] = order.getstatusname().lower()
-        row["updated_at"] = bt.num2date(self.data.datetime[0]) if len(self.data) else row["created_at"]
+        row["updated_at"] = self._bar_time() if len(self._clock) else row["created_at"]
         if order.status == order.Completed:
             self.rec.fills.append({
                 "fill_id": len(self.rec.fills) + 1,
@@ -71,6 +72,13 @@ class Recorder(bt.Analyzer):
                 "price": order.executed.price,
                 "commission": order.executed.comm,
             })
+
+    def _bar_time(self):
+        """bt.num2date of the bar's datetime, once per bar: an order is notified ~3 times in its bar."""
+        num = self._clock[0]
+        if self._bar_dt[0] != num:
+            self._bar_dt = (num, bt.num2date(num))
+        return self._bar_dt[1]
 
     def notify_trade(self, trade: bt.Trade) -> None:
         name = trade.data._name
