@@ -33,6 +33,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _failed_session() -> int:
+    """A paper session that failed: its error, with the word "Error" in it, is data of the Live
+    dashboard's session-state table, which the chart checks must not take for a chart error."""
+    from mbats.db import connect
+    from mbats.risk import store
+
+    conn = connect("risk")
+    try:
+        run_id = store.create_run(conn, run_type="paper", mode="paper", strategy="sma_crossover",
+                                  params={"fast": 10, "slow": 30}, instruments=["EUR_USD"], granularity="M1",
+                                  cash=100_000.0, broker={}, code_version="test", account="sim-002")
+        store.mark_failed(conn, run_id, "ConnectionError: the venue did not answer (Error 503)")
+        return run_id
+    finally:
+        conn.close()
+
+
 def _paper_day() -> int:
     """A paper run trading today (UTC): equity since yesterday, positions, orders, fills, risk events."""
     from psycopg2.extras import Json
@@ -153,11 +170,12 @@ def dashboard_data(pg_server) -> dict:
                           track=False, write_report=False)
              for fast in (5, 10) for slow in (30, 60)]
     paper = _paper_day()
+    failed = _failed_session()
     eod = _eod_risk_days()
     sim = sim_paper_session(bars=40)  # what a stack's first start records (mbats.stack.live_seed)
     research = _walk_forward_and_montecarlo(demo[0].run_id)
     apply_views()  # picks up risk_events and sets the read-only role's password
-    return {"demo": [r.run_id for r in demo], "sweep": [r.run_id for r in sweep], "paper": paper,
+    return {"demo": [r.run_id for r in demo], "sweep": [r.run_id for r in sweep], "paper": paper, "failed": failed,
             "ro_password": RO_PASSWORD, "sweep_id": SWEEP_ID,
             "eod": eod, "sim_run": sim.run_id, "research": research}
 
