@@ -19,6 +19,7 @@ init() {
     : "${SUPERSET_ADMIN_PASSWORD:?SUPERSET_ADMIN_PASSWORD is not set}"
     : "${MBATS_SUPERSET_DATA_URL:?MBATS_SUPERSET_DATA_URL is not set}"
     local user="${SUPERSET_ADMIN_USER:-admin}"
+    "$PY" "$HERE/wait_db.py"
     echo "superset: upgrading the metadata database"
     "${BIN}superset" db upgrade
     echo "superset: admin user '$user'"
