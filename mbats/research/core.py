@@ -43,6 +43,7 @@ open). A grid the core cannot model (several instruments, a sizer other than
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import logging
 import math
@@ -145,6 +146,7 @@ def engine_name() -> str:
     return "numba" if _kernels() is not None else "numpy"
 
 
+@functools.cache   # the sources of this process's kernels: read once, not on every grid scored
 def _sources_digest() -> str:
     """Digest of the compiled sources: the kernels and the bracket rules they compile."""
     source = Path(__file__).with_name("kernels.py").read_bytes() + Path(bracket_rules.__file__).read_bytes()
@@ -482,11 +484,15 @@ def _trades_frame(m: _Market, units: int, columns: ColumnarTrades, c: int) -> pd
 
 def _mark_compiled(kernels, progress: Progress | None, message: str) -> None:
     """Stamp the kernels as compiled and cached: later runs load them and say nothing."""
-    if kernels is not None and not _ready_stamp().exists():
-        _ready_stamp().parent.mkdir(parents=True, exist_ok=True)
-        _ready_stamp().touch()
+    if kernels is None:
+        return
+    stamp = _ready_stamp()
+    if not stamp.exists():
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.touch()
         if progress and message:
             progress(message, 1, 1)
+
 
 def _periods_and_targets(decl: SmaCross | None, params: list[dict]):
     if decl is None:
