@@ -1,7 +1,7 @@
 """Stop-loss/take-profit brackets on the sweep core: Wilder's RSI and ATR and backtrader's bracket fills.
 
-The functions here are plain Python on numpy arrays (no numba import): :mod:`mbats.research.kernels`
-compiles the same functions with numba, and the numpy engine (numba missing or
+The functions here are plain Python on numpy arrays: :mod:`mbats.research.kernels`
+compiles the same functions with numba (``book_exit`` is marked for that where numba is installed), and the numpy engine (numba missing or
 ``MBATS_COMPILED_CORE=false``) runs them as they are, so both engines compute the same bits.
 
 Indicators, as backtrader computes them (``bt.ind.RSI`` and ``bt.ind.ATR`` with their default
@@ -47,6 +47,29 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+try:  # numba compiles book_exit into the kernels that call it; without numba it stays plain Python
+    from numba.extending import register_jitable as _compilable
+except ImportError:
+    def _compilable(fn):
+        return fn
+
+
+@_compilable
+def book_exit(k, bar, price, pos, entry, units, open_comm, comm, x_bar, exit_px, pnl, comm_out, pnl_net) -> None:
+    """Write trade ``k``'s exit: ``pos`` (+1/-1) closed at ``price`` on ``bar``, entry and exit commissions.
+
+    The float expressions of backtrader's Trade (``pnl`` from ``size * (price - entry)``, the exit
+    price recovered from it), which every engine of the core books through this one function.
+    """
+    size = pos * units
+    p = (-(-size)) * (price - entry) * 1.0
+    commission = (0.0 + open_comm) + comm
+    x_bar[k] = bar
+    exit_px[k] = entry + float(pos) * p / units
+    pnl[k] = p
+    comm_out[k] = commission
+    pnl_net[k] = p - commission
 
 
 def day_moves(closes: np.ndarray, highs: np.ndarray, lows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -175,14 +198,8 @@ def bracket_one(opens, highs, lows, closes, entries, atr, stop_k, target_k, unit
                 comm = units * (half_spread + price * rate)
                 flow = 0.0 + ((-(-pos * units)) * price - comm)
                 if write:
-                    size = pos * units
-                    p = (-(-size)) * (price - entry) * 1.0
-                    commission = (0.0 + open_comm) + comm
-                    x_bar[open_k] = i
-                    exit_px[open_k] = entry + float(pos) * p / units
-                    pnl[open_k] = p
-                    comm_out[open_k] = commission
-                    pnl_net[open_k] = p - commission
+                    book_exit(open_k, i, price, pos, entry, units, open_comm, comm, x_bar, exit_px, pnl, comm_out,
+                              pnl_net)
                 closed += 1
                 pos = 0
         if pos == 0 and pending == 0 and entries[i] != 0:   # the strategy's next() on this close

@@ -183,15 +183,8 @@ def simulate_one(opens, closes, target, units, half_spread, rate, cash0, day_las
             b = (-(pos * units)) * price - comm if pos != 0 else 0.0
             flow = 0.0 + (a + b)
             if prev != 0:      # close the open trade at this open
-                size = prev * units
-                entry = entry_px[open_k]
-                p = (-(-size)) * (price - entry) * 1.0
-                commission = (0.0 + open_comm) + comm
-                x_bar[open_k] = i
-                exit_px[open_k] = entry + float(prev) * p / units
-                pnl[open_k] = p
-                comm_out[open_k] = commission
-                pnl_net[open_k] = p - commission
+                brackets.book_exit(open_k, i, price, prev, entry_px[open_k], units, open_comm, comm, x_bar, exit_px,
+                                   pnl, comm_out, pnl_net)
                 closed += 1
             if pos != 0:       # open a new one
                 size = pos * units

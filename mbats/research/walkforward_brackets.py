@@ -86,14 +86,8 @@ def bracket_window(cls: type, base: BacktestSpec, history: pd.DataFrame, test_st
 
 def _close_at(columns: core.ColumnarTrades, k: int, bar: int, price: float, units: int, half_spread: float,
               rate: float, entry_comm: float) -> None:
-    """Close trade ``k`` at ``price`` on ``bar`` with a market order: the expressions of ``bracket_one``'s exits."""
-    pos = int(columns.side[k])
-    entry = float(columns.entry_price[k])
+    """Close trade ``k`` at ``price`` on ``bar`` with a market order, booked as ``bracket_one`` books its exits."""
     comm = units * (half_spread + price * rate)
-    p = (-(-(pos * units))) * (price - entry) * 1.0
-    commission = (0.0 + entry_comm) + comm
-    columns.exit_bar[k] = bar
-    columns.exit_price[k] = entry + float(pos) * p / units
-    columns.pnl[k] = p
-    columns.commission[k] = commission
-    columns.pnl_net[k] = p - commission
+    bracket_rules.book_exit(k, bar, price, int(columns.side[k]), float(columns.entry_price[k]), units, entry_comm,
+                            comm, columns.exit_bar, columns.exit_price, columns.pnl, columns.commission,
+                            columns.pnl_net)
